@@ -1,0 +1,139 @@
+import keras
+import numpy as np
+import pytest
+
+from tflth import pruning
+from tflth.layers import MaskedDense
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((12,)), MaskedDense(16, activation="relu", name="fc"),
+                              MaskedDense(3, name="output")], name="mlp")
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _data(n=64):
+    rng = np.random.default_rng(0)
+    return rng.random((n, 12)).astype("float32"), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("schedule,pruned_steps", [
+    (pruning.OneShot(step=5, fraction=0.2), [5]),
+    (pruning.Every(every=4, fraction=0.2), [4, 8, 12]),
+    (pruning.Every(every=4, fraction=0.2, start=2, end=11), [6, 10]),
+    (pruning.PolynomialDecay(target=0.8, begin_step=3, end_step=12, frequency=3), [3, 6, 9, 12]),
+])
+def test_schedules(schedule, pruned_steps):
+    due = [step for step in range(16) if schedule(step)[0]]
+    assert due == pruned_steps
+    assert all(0 <= schedule(step)[1] < 1 for step in due)
+
+
+def test_polynomial_decay_reaches_its_target():
+    schedule = pruning.PolynomialDecay(target=0.8, begin_step=0, end_step=100, frequency=10)
+    remaining = 1.0
+    for step in range(101):
+        due, fraction = schedule(step)
+        if due:
+            remaining *= 1 - fraction
+    assert 1 - remaining == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda: pruning.OneShot(step=1, fraction=1.0),
+    lambda: pruning.Every(every=0, fraction=0.2),
+    lambda: pruning.PolynomialDecay(target=0.5, begin_step=5, end_step=5),
+])
+def test_schedule_arguments_are_checked(bad):
+    with pytest.raises(ValueError):
+        bad()
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2])
+def test_prune_and_rewind_inside_fit(steps_per_execution):
+    def compiled(model):
+        model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      steps_per_execution=steps_per_execution)
+        return model
+
+    model = compiled(_model())
+    snapshot = pruning.Snapshot(iteration=0)
+    prune_cb = pruning.PruneCallback(pruning.OneShot(step=6, fraction=0.5), rates={"output": 0.2},
+                                     rewind=pruning.Rewind(snapshot), verbose=0)
+    x, y = _data(64)  # 8 batches: steps 0..5, prune + rewind to init, then 2 more steps
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot, prune_cb], verbose=0, shuffle=False)
+    assert prune_cb.pruned_at == [6]
+    masks = pruning.get_masks(model)
+    assert {n: int(m.sum()) for n, m in masks.items()} == {"fc": 96, "output": 38}
+    assert int(model.optimizer.iterations.numpy()) == 2
+
+    # The same as: the initial weights, masked, trained on the last two batches by a fresh optimizer.
+    reference = compiled(_model())
+    pruning.set_masks(reference, masks)
+    reference.fit(x[48:], y[48:], batch_size=8, epochs=1, verbose=0, shuffle=False)
+    for a, b in zip(model.get_weights(), reference.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_rewind_restores_the_snapshot_exactly():
+    model = _model()
+    x, y = _data()
+    snapshot = pruning.Snapshot(iteration=3)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot], verbose=0)
+    assert snapshot.weights is not None
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+    pruning.prune(model, 0.5)
+    pruning.Rewind(snapshot)(model)
+    masks = pruning.get_masks(model)
+    kernel_at_3 = snapshot.weights[0]  # fc kernel
+    np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), kernel_at_3 * masks["fc"])
+    np.testing.assert_array_equal(model.get_layer("fc").bias.numpy(), snapshot.weights[1])
+    assert int(model.optimizer.iterations.numpy()) == 3  # learning-rate schedule rewound to k
+    assert all(np.all(v.numpy() == 0) for v in model.optimizer.variables
+               if "momentum" in v.path or "velocity" in v.path)
+
+
+def test_learning_rate_rewinding_keeps_weights():
+    model = _model()
+    x, y = _data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    pruning.prune(model, 0.5)
+    before = model.get_layer("fc").kernel.numpy()
+    pruning.Rewind(weights=False)(model)
+    np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), before)
+    assert int(model.optimizer.iterations.numpy()) == 0
+
+
+def test_reinit_draws_new_weights_on_the_same_mask():
+    model = _model()
+    pruning.prune(model, 0.5)
+    masks = pruning.get_masks(model)
+    before = model.get_layer("fc").kernel.numpy()
+    pruning.Rewind(reinit=True, seed=7)(model)
+    after = model.get_layer("fc").kernel.numpy()
+    assert np.all(after[masks["fc"] == 0] == 0)
+    assert not np.allclose(after[masks["fc"] == 1], before[masks["fc"] == 1])
+    again = _model()
+    pruning.set_masks(again, masks)
+    pruning.Rewind(reinit=True, seed=7)(again)
+    np.testing.assert_array_equal(again.get_layer("fc").kernel.numpy(), after)
+
+
+def test_rewind_arguments():
+    with pytest.raises(ValueError, match="snapshot"):
+        pruning.Rewind()
+    with pytest.raises(RuntimeError, match="not taken"):
+        pruning.Rewind(pruning.Snapshot(iteration=100))(_model())
+
+
+def test_sparsity_logger_writes_history_and_tensorboard(tmp_path):
+    model = _model()
+    pruning.prune(model, 0.25)
+    x, y = _data()
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                        callbacks=[pruning.SparsityLogger(log_dir=str(tmp_path))])
+    assert history.history["sparsity/total"] == pytest.approx([0.25, 0.25], abs=0.01)
+    assert history.history["sparsity/fc"] == [0.25, 0.25]
+    assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())

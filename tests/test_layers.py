@@ -1,0 +1,121 @@
+import keras
+import numpy as np
+import pytest
+
+from tflth.layers import MaskedConv2D, MaskedDense
+from tflth.pruning import set_masks
+
+
+def _model():
+    return keras.Sequential([
+        keras.Input((8, 8, 2)),
+        MaskedConv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        MaskedDense(6, activation="relu", name="hidden"),
+        MaskedDense(3, name="out"),
+    ])
+
+
+def _half_masks(model, seed=0):
+    rng = np.random.default_rng(seed)
+    return {layer.name: (rng.random(layer.mask.shape) < 0.5).astype("float32")
+            for layer in model.layers if hasattr(layer, "mask")}
+
+
+def _data(n=32):
+    rng = np.random.default_rng(1)
+    return rng.random((n, 8, 8, 2)).astype("float32"), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("cls,kwargs", [
+    (MaskedDense, dict(units=7, activation="relu", use_bias=False, kernel_initializer="he_normal",
+                       kernel_regularizer=keras.regularizers.L2(1e-4), name="d")),
+    (MaskedConv2D, dict(filters=5, kernel_size=(3, 2), strides=2, padding="same", dilation_rate=1,
+                        activation="tanh", kernel_constraint=keras.constraints.MaxNorm(2.0), name="c")),
+])
+def test_config_round_trip(cls, kwargs):
+    layer = cls(**kwargs)
+    config = layer.get_config()
+    assert cls.from_config(config).get_config() == config
+    plain = (keras.layers.Dense if cls is MaskedDense else keras.layers.Conv2D)(**kwargs)
+    assert config == plain.get_config()  # drop-in: same arguments, nothing dropped
+
+
+def test_mask_is_a_non_trainable_weight():
+    layer = MaskedDense(4)
+    layer.build((None, 3))
+    assert [w.name for w in layer.trainable_weights] == ["kernel", "bias"]
+    assert [w.name for w in layer.non_trainable_weights] == ["mask"]
+    np.testing.assert_array_equal(layer.mask.numpy(), np.ones((3, 4)))
+
+
+def test_all_ones_mask_equals_plain_layers():
+    x, _ = _data(4)
+    model = _model()
+    plain = keras.Sequential([
+        keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Flatten(),
+        keras.layers.Dense(6, activation="relu"), keras.layers.Dense(3)])
+    for src, dst in zip([model.layers[0], model.layers[2], model.layers[3]],
+                        [plain.layers[0], plain.layers[2], plain.layers[3]]):
+        dst.set_weights([src.kernel.numpy(), src.bias.numpy()])
+    np.testing.assert_allclose(model(x), plain(x), rtol=1e-6, atol=1e-6)
+
+
+def test_forward_pass_ignores_pruned_values():
+    model = _model()
+    x, _ = _data(4)
+    masks = _half_masks(model)
+    set_masks(model, masks)
+    before = model(x).numpy()
+    for layer in model.layers:
+        if hasattr(layer, "mask"):  # put garbage where the mask is 0
+            layer._kernel.assign(layer._kernel + (1 - layer.mask) * 1e3)
+    np.testing.assert_allclose(model(x).numpy(), before, rtol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.SGD(0.1, momentum=0.9),
+    lambda: keras.optimizers.Adam(0.05),
+    lambda: keras.optimizers.AdamW(0.05, weight_decay=0.1),
+])
+def test_pruned_weights_stay_exactly_zero_after_training(optimizer):
+    model = _model()
+    model.compile(optimizer(), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    model.fit(x, y, epochs=2, batch_size=8, verbose=0)  # optimizer state (momentum, moments) built up
+    masks = _half_masks(model)
+    set_masks(model, masks)
+    model.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    for layer in model.layers:
+        if hasattr(layer, "mask"):
+            kernel = layer.kernel.numpy()
+            assert np.all(kernel[masks[layer.name] == 0] == 0.0)
+            assert np.count_nonzero(kernel[masks[layer.name] == 1]) == masks[layer.name].sum()
+
+
+def test_keras_file_round_trip_without_custom_objects(tmp_path):
+    model = _model()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    set_masks(model, _half_masks(model))
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(layer).__name__ for layer in loaded.layers] == [type(layer).__name__ for layer in model.layers]
+    assert [v.name for v in model.weights] == [v.name for v in loaded.weights]
+    for a, b in zip(model.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_saved_weights_hold_true_zeros(tmp_path):
+    model = _model()
+    masks = _half_masks(model)
+    set_masks(model, masks)
+    model.save_weights(tmp_path / "w.weights.h5")
+    fresh = _model()
+    fresh.load_weights(tmp_path / "w.weights.h5")
+    for layer in fresh.layers:
+        if hasattr(layer, "mask"):
+            np.testing.assert_array_equal(layer.mask.numpy(), masks[layer.name])
+            assert np.all(layer._kernel.numpy()[masks[layer.name] == 0] == 0.0)

@@ -1,0 +1,173 @@
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from idx_files import learnable_digits, write_mnist
+from tflth import io
+from tflth.lottery import paths, runner, training
+from tflth.lottery.hparams import DatasetHparams, LotteryHparams, PruningHparams, TrainingHparams
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HPARAMS = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
+                         training=TrainingHparams(iterations=40, eval_every=10))
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("digits"))
+    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
+    return d
+
+
+def _run(root, digits_dir, hparams=HPARAMS, **kw):
+    kw.setdefault("levels", 2)
+    return runner.run(hparams, root=str(root), data_dir=digits_dir, verbose=False, **kw)
+
+
+def _metrics(run, level, branch, seed=0):
+    return io.read_json(paths.metrics(paths.branch_dir(paths.replicate_dir(run, seed), level, branch)))
+
+
+def _masks(run, level, branch="main", seed=0):
+    return io.read_npz(paths.branch_masks(paths.branch_dir(paths.replicate_dir(run, seed), level, branch)))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, digits_dir):
+    return _run(tmp_path_factory.mktemp("runs"), digits_dir)
+
+
+def test_run_folder_layout(finished):
+    assert os.path.basename(finished).startswith("lottery_")
+    assert io.read_json(paths.hparams_file(finished)) == HPARAMS.to_dict()
+    assert "--iterations=40" in open(paths.flags_file(finished)).read()
+    replicate = paths.replicate_dir(finished, 0)
+    for name in ("init.weights.h5", "rewind.weights.h5"):
+        assert os.path.exists(os.path.join(paths.branch_dir(replicate, 0, "main"), name))
+    for level, branches in ((0, ["main"]), (1, ["main", "reinit", "random_prune", "continue"]),
+                            (2, ["main", "reinit", "random_prune", "continue"])):
+        for branch in branches:
+            folder = paths.branch_dir(replicate, level, branch)
+            for path in (paths.metrics(folder), paths.final_weights(folder), paths.branch_masks(folder)):
+                assert os.path.exists(path), path
+            assert not os.path.exists(paths.progress(folder))
+            assert os.listdir(paths.tensorboard(folder))
+        assert not os.path.exists(paths.branch_dir(replicate, level, "missing"))
+    assert not [f for _, _, files in os.walk(finished) for f in files if f.startswith(".tmp-")]
+
+
+def test_levels_prune_the_papers_rates(finished):
+    kept = [{n: int(m.sum()) for n, m in _masks(finished, level).items()} for level in range(3)]
+    assert kept[0] == {"fc1": 235200, "fc2": 30000, "output": 1000}
+    assert kept[1] == {"fc1": 188160, "fc2": 24000, "output": 900}
+    assert kept[2] == {"fc1": 150528, "fc2": 19200, "output": 810}
+    for level in (1, 2):
+        for name, mask in _masks(finished, level).items():
+            assert np.all(mask <= _masks(finished, level - 1)[name])  # masks only shrink
+    metrics = _metrics(finished, 2, "main")
+    assert metrics["weights_remaining"] == pytest.approx(100 * 170538 / 266200)
+    assert metrics["mask_overlap_prev"] == pytest.approx(170538 / 213060)
+
+
+def test_metrics_rows_and_early_stopping(finished):
+    metrics = _metrics(finished, 1, "main")
+    assert [r["step"] for r in metrics["rows"]] == [0, 10, 20, 30, 40]
+    trained = metrics["rows"][1:]
+    best = min(trained, key=lambda r: r["val_loss"])
+    assert metrics["early_stop_step"] == best["step"]
+    assert metrics["early_stop_test_acc"] == best["test_acc"]
+    assert metrics["final_test_acc"] == trained[-1]["test_acc"]
+    assert _metrics(finished, 0, "main")["rows"][-1]["test_acc"] > 0.5  # it learned something
+    assert set(metrics["movement"]) == {"kept", "removed"}
+
+
+def test_controls_share_the_tickets_sparsity(finished):
+    ticket = _masks(finished, 2)
+    np.testing.assert_array_equal(_masks(finished, 2, "reinit")["fc1"], ticket["fc1"])
+    np.testing.assert_array_equal(_masks(finished, 2, "continue")["fc1"], ticket["fc1"])
+    shuffled = _masks(finished, 2, "random_prune")
+    assert {n: int(m.sum()) for n, m in shuffled.items()} == {n: int(m.sum()) for n, m in ticket.items()}
+    assert not np.array_equal(shuffled["fc1"], ticket["fc1"])
+
+
+def test_rerun_skips_finished_work(finished, digits_dir, monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished branch was trained again")
+    monkeypatch.setattr(training, "train_branch", fail)
+    _run(os.path.dirname(finished), digits_dir)
+
+
+def test_interrupted_level_resumes_to_the_same_result(tmp_path, digits_dir, monkeypatch):
+    hparams = dataclasses.replace(HPARAMS, pruning=PruningHparams(rewind_iteration=10))
+    reference = _run(tmp_path / "a", digits_dir, hparams, levels=1, controls=())
+
+    save = training._save_progress
+    calls = []
+
+    def save_then_die(path, model, step, rows):
+        save(path, model, step, rows)
+        calls.append(step)
+        if "level_1" in path and step == 20:
+            raise KeyboardInterrupt  # killed right after a checkpoint
+    monkeypatch.setattr(training, "_save_progress", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=())
+    monkeypatch.setattr(training, "_save_progress", save)
+    resumed = _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=())
+
+    assert _metrics(reference, 1, "main")["rows"] == _metrics(resumed, 1, "main")["rows"]
+    for level in (1, 2):  # level 2's masks come from level 1's trained weights
+        for name, mask in io.read_npz(paths.level_masks(paths.replicate_dir(reference, 0), level)).items():
+            np.testing.assert_array_equal(
+                mask, io.read_npz(paths.level_masks(paths.replicate_dir(resumed, 0), level))[name])
+
+
+def test_learning_rate_schedule_and_stream():
+    schedule = training.StepSchedule(0.1, warmup=10, drops=(20, 30), gamma=0.5)
+    assert [round(float(schedule(s)), 6) for s in (0, 9, 19, 20, 35)] == [0.01, 0.1, 0.1, 0.05, 0.025]
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    y = np.arange(10, dtype=np.int32)
+    whole = [b[1].numpy().tolist() for b in training.train_stream(x, y, 4, seed=3, start=0, stop=6)]
+    tail = [b[1].numpy().tolist() for b in training.train_stream(x, y, 4, seed=3, start=2, stop=6)]
+    assert whole[2:] == tail  # batch i depends only on (seed, i)
+    assert sorted(sum(whole[:5], [])[:10]) == list(range(10))  # each epoch a permutation
+
+
+def _cli(args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, os.path.join(REPO, "recipes", "mnist_lth.py"), *args],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--flagfile=missing.cfg"], "missing.cfg"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["--levels=-1"], "--levels"),
+    (["--iterations=100", "--eval_every=10", "--rewind_iteration=200"], "--rewind_iteration"),
+    (["--branches=reinit,lucky"], "lucky"),
+    (["--data_dir={empty}"], "train-images-idx3-ubyte"),
+])
+def test_cli_rejects_bad_input_with_one_line(tmp_path, args, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    root = tmp_path / "runs"
+    args = [a.format(empty=empty) for a in args]
+    result = _cli([*args, f"--root={root}"], {"TFLTH_DATA_DIR": str(empty)})
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not root.exists()
+
+
+def test_cli_quick_run_end_to_end(tmp_path, digits_dir):
+    result = _cli(["--flagfile=recipes/flags/mnist_lth_quick.cfg", "--iterations=20", "--eval_every=10",
+                   "--batch_size=20", "--validation_size=40", "--levels=1", f"--root={tmp_path}"],
+                  {"TFLTH_DATA_DIR": digits_dir})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[seed 0 level 1 random_prune] step 20/20" in result.stdout
+    run = result.stdout.split("done: ")[1].split()[0]
+    assert os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run, 0), 1, "reinit")))

@@ -1,0 +1,60 @@
+"""Every flagfile parses into valid hparams, and each CIFAR recipe trains a few steps on tiny data."""
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import pytest
+from absl import flags
+
+from tflth.hparams import from_flags
+from tflth.lottery import cli, paths, runner, training
+from tflth.lottery.hparams import SECTIONS, LotteryHparams
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILES = sorted(glob.glob(os.path.join(REPO, "recipes", "flags", "*.cfg")))
+
+
+def _parse(flagfile):
+    values = flags.FlagValues()
+    cli.define_run_flags(values)
+    values(["recipe", f"--flagfile={flagfile}"])
+    return LotteryHparams(*(from_flags(cls, values) for cls in SECTIONS)), values
+
+
+def test_there_are_flagfiles():
+    names = {os.path.basename(f) for f in FLAGFILES}
+    assert {"mnist_lth.cfg", "mnist_lth_quick.cfg", "cifar10_conv2.cfg", "cifar10_conv4.cfg",
+            "cifar10_conv6.cfg", "cifar10_vgg19.cfg", "cifar10_resnet20.cfg"} <= names
+
+
+def test_mnist_flagfile_is_the_papers_setup():
+    hparams, values = _parse(os.path.join(REPO, "recipes", "flags", "mnist_lth.cfg"))
+    assert (hparams.model.model, hparams.dataset.batch_size, hparams.training.lr,
+            hparams.training.iterations) == ("lenet_300_100", 60, 0.0012, 50000)
+    assert hparams.pruning.rates == {"dense": 0.2, "output": 0.1}
+    assert values.levels == 15
+
+
+def _tiny_data(shape, n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, *shape)).astype(np.uint8)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    return {"x": x, "y": y, "validation": training.eval_stream(x[:8], y[:8]),
+            "test": training.eval_stream(x[8:16], y[8:16])}
+
+
+@pytest.mark.parametrize("flagfile", [f for f in FLAGFILES if "cifar10" in f], ids=os.path.basename)
+def test_cifar_recipe_smoke(flagfile, tmp_path):
+    hparams, _ = _parse(flagfile)
+    hparams = dataclasses.replace(
+        hparams,
+        dataset=dataclasses.replace(hparams.dataset, batch_size=4),
+        training=dataclasses.replace(hparams.training, iterations=4, eval_every=2,
+                                     lr_drops="3" if hparams.training.lr_drops else ""),
+        pruning=dataclasses.replace(hparams.pruning, rewind_iteration=min(hparams.pruning.rewind_iteration, 2)))
+    run = runner.run(hparams, levels=1, controls=("reinit",), root=str(tmp_path), data=_tiny_data((32, 32, 3)),
+                     verbose=False)
+    replicate = paths.replicate_dir(run, 0)
+    for branch in ("main", "reinit"):
+        assert os.path.exists(paths.metrics(paths.branch_dir(replicate, 1, branch)))

@@ -1,0 +1,256 @@
+"""Image classification datasets as `tf.data` pipelines of `(image, label)`.
+
+Images are float32 in [0, 1] with shape HxWxC, labels int32. Small datasets are
+held in memory as uint8 and converted to float after batching (one vectorised
+cast per batch instead of one per example).
+"""
+
+import dataclasses
+import os
+import types
+
+import numpy as np
+import tensorflow as tf
+
+from tflth.data.idx import read_idx
+
+ENV_VAR = "TFLTH_DATA_DIR"
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static facts about a dataset. `validation_size` is the default hold-out."""
+
+    input_shape: tuple
+    num_classes: int
+    num_train: int  # size of the original training set, before the hold-out
+    num_test: int
+    validation_size: int
+
+
+DATASETS = types.MappingProxyType({
+    # 5,000 held out of MNIST's 60,000 gives the lottery-ticket paper's
+    # 55,000 / 5,000 / 10,000 split.
+    "mnist": DatasetInfo((28, 28, 1), 10, 60_000, 10_000, 5_000),
+    "fashion_mnist": DatasetInfo((28, 28, 1), 10, 60_000, 10_000, 5_000),
+    "cifar10": DatasetInfo((32, 32, 3), 10, 50_000, 10_000, 5_000),
+    "cifar100": DatasetInfo((32, 32, 3), 100, 50_000, 10_000, 5_000),
+    # ImageNet's official validation set serves as the test set, as in the papers.
+    "imagenet2012": DatasetInfo((224, 224, 3), 1000, 1_281_167, 50_000, 0),
+})
+
+_IDX_NAMES = ("mnist", "fashion_mnist")
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# A full-buffer shuffle of decoded ImageNet would not fit in memory.
+_IMAGENET_SHUFFLE_BUFFER = 2_000
+_CACHE = {}  # (name, data_dir, "train" | "test") -> (x_uint8, y_int32), read-only
+
+
+def info(name):
+    """Returns the `DatasetInfo` of dataset `name`."""
+    _check_name(name)
+    return DATASETS[name]
+
+
+def arrays(name, split="train", *, data_dir=None, validation_size=None):
+    """Returns `(x, y)` numpy arrays of a split: x uint8 NxHxWxC, y int32 N.
+
+    The arrays are cached per process and read-only; copy before editing.
+    `data_dir` and `validation_size` are as in `load`. Not for imagenet2012.
+    """
+    _check_name(name)
+    _check_split(split)
+    if name == "imagenet2012":
+        raise ValueError("name='imagenet2012' is too large for arrays(); use load()")
+    held_out = _validation_size(name, split, validation_size)
+    root = _resolve_data_dir(data_dir)
+    if split == "test":
+        return _base_arrays(name, "test", root)
+    x, y = _base_arrays(name, "train", root)
+    _check_held_out(held_out, len(x))
+    if split == "validation":
+        return x[-held_out:], y[-held_out:]
+    end = len(x) - held_out  # not x[:-held_out]: that is empty for 0
+    return x[:end], y[:end]
+
+
+def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, seed=0,
+         validation_size=None, repeat=False, drop_remainder=False):
+    """Returns a batched, prefetched `tf.data.Dataset` of `(image, label)`.
+
+    Args:
+      name: one of `DATASETS`.
+      split: "train", "validation" (the LAST `validation_size` examples of the
+        original training set) or "test".
+      batch_size: examples per batch.
+      data_dir: where the data is; default: the TFLTH_DATA_DIR environment
+        variable. For mnist/fashion_mnist a folder with the four IDX files
+        (optionally .gz), or with a `<name>/` subfolder holding them. For
+        cifar10/cifar100 the tfds data_dir. For imagenet2012 both the tfds
+        data_dir and the tfds manual_dir (holding the downloaded ImageNet tars).
+        Without one, tensorflow_datasets provides the data.
+      shuffle: default True for "train" only. The order depends only on `seed`
+        (and on the global TF seed, if one is set) and changes every epoch.
+      seed: shuffle seed.
+      validation_size: examples held out of training; default
+        `info(name).validation_size`; 0 means "train" is the whole training set.
+      repeat: repeat forever.
+      drop_remainder: drop the last, smaller batch.
+    """
+    _check_name(name)
+    _check_split(split)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if shuffle is None:
+        shuffle = split == "train"
+    if name == "imagenet2012":
+        held_out = _validation_size(name, split, validation_size)
+        ds = _imagenet(split, _resolve_data_dir(data_dir), held_out, shuffle, seed)
+    else:
+        x, y = arrays(name, split, data_dir=data_dir, validation_size=validation_size)
+        ds = tf.data.Dataset.from_tensor_slices((x, y))
+        if shuffle:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _to_float(x, y):
+    return tf.cast(x, tf.float32) / 255.0, y
+
+
+def _check_name(name):
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"Unknown dataset name={name!r}; expected one of {sorted(DATASETS)}")
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split={split!r}; expected one of {list(SPLITS)}")
+
+
+def _validation_size(name, split, validation_size):
+    held_out = DATASETS[name].validation_size if validation_size is None else validation_size
+    if isinstance(held_out, bool) or not isinstance(held_out, (int, np.integer)) or held_out < 0:
+        raise ValueError(f"validation_size must be an integer >= 0, got {validation_size!r}")
+    if split == "validation" and held_out == 0:
+        raise ValueError(f"split='validation' needs validation_size > 0 (got 0) for {name!r}")
+    return int(held_out)
+
+
+def _check_held_out(held_out, num_train):
+    if held_out >= num_train:
+        raise ValueError(f"validation_size={held_out} must be smaller than the "
+                         f"{num_train} training examples")
+
+
+def _resolve_data_dir(data_dir):
+    # Empty string counts as unset: absl string flags default to "".
+    data_dir = data_dir or os.environ.get(ENV_VAR) or None
+    return None if data_dir is None else os.path.abspath(os.path.expanduser(data_dir))
+
+
+def _base_arrays(name, base_split, root):
+    key = (name, root, base_split)
+    if key not in _CACHE:
+        if root is not None and name in _IDX_NAMES:
+            x, y = _read_idx_split(name, root, base_split)
+        else:
+            x, y = _tfds_arrays(name, base_split, root)
+        # Read-only, because every caller shares the cached arrays.
+        x.setflags(write=False)
+        y.setflags(write=False)
+        _CACHE[key] = (x, y)
+    return _CACHE[key]
+
+
+def _read_idx_split(name, root, base_split):
+    sub = os.path.join(root, name)
+    directory = sub if os.path.isdir(sub) else root
+    if not os.path.isdir(directory):
+        raise ValueError(f"{name}: data directory {directory!r} does not exist")
+    paths, missing = [], []
+    for base in _IDX_FILES[base_split]:
+        found = [p for p in (base, base + ".gz") if os.path.isfile(os.path.join(directory, p))]
+        paths.append(os.path.join(directory, found[0]) if found else None)
+        if not found:
+            missing.append(base)
+    if missing:
+        raise ValueError(f"{name}: data directory {directory!r} lacks {missing} "
+                         "(each file may also end in .gz)")
+    images_path, labels_path = paths
+    x, y = read_idx(images_path), read_idx(labels_path)
+    if x.ndim != 3 or x.dtype != np.uint8:
+        raise ValueError(f"IDX file {images_path!r}: expected uint8 images of rank 3, "
+                         f"got {x.dtype} of shape {x.shape}")
+    if y.ndim != 1 or y.dtype != np.uint8 or len(y) != len(x):
+        raise ValueError(f"IDX file {labels_path!r}: expected {len(x)} uint8 labels, "
+                         f"got {y.dtype} of shape {y.shape}")
+    num_classes = DATASETS[name].num_classes
+    if len(y) and y.max() >= num_classes:
+        raise ValueError(f"IDX file {labels_path!r}: label {y.max()} >= {num_classes} classes")
+    return x[..., np.newaxis], y.astype(np.int32)
+
+
+def _tfds_arrays(name, split, root):
+    try:
+        import tensorflow_datasets as tfds  # slow to import: only when needed
+        x, y = tfds.load(name, split=split, as_supervised=True, batch_size=-1, data_dir=root)
+        return np.asarray(x, np.uint8), np.asarray(y, np.int32)
+    except Exception as e:  # noqa: BLE001 - anything tfds raises means "no data"
+        raise RuntimeError(_unavailable(name, root, e)) from e
+
+
+def _unavailable(name, root, error):
+    detail = (str(error).strip().splitlines() or [""])[0][:200]
+    where = (f"tfds data_dir={root!r} did not hold it and tfds could not prepare it"
+             if root else "no data_dir given and tensorflow_datasets could not provide it")
+    idx = ("pass data_dir= (flag --data_dir) or set TFLTH_DATA_DIR to a folder with the "
+           "four MNIST-format IDX files, or " if name in _IDX_NAMES else
+           "pass data_dir= (flag --data_dir) or set TFLTH_DATA_DIR to a tfds data dir "
+           "holding it, or ")
+    return (f"Cannot load dataset {name!r}: {where} ({type(error).__name__}: {detail}). "
+            f"To provide it, {idx}let tfds download it (needs network) or prepare it "
+            f"under TFDS_DATA_DIR (`tfds build {name}`).")
+
+
+def _imagenet(split, root, held_out, shuffle, seed):
+    """Streams imagenet2012 from tfds; `root` is both its data_dir and manual_dir."""
+    if split == "test":
+        tfds_split = "validation"
+    elif split == "validation":
+        tfds_split = f"train[-{held_out}:]"
+    else:
+        tfds_split = f"train[:-{held_out}]" if held_out else "train"
+    try:
+        import tensorflow_datasets as tfds
+        ds = tfds.load(
+            "imagenet2012", split=tfds_split, as_supervised=True, data_dir=root,
+            shuffle_files=shuffle, read_config=tfds.ReadConfig(shuffle_seed=seed),
+            download_and_prepare_kwargs={
+                "download_config": tfds.download.DownloadConfig(manual_dir=root)})
+    except Exception as e:  # noqa: BLE001
+        raise RuntimeError(_unavailable("imagenet2012", root, e)) from e
+    ds = ds.map(center_crop, num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        ds = ds.shuffle(_IMAGENET_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    return ds
+
+
+def center_crop(image, label, size=224, resize=256):
+    """Resizes the shorter side to `resize`, crops the central `size`x`size`; uint8."""
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_hw = tf.cast(tf.round(hw * (resize / tf.reduce_min(hw))), tf.int32)
+    image = tf.image.resize(image, new_hw)
+    image = tf.image.resize_with_crop_or_pad(image, size, size)
+    # Back to uint8 so the shuffle buffer holds 4x less memory.
+    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
+    return image, tf.cast(label, tf.int32)

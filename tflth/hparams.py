@@ -1,0 +1,52 @@
+"""Hyperparameters as frozen dataclasses that generate absl flags and name run folders.
+
+Each field becomes one flag of the same name (so field names must be unique across
+the sections of a run). The run folder is named by a hash of the fields that differ
+from their defaults: adding a field with a default keeps old folders valid, renaming
+one changes the hash (a test pins some hashes so that cannot happen silently).
+"""
+import dataclasses
+import hashlib
+import json
+
+
+def fields(cls):
+    return dataclasses.fields(cls)
+
+
+def define_flags(cls, flag_values):
+    """Defines one absl flag per field of dataclass `cls` (help text: field metadata["help"])."""
+    from absl import flags
+    for f in fields(cls):
+        help_text = f.metadata.get("help", f.name)
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        definer = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
+                   "bool": flags.DEFINE_bool, "str": flags.DEFINE_string}[kind]
+        definer(f.name, f.default, help_text, flag_values=flag_values)
+
+
+def from_flags(cls, flag_values):
+    """Builds `cls` from parsed flags (its __post_init__ validates the values)."""
+    return cls(**{f.name: flag_values[f.name].value for f in fields(cls)})
+
+
+def non_default(hparams):
+    """{field: value} of the fields that differ from their defaults."""
+    return {f.name: getattr(hparams, f.name) for f in fields(hparams)
+            if getattr(hparams, f.name) != f.default}
+
+
+def to_flagfile(sections):
+    """The flags that rebuild these hparams, one per line (for the run folder)."""
+    lines = []
+    for hparams in sections:
+        for name, value in non_default(hparams).items():
+            lines.append(f"--{name}={str(value).lower() if isinstance(value, bool) else value}")
+    return "\n".join(lines) + "\n"
+
+
+def digest(sections):
+    """A short stable hash of the non-default fields of several hparams sections."""
+    payload = {type(h).__name__: non_default(h) for h in sections}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.md5(text.encode()).hexdigest()[:10]

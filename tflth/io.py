@@ -1,0 +1,58 @@
+"""Atomic writes: write to a temporary file beside the target, then rename.
+
+A run killed mid-write leaves either the old file or the new one, never half of one.
+"""
+import contextlib
+import json
+import os
+import tempfile
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a temporary path in the target's folder; renames it onto `path` on success.
+
+    `suffix` lets writers that check extensions (Keras wants ".weights.h5") accept it.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_npz(path, arrays, compress=True):
+    with atomic_path(path, suffix=".npz") as tmp:
+        (np.savez_compressed if compress else np.savez)(tmp, **arrays)
+
+
+def read_npz(path):
+    with np.load(path) as f:
+        return {name: f[name] for name in f.files}
+
+
+def save_weights(model, path):
+    with atomic_path(path, suffix=".weights.h5") as tmp:
+        model.save_weights(tmp)

@@ -1,0 +1,39 @@
+"""Layer families: one architecture, built from any family of layers.
+
+A model function asks its family for `dense(...)` and `conv2d(...)` with the
+arguments of `keras.layers.Dense` / `keras.layers.Conv2D`. Masked layers are the
+first family; L0 and Bayesian families plug in later by registering here.
+"""
+import dataclasses
+from typing import Callable
+
+import keras
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerFamily:
+    name: str
+    dense: Callable[..., keras.layers.Layer]
+    conv2d: Callable[..., keras.layers.Layer]
+
+
+_FAMILIES = {}
+
+
+def register_family(family):
+    """Makes `family` available by name to every model function."""
+    _FAMILIES[family.name] = family
+    return family
+
+
+def get_family(family):
+    """Returns a LayerFamily given one or its registered name."""
+    if isinstance(family, LayerFamily):
+        return family
+    if family not in _FAMILIES:
+        raise ValueError(
+            f"family={family!r} is unknown; allowed: {sorted(_FAMILIES)} or a LayerFamily")
+    return _FAMILIES[family]
+
+
+register_family(LayerFamily("plain", keras.layers.Dense, keras.layers.Conv2D))

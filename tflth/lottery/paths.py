@@ -1,0 +1,71 @@
+"""Every file name of a lottery-ticket run, in one place.
+
+<root>/lottery_<hash>/hparams.json, flags.txt
+  replicate_<seed>/level_<L>/masks.npz                      the ticket's masks at level L
+    level_0/main/init.weights.h5, rewind.weights.h5         iteration 0 and iteration k
+    level_<L>/<branch>/metrics.json                         written last: the branch is done
+                       final.weights.h5, masks.npz, tb/     weights at the end, masks, TensorBoard
+                       progress.npz                         resume point (weights, optimizer, rows)
+"""
+import os
+
+from tflth.hparams import digest
+
+BRANCHES = ("main", "reinit", "random_prune", "continue")
+
+
+def run_dir(root, hparams):
+    return os.path.join(root, f"lottery_{digest(hparams.sections)}")
+
+
+def replicate_dir(run, seed):
+    return os.path.join(run, f"replicate_{seed}")
+
+
+def level_dir(replicate, level):
+    return os.path.join(replicate, f"level_{level}")
+
+
+def branch_dir(replicate, level, branch):
+    return os.path.join(level_dir(replicate, level), branch)
+
+
+def hparams_file(run):
+    return os.path.join(run, "hparams.json")
+
+
+def flags_file(run):
+    return os.path.join(run, "flags.txt")
+
+
+def level_masks(replicate, level):
+    return os.path.join(level_dir(replicate, level), "masks.npz")
+
+
+def init_weights(replicate):
+    return os.path.join(branch_dir(replicate, 0, "main"), "init.weights.h5")
+
+
+def rewind_weights(replicate):
+    return os.path.join(branch_dir(replicate, 0, "main"), "rewind.weights.h5")
+
+
+def metrics(branch):
+    return os.path.join(branch, "metrics.json")
+
+
+def final_weights(branch):
+    return os.path.join(branch, "final.weights.h5")
+
+
+def branch_masks(branch):
+    return os.path.join(branch, "masks.npz")
+
+
+def progress(branch):
+    """Weights, optimizer state and metric rows so far, in one file written at each evaluation."""
+    return os.path.join(branch, "progress.npz")
+
+
+def tensorboard(branch):
+    return os.path.join(branch, "tb")

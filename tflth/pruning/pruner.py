@@ -1,0 +1,127 @@
+"""Scores -> masks. Masks only ever shrink."""
+import numpy as np
+
+from tflth.pruning.masks import get_masks, prunable_layers, set_masks
+from tflth.pruning.scores import get_score
+
+SCOPES = ("layerwise", "global")
+ROLES = ("conv", "dense", "output")
+
+
+def layer_roles(model):
+    """{layer name: role}: "output" for the last prunable layer, else "conv" or "dense".
+
+    Roles let the lottery-ticket paper's rates be written once for any model:
+    20% for dense layers, 10% for the output layer, 10-15% for conv layers.
+    """
+    layers = prunable_layers(model)
+    roles = {}
+    for i, layer in enumerate(layers):
+        if i == len(layers) - 1:
+            roles[layer.name] = "output"
+        else:
+            roles[layer.name] = "conv" if len(layer.kernel.shape) > 2 else "dense"
+    return roles
+
+
+def _check_fraction(value, what):
+    if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+        raise ValueError(f"{what}={value!r} must be a number in [0, 1)")
+
+
+def _remove_lowest(score, mask, count):
+    """Clears the `count` lowest-scoring entries among those still kept."""
+    new = mask.reshape(-1).copy()
+    kept = np.flatnonzero(new)
+    order = np.argsort(np.asarray(score).reshape(-1)[kept], kind="stable")
+    new[kept[order[:count]]] = 0.0
+    return new.reshape(mask.shape)
+
+
+def _count(fraction, remaining):
+    # open_lth rounds up, so every round with fraction > 0 removes something.
+    return min(int(np.ceil(fraction * remaining - 1e-9)), remaining)
+
+
+def layerwise_masks(scores, masks, fractions):
+    """Each layer loses `fractions[name]` of its remaining weights."""
+    return {name: _remove_lowest(scores[name], masks[name], _count(fractions[name], int(masks[name].sum())))
+            for name in scores}
+
+
+def global_masks(scores, masks, fraction):
+    """All layers share one threshold; `fraction` of all remaining weights go."""
+    names = list(scores)
+    flat_scores = np.concatenate([np.asarray(scores[n], dtype=np.float64).reshape(-1) for n in names])
+    flat_mask = np.concatenate([masks[n].reshape(-1) for n in names])
+    flat_new = _remove_lowest(flat_scores, flat_mask, _count(fraction, int(flat_mask.sum())))
+    out, start = {}, 0
+    for n in names:
+        size = masks[n].size
+        out[n] = flat_new[start:start + size].reshape(masks[n].shape)
+        start += size
+    return out
+
+
+def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=(), **context):
+    """Removes `fraction` of the remaining weights of every prunable layer.
+
+    Args:
+      fraction: share of the *remaining* weights to remove, in [0, 1).
+      score: a registered score name (see `available_scores()`) or a callable.
+      scope: "layerwise" (each layer loses its fraction) or "global" (one threshold).
+      rates: {layer name or role ("conv", "dense", "output"): fraction}, layerwise only;
+        a name wins over a role, a role over `fraction`.
+      exclude: layer names or roles left untouched.
+      **context: passed to the score (e.g. `seed=` for "random").
+    Returns the new masks {layer name: array}. Nothing is changed if an argument is bad.
+    """
+    _check_fraction(fraction, "fraction")
+    if scope not in SCOPES:
+        raise ValueError(f"scope={scope!r} is unknown; allowed: {list(SCOPES)}")
+    score_fn = get_score(score)
+    roles = layer_roles(model)
+    if not roles:
+        raise ValueError("model has no prunable layers (layers with a mask, e.g. tflth.layers.MaskedDense)")
+    allowed_keys = sorted(roles) + list(ROLES)
+    rates = dict(rates or {})
+    if rates and scope == "global":
+        raise ValueError("rates= applies only to scope='layerwise'; use fraction= with scope='global'")
+    for key, value in rates.items():
+        if key not in allowed_keys:
+            raise ValueError(f"rates key {key!r} is neither a prunable layer nor a role; allowed: {allowed_keys}")
+        _check_fraction(value, f"rates[{key!r}]")
+    for key in exclude:
+        if key not in allowed_keys:
+            raise ValueError(f"exclude entry {key!r} is neither a prunable layer nor a role; allowed: {allowed_keys}")
+    layers = [layer for layer in prunable_layers(model)
+              if layer.name not in exclude and roles[layer.name] not in exclude]
+    if not layers:
+        raise ValueError(f"exclude={list(exclude)} leaves no prunable layer")
+
+    masks = get_masks(model)
+    scores = {layer.name: score_fn(layer, **context) for layer in layers}
+    for layer in layers:
+        if np.shape(scores[layer.name]) != masks[layer.name].shape:
+            raise ValueError(f"score {score!r} returned shape {np.shape(scores[layer.name])} for layer "
+                             f"{layer.name!r}; expected {masks[layer.name].shape}")
+    current = {name: masks[name] for name in scores}
+    if scope == "global":
+        new = global_masks(scores, current, fraction)
+    else:
+        fractions = {name: rates.get(name, rates.get(roles[name], fraction)) for name in scores}
+        new = layerwise_masks(scores, current, fractions)
+    set_masks(model, new)
+    return new
+
+
+def random_masks_like(masks, seed=0):
+    """Random masks with exactly the per-layer counts of `masks`: the random-pruning control."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in sorted(masks):
+        mask = np.asarray(masks[name], dtype=np.float32)
+        flat = np.zeros(mask.size, dtype=np.float32)
+        flat[rng.permutation(mask.size)[:int(mask.sum())]] = 1.0
+        out[name] = flat.reshape(mask.shape)
+    return out

@@ -1,0 +1,79 @@
+"""Pruning schedules: `schedule(step) -> (should_prune, fraction)`.
+
+`fraction` is the share of the *remaining* weights to remove at that step, the
+quantity `prune()` takes. A schedule is a pure function of the step, so a
+resumed run prunes at the same steps as an uninterrupted one.
+"""
+import dataclasses
+
+
+def _check(fraction):
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction={fraction!r} must be in [0, 1)")
+
+
+@dataclasses.dataclass(frozen=True)
+class OneShot:
+    """Prune once, at `step`."""
+    step: int
+    fraction: float
+
+    def __post_init__(self):
+        _check(self.fraction)
+        if self.step < 0:
+            raise ValueError(f"step={self.step} must be >= 0")
+
+    def __call__(self, step):
+        return step == self.step, self.fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class Every:
+    """Prune `fraction` of what remains at steps start + every, start + 2 * every, ... before `end`."""
+    every: int
+    fraction: float
+    start: int = 0
+    end: int | None = None
+
+    def __post_init__(self):
+        _check(self.fraction)
+        if self.every < 1:
+            raise ValueError(f"every={self.every} must be >= 1")
+
+    def __call__(self, step):
+        due = (step > self.start and (self.end is None or step < self.end)
+               and (step - self.start) % self.every == 0)
+        return due, self.fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class PolynomialDecay:
+    """Gradual pruning (Zhu & Gupta 2017): sparsity rises from `initial` to `target`
+    between `begin_step` and `end_step`, with a step every `frequency` steps."""
+    target: float
+    begin_step: int
+    end_step: int
+    frequency: int = 100
+    initial: float = 0.0
+    power: float = 3.0
+
+    def __post_init__(self):
+        _check(self.target)
+        _check(self.initial)
+        if self.end_step <= self.begin_step:
+            raise ValueError(f"end_step={self.end_step} must be > begin_step={self.begin_step}")
+        if self.frequency < 1:
+            raise ValueError(f"frequency={self.frequency} must be >= 1")
+
+    def sparsity(self, step):
+        t = min(max(step - self.begin_step, 0) / (self.end_step - self.begin_step), 1.0)
+        return self.target + (self.initial - self.target) * (1.0 - t) ** self.power
+
+    def __call__(self, step):
+        due = (self.begin_step <= step <= self.end_step
+               and (step - self.begin_step) % self.frequency == 0)
+        if not due:
+            return False, 0.0
+        previous = self.sparsity(step - self.frequency) if step > self.begin_step else 0.0
+        # Fraction of the remaining weights that takes sparsity from `previous` to now.
+        return True, 1.0 - (1.0 - self.sparsity(step)) / (1.0 - previous)
