@@ -299,3 +299,8 @@ def test_real_mnist(mnist_dir):
     x, y = next(iter(data.load("mnist", "train", 60, data_dir=mnist_dir)))
     assert x.shape == (60, 28, 28, 1) and 0.0 <= float(tf.reduce_min(x))
     assert float(tf.reduce_max(x)) <= 1.0 and set(y.numpy()) <= set(range(10))
+
+
+def test_fashion_mnist_needs_its_own_subfolder(tiny):
+    with pytest.raises(ValueError, match="fashion_mnist"):
+        data.arrays("fashion_mnist", "train", data_dir=tiny)  # MNIST files at the top: not clothes

@@ -117,12 +117,12 @@ def tfmot_worker(spec):
     for line in sys.stdin:
         if line.strip() != "epoch":
             break
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         model.fit(ds, epochs=1, verbose=0, callbacks=callbacks)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         kernels = [w.numpy() for w in model.trainable_weights if "kernel" in w.name]
         sparsity = float(sum((w == 0).sum() for w in kernels) / sum(w.size for w in kernels))
-        proto.write(json.dumps({"seconds": seconds, "sparsity": sparsity}) + "\n")
+        proto.write(json.dumps({"seconds": seconds, "cpu": cpu, "sparsity": sparsity}) + "\n")
 
 
 class TfmotVariant:
@@ -147,7 +147,7 @@ class TfmotVariant:
         self.proc.stdin.flush()
         answer = self._read()
         self.sparsity = answer["sparsity"]
-        return answer["seconds"]
+        return answer["seconds"], answer["cpu"]
 
     def close(self):
         if self.proc.poll() is None:
@@ -183,13 +183,13 @@ class KerasVariant:
         self.sparsity = None
 
     def measure(self):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         self.model.fit(self.ds, epochs=1, verbose=0, callbacks=self.callbacks)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
         if self.masked:
             from tflth.pruning import sparsity
             self.sparsity = sparsity(self.model)["total"]
-        return seconds
+        return seconds, cpu
 
     def close(self):
         pass
@@ -249,58 +249,77 @@ def bench_model(model_name, variants, x, y, args, tmpdir, info):
             else:
                 handles[name] = KerasVariant(name, model_name, ds, steps, args.prune_every)
         times = {name: [] for name in variants}
+        cpu_times = {name: [] for name in variants}
         for round_ in range(measurements):
             for name in variants:  # round-robin: A B C A B C ...
-                seconds = handles[name].measure()
+                seconds, cpu = handles[name].measure()
                 label = "warm-up" if round_ == 0 else f"repeat {round_}/{args.repeats}"
-                print(f"[{model_name}] {label:12s} {name:20s} {seconds:8.2f} s"
+                print(f"[{model_name}] {label:12s} {name:20s} {seconds:8.2f} s  cpu {cpu:8.2f} s"
                       + ("" if handles[name].sparsity is None
                          else f"  (sparsity {handles[name].sparsity:.3f})"), flush=True)
                 if round_ > 0:
                     times[name].append(seconds / args.epochs)
+                    cpu_times[name].append(cpu / args.epochs)
         sparsity = {n: h.sparsity for n, h in handles.items() if h.sparsity is not None}
     finally:
         for handle in handles.values():
             handle.close()
+    medians, ratios = _summarize(times)
+    cpu_medians, cpu_ratios = _summarize(cpu_times)
+    return {"steps_per_measurement": steps, "seconds_per_epoch": times, "median": medians,
+            "ratios": ratios, "cpu_seconds_per_epoch": cpu_times, "cpu_median": cpu_medians,
+            "cpu_ratios": cpu_ratios, "final_sparsity": sparsity}
+
+
+def _summarize(times):
+    """Medians, and each ratio both as a ratio of medians and over the paired rounds."""
     medians = {n: statistics.median(t) for n, t in times.items()}
     ratios = {}
     for a, b in RATIOS:
         if a in medians and b in medians:
             paired = [ta / tb for ta, tb in zip(times[a], times[b])]
             ratios[f"{a}/{b}"] = {"of_medians": medians[a] / medians[b],
+                                  "paired_median": statistics.median(paired),
                                   "paired_min": min(paired), "paired_max": max(paired)}
-    return {"steps_per_measurement": steps, "seconds_per_epoch": times, "median": medians,
-            "ratios": ratios, "final_sparsity": sparsity}
+    return medians, ratios
 
 
-def markdown_table(results):
-    def cell(d, key, fmt):
-        return fmt.format(d[key]) if key in d else "—"
+def markdown_table(results, clock="wall"):
+    """One row per model and steps_per_execution. Ratio cells: ratio of the medians,
+    then in brackets the median and range of the per-round paired ratios."""
+    prefix = "" if clock == "wall" else "cpu_"
+
+    def cell(med, key):
+        return f"{med[key]:.2f}" if key in med else "—"
 
     def ratio(res, key):
-        r = res["ratios"].get(key)
-        return "—" if r is None else (f"{r['of_medians']:.3f} "
-                                      f"({r['paired_min']:.2f}–{r['paired_max']:.2f})")
+        r = res[prefix + "ratios"].get(key)
+        return "—" if r is None else (f"{r['of_medians']:.3f} [{r['paired_median']:.2f}; "
+                                      f"{r['paired_min']:.2f}–{r['paired_max']:.2f}]")
 
-    lines = ["| model | steps/execution | dense s/epoch | masked s/epoch | tfmot s/epoch | "
+    unit = "s/epoch" if clock == "wall" else "CPU s/epoch"
+    lines = [f"| model | steps/exec | dense {unit} | masked {unit} | tfmot {unit} | "
              "masked/dense | masked/tfmot | tfmot/dense |",
              "|---|---|---|---|---|---|---|---|"]
     for model, res in results.items():
-        med = res["median"]
-        lines.append(f"| {model} | 1 | {cell(med, 'dense', '{:.2f}')} | "
-                     f"{cell(med, 'masked', '{:.2f}')} | {cell(med, 'tfmot', '{:.2f}')} | "
-                     f"{ratio(res, 'masked/dense')} | {ratio(res, 'masked/tfmot')} | "
-                     f"{ratio(res, 'tfmot/dense')} |")
+        med = res[prefix + "median"]
+        lines.append(f"| {model} | 1 | {cell(med, 'dense')} | {cell(med, 'masked')} | "
+                     f"{cell(med, 'tfmot')} | {ratio(res, 'masked/dense')} | "
+                     f"{ratio(res, 'masked/tfmot')} | {ratio(res, 'tfmot/dense')} |")
         if "dense_spe100" in med or "masked_spe100" in med:
-            lines.append(f"| {model} | 100 | {cell(med, 'dense_spe100', '{:.2f}')} | "
-                         f"{cell(med, 'masked_spe100', '{:.2f}')} | — | "
+            lines.append(f"| {model} | 100 | {cell(med, 'dense_spe100')} | "
+                         f"{cell(med, 'masked_spe100')} | — | "
                          f"{ratio(res, 'masked_spe100/dense_spe100')} | — | — |")
     extra = [(m, n) for m, res in results.items() for n in res["median"] if n in ABLATIONS]
     if extra:
-        lines += ["", "| model | ablation | s/epoch | / dense |", "|---|---|---|---|"]
+        lines += ["", f"| model | ablation | {unit} | / dense (median of paired ratios) |",
+                  "|---|---|---|---|"]
         for m, n in extra:
-            med = results[m]["median"]
-            rel = f"{med[n] / med['dense']:.3f}" if "dense" in med else "—"
+            med, per_round = results[m][prefix + "median"], results[m][prefix + "seconds_per_epoch"]
+            rel = "—"
+            if "dense" in per_round:
+                paired = [a / b for a, b in zip(per_round[n], per_round["dense"])]
+                rel = f"{statistics.median(paired):.3f}"
             lines.append(f"| {m} | {n} | {med[n]:.2f} | {rel} |")
     return "\n".join(lines)
 
@@ -377,10 +396,14 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_overhead.") as tmpdir:
         for model_name in args.models:
             results[model_name] = bench_model(model_name, args.variants, x, y, args, tmpdir, info)
-    table = markdown_table(results)
-    print("\nMedian seconds per epoch (ratios: ratio of medians, then the range of the "
-          "per-round paired ratios)\n")
+    table = markdown_table(results, "wall")
+    cpu_table = markdown_table(results, "cpu")
+    print("\nMedian wall-clock seconds per epoch. Ratios: ratio of the medians "
+          "[median of the per-round paired ratios; their range]\n")
     print(table)
+    print("\nThe same in CPU seconds of the training process (less sensitive to other "
+          "load on a shared machine)\n")
+    print(cpu_table)
     print("\n" + ", ".join(f"{k}: {v}" for k, v in info.items()))
     if args.out:
         config = {k: v for k, v in vars(args).items() if not k.startswith("_")}
@@ -388,7 +411,8 @@ def main(argv=None):
             "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
             "config": dict(config, batch=BATCH, lr=LR, jit_compile=False,
                            loss="sparse_categorical_crossentropy(from_logits=True)"),
-            "machine": info, "results": results, "table": table})
+            "machine": info, "results": results, "table": table,
+            "cpu_table": cpu_table})
 
 
 if __name__ == "__main__":

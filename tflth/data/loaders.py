@@ -93,8 +93,8 @@ def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, see
         cifar10/cifar100 the tfds data_dir. For imagenet2012 both the tfds
         data_dir and the tfds manual_dir (holding the downloaded ImageNet tars).
         Without one, tensorflow_datasets provides the data.
-      shuffle: default True for "train" only. The order depends only on `seed`
-        (and on the global TF seed, if one is set) and changes every epoch.
+      shuffle: default True for "train" only. The order depends on `seed` alone
+        (not on TensorFlow's global seed) and changes every epoch.
       seed: shuffle seed.
       validation_size: examples held out of training; default
         `info(name).validation_size`; 0 means "train" is the whole training set.
@@ -113,14 +113,34 @@ def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, see
         ds = _imagenet(split, _resolve_data_dir(data_dir), held_out, shuffle, seed)
     else:
         x, y = arrays(name, split, data_dir=data_dir, validation_size=validation_size)
-        ds = tf.data.Dataset.from_tensor_slices((x, y))
-        if shuffle:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        images, labels = tf.constant(x), tf.constant(y)
+        ds = _indices(len(x), seed if shuffle else None, repeat)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        return ds.map(lambda i: _to_float(tf.gather(images, i), tf.gather(labels, i))).prefetch(tf.data.AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _indices(n, seed, repeat):
+    """Example indices; with a seed, a fresh permutation per pass that depends on the seed
+    alone (a stateless shuffle: tf.data's shuffle also depends on the global TF seed).
+    Iterating a finite dataset again starts the next pass, as Keras does each epoch."""
+    if seed is None:
+        ds = tf.data.Dataset.range(n)
+        return ds.repeat() if repeat else ds
+
+    def permutation(epoch):
+        key = tf.stack([tf.constant(seed, tf.int64), epoch])
+        order = tf.random.experimental.index_shuffle(tf.range(n, dtype=tf.int64), key, n - 1)
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    if repeat:
+        return tf.data.Dataset.counter().flat_map(permutation)
+    passes = tf.Variable(-1, dtype=tf.int64, trainable=False)
+    return tf.data.Dataset.range(1).map(lambda _: passes.assign_add(1)).flat_map(permutation)
 
 
 def _to_float(x, y):
@@ -174,7 +194,9 @@ def _base_arrays(name, base_split, root):
 
 def _read_idx_split(name, root, base_split):
     sub = os.path.join(root, name)
-    directory = sub if os.path.isdir(sub) else root
+    # Fashion-MNIST's files have MNIST's names: only MNIST may sit at the top of the folder,
+    # so a folder of digits is never read as clothes.
+    directory = sub if os.path.isdir(sub) or name != "mnist" else root
     if not os.path.isdir(directory):
         raise ValueError(f"{name}: data directory {directory!r} does not exist")
     paths, missing = [], []

@@ -1,0 +1,19 @@
+"""The README's `model.fit` example runs as written (on the real MNIST files)."""
+import os
+import re
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_readme_fit_example(mnist_dir, tmp_path, monkeypatch):
+    text = open(os.path.join(REPO, "README.md")).read()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)  # the example writes TensorBoard logs to ./logs
+    scope = {}
+    exec(compile(block, "README.md", "exec"), scope)
+    sparsity = scope["pruning"].sparsity(scope["model"])
+    assert sparsity["fc1"] == pytest.approx(0.36) and sparsity["output"] == pytest.approx(0.28)
+    assert sparsity["total"] == pytest.approx(0.3597, abs=1e-4)
+    assert scope["init"].weights is not None and os.listdir(tmp_path / "logs")
