@@ -137,3 +137,15 @@ def test_sparsity_logger_writes_history_and_tensorboard(tmp_path):
     assert history.history["sparsity/total"] == pytest.approx([0.25, 0.25], abs=0.01)
     assert history.history["sparsity/fc"] == [0.25, 0.25]
     assert any(p.name.startswith("events.out.tfevents") for p in tmp_path.iterdir())
+
+
+def test_rewinding_the_optimizer_does_not_rewind_the_pruning_schedule():
+    model = _model()
+    snapshot = pruning.Snapshot(iteration=0)
+    prune_cb = pruning.PruneCallback(pruning.OneShot(step=6, fraction=0.5), rewind=pruning.Rewind(snapshot),
+                                     verbose=0)
+    x, y = _data(64)
+    model.fit(x, y, batch_size=8, epochs=3, callbacks=[snapshot, prune_cb], verbose=0)
+    assert prune_cb.pruned_at == [6]  # steps 6 of later epochs are steps 14 and 22, not 6 again
+    assert int(model.optimizer.iterations.numpy()) == 24 - 6
+    assert pruning.sparsity(model)["fc"] == 0.5

@@ -61,7 +61,7 @@ def test_all_ones_mask_equals_plain_layers():
     np.testing.assert_allclose(model(x), plain(x), rtol=1e-6, atol=1e-6)
 
 
-def test_forward_pass_ignores_pruned_values():
+def test_set_weights_cannot_revive_pruned_weights():
     model = _model()
     x, _ = _data(4)
     masks = _half_masks(model)
@@ -69,7 +69,9 @@ def test_forward_pass_ignores_pruned_values():
     before = model(x).numpy()
     for layer in model.layers:
         if hasattr(layer, "mask"):  # put garbage where the mask is 0
-            layer._kernel.assign(layer._kernel + (1 - layer.mask) * 1e3)
+            kernel, bias, mask = layer.get_weights()
+            layer.set_weights([kernel + (1 - mask) * 1e3, bias, mask])
+            assert np.all(layer.kernel.numpy()[mask == 0] == 0.0)
     np.testing.assert_allclose(model(x).numpy(), before, rtol=1e-6)
 
 

@@ -171,3 +171,13 @@ def test_cli_quick_run_end_to_end(tmp_path, digits_dir):
     assert "[seed 0 level 1 random_prune] step 20/20" in result.stdout
     run = result.stdout.split("done: ")[1].split()[0]
     assert os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run, 0), 1, "reinit")))
+
+
+@pytest.mark.parametrize("eval_every,iterations,rewind,expected", [
+    (1000, 50000, 0, 100), (500, 3000, 0, 100), (10, 40, 10, 10), (300, 1050, 0, 75),
+    (1000, 112000, 2000, 100), (7, 21, 0, 7),
+])
+def test_steps_per_execution_divides_every_interval(eval_every, iterations, rewind, expected):
+    hparams = LotteryHparams(training=TrainingHparams(iterations=iterations, eval_every=eval_every),
+                             pruning=PruningHparams(rewind_iteration=rewind))
+    assert training.steps_per_execution(hparams) == expected

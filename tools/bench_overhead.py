@@ -15,7 +15,9 @@ sparse categorical crossentropy from logits, `jit_compile=False`, no metrics:
   dense_spe100   / masked_spe100: the same with steps_per_execution=100
   ablations (not run by default): masked_nocb (masked layers, no callback),
   masked_noconstraint (no callback, the mask-reapplying kernel constraint removed),
-  dense_stepcb (plain layers + a callback reading optimizer.iterations each batch)
+  dense_stepcb (plain layers + a callback reading optimizer.iterations each batch),
+  tfkeras_dense (plain tf_keras layers in the worker: separates what tfmot costs
+  from what tf_keras's training loop costs compared with Keras 3's)
 
 Importing tfmot switches the whole process to Keras 2, so tfmot runs in a
 long-lived subprocess (this script with --_tfmot_worker, TF_USE_LEGACY_KERAS=1)
@@ -23,7 +25,8 @@ that answers one timed measurement per "epoch" line on stdin. That lets the
 parent interleave all variants round-robin (A B C A B C ...), so machine noise
 hits them alike. Each variant first runs one warm-up measurement (tracing),
 excluded from the results. A measurement is one `fit` call of `--epochs` epochs
-(a fraction with --quick), timed by wall clock; the table reports medians.
+(a fraction with --quick), timed by wall clock and by the CPU time of the
+process that trains (steadier on a shared machine); the tables report medians.
 """
 import argparse
 import json
@@ -45,10 +48,10 @@ BATCH = 60
 LR = 1.2e-3
 NUM_TRAIN = 60_000
 DEFAULT_VARIANTS = ("dense", "masked", "tfmot", "dense_spe100", "masked_spe100")
-ABLATIONS = ("masked_nocb", "masked_noconstraint", "dense_stepcb")
+ABLATIONS = ("masked_nocb", "masked_noconstraint", "dense_stepcb", "tfkeras_dense")
 MODELS = ("lenet_300_100", "lenet5")
 RATIOS = (("masked", "dense"), ("masked", "tfmot"), ("tfmot", "dense"),
-          ("masked_spe100", "dense_spe100"))
+          ("masked_spe100", "dense_spe100"), ("tfmot", "tfkeras_dense"))
 
 
 def make_dataset(x, y, steps, seed=0):
@@ -107,13 +110,15 @@ def tfmot_worker(spec):
     schedule = tfmot.sparsity.keras.PolynomialDecay(
         initial_sparsity=0.0, final_sparsity=spec["final_sparsity"], begin_step=0,
         end_step=spec["end_step"], frequency=spec["frequency"])
-    model = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
+    model, callbacks = base, []
+    if spec["prune"]:
+        model = tfmot.sparsity.keras.prune_low_magnitude(base, pruning_schedule=schedule)
+        callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
     model.compile(optimizer=k.optimizers.Adam(LR),
                   loss=k.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=False)
     versions = {"tf_keras": k.__version__, "tfmot": tfmot.__version__}
     proto.write(json.dumps({"ready": True, "params": params, "versions": versions}) + "\n")
-    callbacks = [tfmot.sparsity.keras.UpdatePruningStep()]
     for line in sys.stdin:
         if line.strip() != "epoch":
             break
@@ -134,6 +139,7 @@ class TfmotVariant:
             [sys.executable, os.path.abspath(__file__), "--_tfmot_worker", json.dumps(spec)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env)
         self.ready = self._read()
+        self.prune = spec["prune"]
         self.sparsity = None
 
     def _read(self):
@@ -146,7 +152,7 @@ class TfmotVariant:
         self.proc.stdin.write("epoch\n")
         self.proc.stdin.flush()
         answer = self._read()
-        self.sparsity = answer["sparsity"]
+        self.sparsity = answer["sparsity"] if self.prune else None
         return answer["seconds"], answer["cpu"]
 
     def close(self):
@@ -232,13 +238,14 @@ def bench_model(model_name, variants, x, y, args, tmpdir, info):
     handles = {}
     try:
         for name in variants:
-            if name == "tfmot":
+            if name in ("tfmot", "tfkeras_dense"):
                 path = os.path.join(tmpdir, "mnist.npz")
                 if not os.path.exists(path):
                     import numpy as np
                     np.savez(path, x=x, y=y)
                 handles[name] = TfmotVariant({
                     "model": model_name, "arrays": path, "steps": steps,
+                    "prune": name == "tfmot",
                     "end_step": steps * measurements, "frequency": args.prune_every,
                     "final_sparsity": args.tfmot_final_sparsity})
                 plain = models.get_model(model_name, family="plain").count_params()
@@ -312,14 +319,14 @@ def markdown_table(results, clock="wall"):
                          f"{ratio(res, 'masked_spe100/dense_spe100')} | — | — |")
     extra = [(m, n) for m, res in results.items() for n in res["median"] if n in ABLATIONS]
     if extra:
-        lines += ["", f"| model | ablation | {unit} | / dense (median of paired ratios) |",
-                  "|---|---|---|---|"]
+        lines += ["", f"| model | ablation | {unit} | / dense |", "|---|---|---|---|"]
         for m, n in extra:
             med, per_round = results[m][prefix + "median"], results[m][prefix + "seconds_per_epoch"]
             rel = "—"
             if "dense" in per_round:
                 paired = [a / b for a, b in zip(per_round[n], per_round["dense"])]
-                rel = f"{statistics.median(paired):.3f}"
+                rel = (f"{med[n] / med['dense']:.3f} [{statistics.median(paired):.2f}; "
+                       f"{min(paired):.2f}–{max(paired):.2f}]")
             lines.append(f"| {m} | {n} | {med[n]:.2f} | {rel} |")
     return "\n".join(lines)
 

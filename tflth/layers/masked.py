@@ -1,9 +1,13 @@
 """Dense and Conv2D layers whose kernel carries a binary pruning mask.
 
-The mask is a non-trainable weight. A pruned weight stays exactly 0.0:
-the forward pass multiplies by the mask, and a kernel constraint multiplies by
-it again after every optimizer step, so momentum or Adam state cannot bring a
-pruned weight back and checkpoints hold true zeros.
+The mask is a non-trainable weight, and the kernel variable itself holds 0.0 at
+every pruned position, so the forward pass costs what Keras' own layer costs:
+- `tflth.pruning.set_masks` / `prune` zero the pruned weights when masks change;
+- a kernel constraint multiplies by the mask after every optimizer step, so momentum
+  or Adam moments cannot bring a pruned weight back;
+- `set_weights` and loading a saved model re-apply the mask.
+Checkpoints therefore hold true zeros. After assigning the kernel variable by hand,
+call `tflth.pruning.apply_mask(layer)`.
 """
 import keras
 from keras import ops
@@ -31,15 +35,19 @@ class _MaskedMixin:
     stored after them so `.keras` files round-trip.
     """
 
-    def _build_mask(self):
+    def build(self, input_shape):
+        super().build(input_shape)
         self.mask = self.add_weight(
             name="mask", shape=self._kernel.shape, initializer="ones",
             trainable=False, dtype=self._kernel.dtype)
         self._kernel.constraint = _KeepMasked(self, self.kernel_constraint)
 
-    @property
-    def masked_kernel(self):
-        return self.kernel * ops.cast(self.mask, self.kernel.dtype)
+    def _apply_mask(self):
+        self._kernel.assign(self._kernel * self.mask)
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self._apply_mask()
 
     def _mask_index(self):
         return 2 if self.use_bias else 1
@@ -53,35 +61,17 @@ class _MaskedMixin:
         super().load_own_variables(store)
         if self.built:
             self.mask.assign(store[str(self._mask_index())])
+            self._apply_mask()
 
 
 @keras.saving.register_keras_serializable(package="tflth")
 class MaskedDense(_MaskedMixin, keras.layers.Dense):
     """`keras.layers.Dense` with a pruning mask; same arguments."""
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mask()
-
-    def call(self, inputs, training=None):
-        x = ops.matmul(inputs, self.masked_kernel)
-        if self.bias is not None:
-            x = ops.add(x, self.bias)
-        if self.activation is not None:
-            x = self.activation(x)
-        return x
-
 
 @keras.saving.register_keras_serializable(package="tflth")
 class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
     """`keras.layers.Conv2D` with a pruning mask; same arguments."""
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mask()
-
-    def convolution_op(self, inputs, kernel):
-        return super().convolution_op(inputs, kernel * ops.cast(self.mask, kernel.dtype))
 
 
 register_family(LayerFamily("masked", MaskedDense, MaskedConv2D))

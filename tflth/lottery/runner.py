@@ -9,7 +9,6 @@ import os
 import time
 
 import keras
-import numpy as np
 
 from tflth import data as tdata
 from tflth import io, models, pruning
@@ -58,14 +57,7 @@ class Replicate:
         self.dir = paths.replicate_dir(run, seed)
         self.model = build_model(hparams, seed)
         self.init = self.model.get_weights()  # iteration 0, masks all ones
-        points = training.boundaries(0, hparams.training.iterations, hparams.training.eval_every,
-                                     extra=[hparams.pruning.rewind_iteration])
-        spe = training.steps_per_execution(points, 0)
-        if hparams.pruning.rewind_iteration:  # later levels start at k: their intervals must divide too
-            spe = np.gcd(spe, training.steps_per_execution(
-                training.boundaries(hparams.pruning.rewind_iteration, hparams.training.iterations,
-                                    hparams.training.eval_every), hparams.pruning.rewind_iteration))
-        self.steps_per_execution = int(spe)
+        self.steps_per_execution = training.steps_per_execution(hparams)
 
     def run(self, levels, controls=br.CONTROLS, control_levels=None):
         """Levels 0..levels of the ticket, each followed by its controls

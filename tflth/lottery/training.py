@@ -4,6 +4,7 @@ The data order is a pure function of (seed, iteration), so a run resumed from it
 last checkpoint sees exactly the batches an uninterrupted run would have seen.
 """
 import json
+import math
 import os
 import time
 
@@ -94,10 +95,11 @@ def boundaries(start, stop, every, extra=()):
     return sorted(points)
 
 
-def steps_per_execution(points, start, limit=100):
-    """The largest count <= limit that divides every interval (Keras runs whole executions)."""
-    lengths = np.diff([start] + points)
-    return max(d for d in range(1, limit + 1) if all(length % d == 0 for length in lengths))
+def steps_per_execution(hparams, limit=100):
+    """The largest count <= limit that divides every training interval, since Keras runs
+    whole executions. Intervals run between 0, k, the multiples of eval_every and the end."""
+    step = math.gcd(hparams.training.eval_every, hparams.training.iterations, hparams.pruning.rewind_iteration)
+    return max(d for d in range(1, limit + 1) if step % d == 0)
 
 
 def _save_progress(path, model, step, rows):

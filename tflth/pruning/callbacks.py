@@ -13,20 +13,30 @@ from tflth.pruning.pruner import prune
 
 
 class _StepCallback(keras.callbacks.Callback):
-    """Calls `at_step(step)` for every optimizer step reached since the last batch.
+    """Calls `at_step(step)` once for every training step, before it runs.
 
-    With `steps_per_execution > 1` Keras calls batch hooks once per execution, so
-    the steps in between are visited here, at the execution boundary.
+    Steps are counted in Python from the optimizer's step at the start of `fit`:
+    rewinding the optimizer (and its learning-rate schedule) does not rewind the
+    pruning schedule, and no variable is read per batch. With
+    `steps_per_execution > 1` Keras calls batch hooks once per execution, so the
+    steps in between are visited at the next execution boundary.
     """
 
     def on_train_begin(self, logs=None):
-        self._next = int(self.model.optimizer.iterations.numpy())
+        self._next = self._epoch_start = int(self.model.optimizer.iterations.numpy())
+        self._steps_done = self._next
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self._steps_done
 
     def on_train_batch_begin(self, batch, logs=None):
-        now = int(self.model.optimizer.iterations.numpy())
+        now = self._epoch_start + batch
         for step in range(self._next, now + 1):
             self.at_step(step)
         self._next = now + 1
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps_done = self._epoch_start + batch + 1
 
     def at_step(self, step):
         raise NotImplementedError

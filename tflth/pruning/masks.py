@@ -39,8 +39,7 @@ def set_masks(model, masks):
 
 def apply_mask(layer):
     """Zeroes the pruned entries of the kernel variable itself."""
-    kernel = layer._kernel
-    kernel.assign(kernel * layer.mask.numpy().astype(kernel.dtype))
+    layer._apply_mask()
 
 
 def sparsity(model):
