@@ -10,6 +10,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_readme_fit_example(mnist_dir, tmp_path, monkeypatch):
     text = open(os.path.join(REPO, "README.md")).read()
     block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.setenv("TFLTH_DATA_DIR", os.path.abspath(mnist_dir))  # may be relative to the repo
     monkeypatch.chdir(tmp_path)  # the example writes TensorBoard logs to ./logs
     scope = {}
     exec(compile(block, "README.md", "exec"), scope)
