@@ -111,17 +111,16 @@ def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, see
     if name == "imagenet2012":
         held_out = _validation_size(name, split, validation_size)
         ds = _imagenet(split, _resolve_data_dir(data_dir), held_out, shuffle, seed)
+        ds, to_batch = (ds.repeat() if repeat else ds), _to_float
     else:
         x, y = arrays(name, split, data_dir=data_dir, validation_size=validation_size)
         images, labels = tf.constant(x), tf.constant(y)
         ds = _indices(len(x), seed if shuffle else None, repeat)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-        return ds.map(lambda i: _to_float(tf.gather(images, i), tf.gather(labels, i))).prefetch(tf.data.AUTOTUNE)
-    if repeat:
-        ds = ds.repeat()
+
+        def to_batch(index):  # gathers a whole batch at once: no per-example work
+            return _to_float(tf.gather(images, index), tf.gather(labels, index))
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def _indices(n, seed, repeat):
