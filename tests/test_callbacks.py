@@ -82,7 +82,7 @@ def test_rewind_restores_the_snapshot_exactly():
     x, y = _data()
     snapshot = pruning.Snapshot(iteration=3)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot], verbose=0)
-    assert snapshot.weights is not None
+    assert snapshot.weights is not None and int(snapshot.optimizer[0]) == 3
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
     pruning.prune(model, 0.5)
     pruning.Rewind(snapshot)(model)
@@ -90,20 +90,47 @@ def test_rewind_restores_the_snapshot_exactly():
     kernel_at_3 = snapshot.weights[0]  # fc kernel
     np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), kernel_at_3 * masks["fc"])
     np.testing.assert_array_equal(model.get_layer("fc").bias.numpy(), snapshot.weights[1])
-    assert int(model.optimizer.iterations.numpy()) == 3  # learning-rate schedule rewound to k
-    assert all(np.all(v.numpy() == 0) for v in model.optimizer.variables
-               if "momentum" in v.path or "velocity" in v.path)
+    # A fresh optimizer: step 0 with zero moments (step 3 with zero moments would make
+    # Adam's bias correction take steps several times too large).
+    assert int(model.optimizer.iterations.numpy()) == 0
+    assert all(not v.numpy().any() for v in model.optimizer.variables if "momentum" in v.path or "velocity" in v.path)
+
+
+def test_rewind_to_the_snapshots_optimizer_state():
+    model = _model()
+    x, y = _data()
+    snapshot = pruning.Snapshot(iteration=3)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[snapshot], verbose=0)
+    pruning.Rewind(snapshot, optimizer="snapshot")(model)
+    assert int(model.optimizer.iterations.numpy()) == 3  # moments and their step together
+    for v, saved in zip(model.optimizer.variables, snapshot.optimizer):
+        np.testing.assert_array_equal(v.numpy(), saved)
+    assert any(v.numpy().any() for v in model.optimizer.variables if "velocity" in v.path)
+
+
+def test_fresh_optimizer_cannot_resume_a_schedule_at_k():
+    model = _model()
+    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(0.01, 10, 0.5)),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data()
+    snapshot = pruning.Snapshot(iteration=3)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot], verbose=0)
+    with pytest.raises(ValueError, match="optimizer='snapshot'"):
+        pruning.Rewind(snapshot)(model)
+    pruning.Rewind(snapshot, optimizer="snapshot")(model)
+    assert int(model.optimizer.iterations.numpy()) == 3
 
 
 def test_learning_rate_rewinding_keeps_weights():
     model = _model()
     x, y = _data()
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    snapshot = pruning.Snapshot(iteration=2)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot], verbose=0)
     pruning.prune(model, 0.5)
     before = model.get_layer("fc").kernel.numpy()
-    pruning.Rewind(weights=False)(model)
+    pruning.Rewind(snapshot, weights=False, optimizer="snapshot")(model)
     np.testing.assert_array_equal(model.get_layer("fc").kernel.numpy(), before)
-    assert int(model.optimizer.iterations.numpy()) == 0
+    assert int(model.optimizer.iterations.numpy()) == 2
 
 
 def test_reinit_draws_new_weights_on_the_same_mask():
@@ -124,6 +151,10 @@ def test_reinit_draws_new_weights_on_the_same_mask():
 def test_rewind_arguments():
     with pytest.raises(ValueError, match="snapshot"):
         pruning.Rewind()
+    with pytest.raises(ValueError, match="optimizer='adam' is unknown"):
+        pruning.Rewind(reinit=True, optimizer="adam")
+    with pytest.raises(ValueError, match="snapshot"):
+        pruning.Rewind(reinit=True, optimizer="snapshot")
     with pytest.raises(RuntimeError, match="not taken"):
         pruning.Rewind(pruning.Snapshot(iteration=100))(_model())
 
@@ -149,3 +180,62 @@ def test_rewinding_the_optimizer_does_not_rewind_the_pruning_schedule():
     assert prune_cb.pruned_at == [6]  # steps 6 of later epochs are steps 14 and 22, not 6 again
     assert int(model.optimizer.iterations.numpy()) == 24 - 6
     assert pruning.sparsity(model)["fc"] == 0.5
+
+
+def test_a_second_fit_does_not_replay_the_schedule():
+    model = _model()
+    init = pruning.Snapshot(iteration=0)
+    prune_cb = pruning.PruneCallback(pruning.OneShot(step=6, fraction=0.5), rewind=pruning.Rewind(init), verbose=0)
+    x, y = _data(64)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[init, prune_cb], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[init, prune_cb], verbose=0)  # steps 8..15
+    assert prune_cb.pruned_at == [6] and prune_cb.steps_done == 16
+    assert pruning.sparsity(model)["fc"] == 0.5  # not 0.75: step 6 did not come round again
+
+
+def _compiled(steps_per_execution):
+    model = _model()
+    model.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=steps_per_execution)
+    return model
+
+
+def test_snapshot_needs_an_execution_boundary():
+    x, y = _data(64)
+    with pytest.raises(ValueError, match="iteration=3 is not on an execution boundary of steps_per_execution=2"):
+        _compiled(2).fit(x, y, batch_size=8, epochs=1, callbacks=[pruning.Snapshot(3)], verbose=0)
+    exact, one_by_one = pruning.Snapshot(4), pruning.Snapshot(4)
+    _compiled(2).fit(x, y, batch_size=8, epochs=1, callbacks=[exact], verbose=0, shuffle=False)
+    _compiled(1).fit(x, y, batch_size=8, epochs=1, callbacks=[one_by_one], verbose=0, shuffle=False)
+    assert int(exact.optimizer[0]) == 4  # the weights after exactly 4 steps
+    for a, b in zip(exact.weights, one_by_one.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_ema_leaves_pruned_weights_at_zero():
+    model = _model()
+    model.compile(keras.optimizers.Adam(0.01, use_ema=True, ema_momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = _data(64)
+    prune_cb = pruning.PruneCallback(pruning.OneShot(step=4, fraction=0.5), verbose=0)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[prune_cb], verbose=0)
+    kernel, mask = model.get_layer("fc").kernel.numpy(), pruning.get_masks(model)["fc"]
+    assert mask.mean() == 0.5 and np.all(kernel[mask == 0] == 0.0) and np.all(kernel[mask == 1] != 0.0)
+
+
+def test_reset_optimizer_under_mixed_precision():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        model = _model()
+        x, y = _data()
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        optimizer = model.optimizer
+        assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        pruning.reset_optimizer(model)
+        assert float(optimizer.inner_optimizer.learning_rate) == pytest.approx(0.01)
+        assert int(optimizer.iterations.numpy()) == 0
+        assert float(optimizer.dynamic_scale.numpy()) == optimizer.get_config()["initial_scale"]
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        assert int(optimizer.iterations.numpy()) == 8  # it trains on
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")

@@ -2,6 +2,7 @@ import gzip
 import os
 import subprocess
 import sys
+import time
 import types
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tflth import data
+from tflth.data import loaders
 from idx_files import idx_bytes as _idx_bytes, write as _write, write_mnist
 
 N_TRAIN, N_TEST = 12, 4
@@ -221,21 +223,29 @@ def test_info():
 
 # tfds fallback, with a fake tensorflow_datasets so that nothing is downloaded.
 
-def _fake_tfds(monkeypatch, load):
+def _fake_tfds(monkeypatch, load, prepared=True):
+    def builder(name, data_dir=None):
+        return types.SimpleNamespace(is_prepared=lambda: prepared,
+                                     data_dir=os.path.join(data_dir or "~/tfds", name, "1.0.0"))
+
     fake = types.SimpleNamespace(
-        load=load, ReadConfig=lambda **kw: kw,
+        load=load, builder=builder, ReadConfig=lambda **kw: kw,
         download=types.SimpleNamespace(DownloadConfig=lambda **kw: kw))
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", fake)
 
 
-@pytest.mark.parametrize("name", ["mnist", "cifar10", "imagenet2012"])
+def _no_download(*args, **kwargs):
+    raise AssertionError("tfds.load was called: it would have downloaded")
+
+
+@pytest.mark.parametrize("name", ["fashion_mnist", "cifar10", "imagenet2012"])
 def test_tfds_failure_message_names_both_ways(monkeypatch, name):
     monkeypatch.delenv("TFLTH_DATA_DIR", raising=False)
 
     def load(*args, **kwargs):
         raise ConnectionError("Failed to reach storage.googleapis.com\nmore lines")
 
-    _fake_tfds(monkeypatch, load)
+    _fake_tfds(monkeypatch, load)  # prepared, so the network probe is not asked
     with pytest.raises(RuntimeError) as e:
         data.load(name, "test")
     message = str(e.value)
@@ -285,20 +295,97 @@ def test_imagenet_streams_center_crops(tmp_path, monkeypatch):
         data.arrays("imagenet2012", "test")
 
 
-# The real MNIST files.
+# Without a network: a fast, one-line failure instead of minutes of tfds' retries.
 
-def test_real_mnist(mnist_dir):
-    x_tr, y_tr = data.arrays("mnist", "train", data_dir=mnist_dir)
-    x_va, y_va = data.arrays("mnist", "validation", data_dir=mnist_dir)
-    x_te, y_te = data.arrays("mnist", "test", data_dir=mnist_dir)
-    assert (len(x_tr), len(x_va), len(x_te)) == (55_000, 5_000, 10_000)
+def _offline(monkeypatch):
+    """Simulates no network: the probe says no and records the hosts it was asked about."""
+    asked = []
+    monkeypatch.setattr(loaders, "_host_reachable", lambda host, port: asked.append(host) or False)
+    return asked
+
+
+@pytest.mark.parametrize("name,host", [
+    ("fashion_mnist", "fashion-mnist.s3-website.eu-central-1.amazonaws.com"),
+    ("cifar10", "www.cs.toronto.edu"),
+    ("cifar100", "www.cs.toronto.edu"),
+])
+def test_offline_tfds_fails_fast_naming_both_ways(monkeypatch, name, host):
+    monkeypatch.delenv("TFLTH_DATA_DIR", raising=False)
+    asked = _offline(monkeypatch)
+    _fake_tfds(monkeypatch, _no_download, prepared=False)
+    with pytest.raises(RuntimeError) as e:
+        data.load(name, "train")
+    message = str(e.value)
+    assert asked == [host] and "\n" not in message
+    for needle in (name, host, "not prepared", "data_dir=", "--data_dir", "TFLTH_DATA_DIR",
+                   "TFDS_DATA_DIR", f"tfds build {name}"):
+        assert needle in message
+
+
+def test_offline_with_real_tfds_fails_within_seconds(tmp_path, monkeypatch):
+    """The real tensorflow_datasets, an empty tfds data dir, no network: nothing is downloaded."""
+    asked = _offline(monkeypatch)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="TFLTH_DATA_DIR") as e:
+        data.arrays("cifar10", "test", data_dir=str(tmp_path))
+    assert time.monotonic() - start < 20  # tfds' import included; its retries took minutes
+    assert asked == ["www.cs.toronto.edu"]
+    assert str(tmp_path) in str(e.value) and "--data_dir" in str(e.value)
+
+
+def test_tfds_downloads_only_when_not_prepared_and_online(tmp_path, monkeypatch):
+    calls = []
+
+    def load(name, split, **kwargs):
+        calls.append(name)
+        return np.zeros((3, 32, 32, 3), np.uint8), np.arange(3)
+
+    monkeypatch.setattr(loaders, "_host_reachable", lambda host, port: True)
+    _fake_tfds(monkeypatch, load, prepared=False)
+    x, _ = data.arrays("cifar100", "test", data_dir=str(tmp_path))
+    assert len(x) == 3 and calls == ["cifar100"]
+
+
+# The real MNIST files, packaged with tflth.
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def test_packaged_mnist_is_the_default(monkeypatch):
+    monkeypatch.delenv("TFLTH_DATA_DIR", raising=False)
+    _fake_tfds(monkeypatch, _no_download)  # MNIST must not come from tfds
+    x_all, y_all = data.arrays("mnist", "train", validation_size=0)
+    x_tr, y_tr = data.arrays("mnist", "train")
+    x_va, y_va = data.arrays("mnist", "validation")
+    x_te, y_te = data.arrays("mnist", "test")
+    assert (len(x_all), len(x_tr), len(x_va), len(x_te)) == (60_000, 55_000, 5_000, 10_000)
     assert len(y_tr) == 55_000 and len(y_va) == 5_000 and len(y_te) == 10_000
-    counts = np.bincount(np.concatenate([y_tr, y_va]), minlength=10)
-    assert counts.tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(y_all, minlength=10).tolist() == MNIST_TRAIN_COUNTS
     assert x_tr.shape[1:] == (28, 28, 1) and x_tr.min() == 0 and x_tr.max() == 255
-    x, y = next(iter(data.load("mnist", "train", 60, data_dir=mnist_dir)))
+    x, y = next(iter(data.load("mnist", "train", 60)))
     assert x.shape == (60, 28, 28, 1) and 0.0 <= float(tf.reduce_min(x))
     assert float(tf.reduce_max(x)) <= 1.0 and set(y.numpy()) <= set(range(10))
+
+
+def test_mnist_dir_fixture_is_the_packaged_folder(mnist_dir):
+    assert mnist_dir == data.PACKAGED_MNIST
+    assert sorted(f for f in os.listdir(mnist_dir) if f.endswith(".gz")) == sorted(
+        f + ".gz" for f in FILES)
+    assert "CC BY-SA 3.0" in open(os.path.join(mnist_dir, "README.md")).read()
+
+
+def test_data_dir_and_env_var_win_over_packaged_mnist(tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("TFLTH_DATA_DIR", raising=False)
+    assert len(data.arrays("mnist", "test")[0]) == 10_000  # cached under the default source
+    assert len(data.arrays("mnist", "test", data_dir=tiny)[0]) == N_TEST
+    monkeypatch.setenv("TFLTH_DATA_DIR", tiny)
+    assert len(data.arrays("mnist", "test")[0]) == N_TEST
+    monkeypatch.setenv("TFLTH_DATA_DIR", str(tmp_path / "nowhere"))
+    assert len(data.arrays("mnist", "test", data_dir=tiny)[0]) == N_TEST  # argument beats env
+    with pytest.raises(ValueError, match="nowhere"):
+        data.arrays("mnist", "test")  # a wrong env var fails; no silent fallback
+    monkeypatch.setenv("TFLTH_DATA_DIR", "")  # empty counts as unset, as for absl flags
+    assert len(data.arrays("mnist", "test")[0]) == 10_000
 
 
 def test_fashion_mnist_needs_its_own_subfolder(tiny):

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from tflth.layers import MaskedConv2D, MaskedDense
-from tflth.pruning import set_masks
+from tflth.layers import MaskedConv2D, MaskedDense, get_family
+from tflth.pruning import prunable_layers, set_masks
 
 
 def _model():
@@ -43,10 +43,31 @@ def test_config_round_trip(cls, kwargs):
 
 def test_mask_is_a_non_trainable_weight():
     layer = MaskedDense(4)
+    assert getattr(layer, "mask", None) is None  # unbuilt: no mask yet, as before
     layer.build((None, 3))
     assert [w.name for w in layer.trainable_weights] == ["kernel", "bias"]
     assert [w.name for w in layer.non_trainable_weights] == ["mask"]
+    assert [w.name for w in layer.weights] == ["kernel", "bias", "mask"]  # callers snapshot by position
+    assert layer.weights[2] is layer.mask and layer.mask.dtype == "float32"
     np.testing.assert_array_equal(layer.mask.numpy(), np.ones((3, 4)))
+
+
+def test_default_names_and_variable_paths():
+    assert MaskedDense(2).name.startswith("masked_dense")
+    assert MaskedConv2D(2, 3).name.startswith("masked_conv2d")
+    model = _model()
+    paths = [v.path for v in model.weights]
+    assert len(set(paths)) == len(paths)
+
+
+def test_clone_model_keeps_masks_working():
+    model = _model()
+    clone = keras.models.clone_model(model)
+    assert [layer.name for layer in prunable_layers(clone)] == ["conv", "hidden", "out"]
+    assert [v.name for v in clone.weights] == [v.name for v in model.weights]
+    masks = _half_masks(clone)
+    set_masks(clone, masks)
+    assert np.all(clone.get_layer("conv").kernel.numpy()[masks["conv"] == 0] == 0.0)
 
 
 def test_all_ones_mask_equals_plain_layers():
@@ -121,3 +142,71 @@ def test_saved_weights_hold_true_zeros(tmp_path):
         if hasattr(layer, "mask"):
             np.testing.assert_array_equal(layer.mask.numpy(), masks[layer.name])
             assert np.all(layer._kernel.numpy()[masks[layer.name] == 0] == 0.0)
+            np.testing.assert_array_equal(layer._kernel.numpy(), model.get_layer(layer.name)._kernel.numpy())
+
+
+# Weight files are interchangeable between plain Keras layers and masked ones.
+
+def _family_model(family, kind):
+    """Two layers of one kind, so that Keras' per-class file numbering is exercised too."""
+    family = get_family(family)
+    if kind == "dense":
+        return keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Flatten(),
+                                 family.dense(6, activation="relu", name="a"), family.dense(3, name="b")])
+    return keras.Sequential([keras.Input((8, 8, 2)), family.conv2d(4, 3, activation="relu", name="a"),
+                             family.conv2d(3, 3, name="b")])
+
+
+def _save(model, folder, fmt):
+    """The file a user would write in format `fmt`; `load_weights` reads both."""
+    path = str(folder / ("w.weights.h5" if fmt == "weights.h5" else "m.keras"))
+    (model.save_weights if fmt == "weights.h5" else model.save)(path)
+    return path
+
+
+def _layers_with_kernels(model):
+    return [layer for layer in model.layers if hasattr(layer, "kernel")]
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "keras"])
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_plain_weights_load_into_masked_model(tmp_path, kind, fmt):
+    plain = _family_model("plain", kind)
+    path = _save(plain, tmp_path, fmt)
+    masked = _family_model("masked", kind)
+    masked.load_weights(path)
+    for p, m in zip(_layers_with_kernels(plain), _layers_with_kernels(masked)):
+        np.testing.assert_array_equal(m.kernel.numpy(), p.kernel.numpy())
+        np.testing.assert_array_equal(m.bias.numpy(), p.bias.numpy())
+        np.testing.assert_array_equal(m.mask.numpy(), np.ones(p.kernel.shape))
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "keras"])
+@pytest.mark.parametrize("kind", ["dense", "conv2d"])
+def test_masked_weights_load_into_plain_model(tmp_path, kind, fmt):
+    masked = _family_model("masked", kind)
+    masks = _half_masks(masked)
+    set_masks(masked, masks)
+    path = _save(masked, tmp_path, fmt)
+    plain = _family_model("plain", kind)
+    plain.load_weights(path)
+    for m, p in zip(_layers_with_kernels(masked), _layers_with_kernels(plain)):
+        np.testing.assert_array_equal(p.kernel.numpy(), m.kernel.numpy())
+        np.testing.assert_array_equal(p.bias.numpy(), m.bias.numpy())
+        assert np.all(p.kernel.numpy()[masks[m.name] == 0] == 0.0)
+
+
+@pytest.mark.parametrize("fmt", ["weights.h5", "keras"])
+def test_plain_weights_reset_the_masks_of_a_pruned_model(tmp_path, fmt):
+    plain = keras.Sequential([
+        keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(), keras.layers.Dense(6, activation="relu", name="hidden"),
+        keras.layers.Dense(3, name="out")])
+    path = _save(plain, tmp_path, fmt)
+    model = _model()
+    set_masks(model, _half_masks(model))
+    model.load_weights(path)
+    for layer in prunable_layers(model):
+        np.testing.assert_array_equal(layer.mask.numpy(), np.ones(layer.mask.shape))
+        # the old mask must not have zeroed the kernel that was just loaded
+        np.testing.assert_array_equal(layer.kernel.numpy(), plain.get_layer(layer.name).kernel.numpy())

@@ -8,7 +8,8 @@ import pytest
 
 from idx_files import learnable_digits, write_mnist
 from tflth import io
-from tflth.lottery import paths, runner, training
+from tflth import engine, pruning
+from tflth.lottery import paths, runner
 from tflth.lottery.hparams import DatasetHparams, LotteryHparams, PruningHparams, TrainingHparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +47,7 @@ def test_run_folder_layout(finished):
     assert io.read_json(paths.hparams_file(finished)) == HPARAMS.to_dict()
     assert "--iterations=40" in open(paths.flags_file(finished)).read()
     replicate = paths.replicate_dir(finished, 0)
-    for name in ("init.weights.h5", "rewind.weights.h5"):
+    for name in ("init.npz", "rewind.npz"):
         assert os.path.exists(os.path.join(paths.branch_dir(replicate, 0, "main"), name))
     for level, branches in ((0, ["main"]), (1, ["main", "reinit", "random_prune", "continue"]),
                             (2, ["main", "reinit", "random_prune", "continue"])):
@@ -97,7 +98,7 @@ def test_controls_share_the_tickets_sparsity(finished):
 def test_rerun_skips_finished_work(finished, digits_dir, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a finished branch was trained again")
-    monkeypatch.setattr(training, "train_branch", fail)
+    monkeypatch.setattr(engine, "train", fail)
     _run(os.path.dirname(finished), digits_dir)
 
 
@@ -105,19 +106,19 @@ def test_interrupted_level_resumes_to_the_same_result(tmp_path, digits_dir, monk
     hparams = dataclasses.replace(HPARAMS, pruning=PruningHparams(rewind_iteration=10))
     reference = _run(tmp_path / "a", digits_dir, hparams, levels=1, controls=())
 
-    save = training._save_progress
-    calls = []
+    save = engine.state.save
 
-    def save_then_die(path, model, step, rows):
-        save(path, model, step, rows)
-        calls.append(step)
-        if "level_1" in path and step == 20:
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        if "level_1" in path and int(kw["step"]) == 20:
             raise KeyboardInterrupt  # killed right after a checkpoint
-    monkeypatch.setattr(training, "_save_progress", save_then_die)
+    monkeypatch.setattr(engine.state, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=())
-    monkeypatch.setattr(training, "_save_progress", save)
-    resumed = _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=())
+        _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=(), checkpoint_seconds=0)
+    monkeypatch.setattr(engine.state, "save", save)
+    assert os.path.exists(paths.progress(paths.branch_dir(paths.replicate_dir(
+        paths.run_dir(str(tmp_path / "b"), hparams), 0), 1, "main")))
+    resumed = _run(tmp_path / "b", digits_dir, hparams, levels=1, controls=(), checkpoint_seconds=0)
 
     assert _metrics(reference, 1, "main")["rows"] == _metrics(resumed, 1, "main")["rows"]
     for level in (1, 2):  # level 2's masks come from level 1's trained weights
@@ -126,15 +127,78 @@ def test_interrupted_level_resumes_to_the_same_result(tmp_path, digits_dir, monk
                 mask, io.read_npz(paths.level_masks(paths.replicate_dir(resumed, 0), level))[name])
 
 
-def test_learning_rate_schedule_and_stream():
-    schedule = training.StepSchedule(0.1, warmup=10, drops=(20, 30), gamma=0.5)
-    assert [round(float(schedule(s)), 6) for s in (0, 9, 19, 20, 35)] == [0.01, 0.1, 0.1, 0.05, 0.025]
-    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
-    y = np.arange(10, dtype=np.int32)
-    whole = [b[1].numpy().tolist() for b in training.train_stream(x, y, 4, seed=3, start=0, stop=6)]
-    tail = [b[1].numpy().tolist() for b in training.train_stream(x, y, 4, seed=3, start=2, stop=6)]
-    assert whole[2:] == tail  # batch i depends only on (seed, i)
-    assert sorted(sum(whole[:5], [])[:10]) == list(range(10))  # each epoch a permutation
+LATE = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
+                      training=TrainingHparams(iterations=40, eval_every=10, lr_drops="5"),
+                      pruning=PruningHparams(rewind_iteration=10))
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory, digits_dir):
+    """Rewinding to iteration k = 10, after a learning-rate drop at 5."""
+    return _run(tmp_path_factory.mktemp("late"), digits_dir, LATE, levels=1)
+
+
+@pytest.mark.parametrize("policy", ["fresh", "rewind"])
+def test_every_branch_starts_from_the_same_optimizer_policy(tmp_path, digits_dir, monkeypatch, policy):
+    hparams = dataclasses.replace(LATE, pruning=PruningHparams(rewind_iteration=10, optimizer_state=policy))
+    run = _run(tmp_path, digits_dir, hparams, levels=0)
+    saved = engine.state.load(paths.rewind_state(paths.replicate_dir(run, 0)))
+    at_k = [saved[k] for k in sorted(saved) if k.startswith(engine.state.OPTIMIZER)]
+    starts = {}
+
+    def record(model, data, hp, folder, *, start, label, **kw):
+        starts[label.split()[-1]] = (start, [v.numpy() for v in model.optimizer.variables],
+                                     float(model.optimizer.learning_rate))
+        return [{"step": start, "train_loss": None, "val_loss": 1.0, "val_acc": 0.1, "test_loss": 1.0,
+                 "test_acc": 0.1}]
+    monkeypatch.setattr(engine, "train", record)
+    _run(tmp_path, digits_dir, hparams, levels=1)
+    assert sorted(starts) == ["continue", "main", "random_prune", "reinit"]
+    for branch, (start, variables, lr) in starts.items():
+        assert start == 10, branch  # every branch trains k..T
+        assert lr == pytest.approx(1.2e-4), branch  # the schedule resumes at k, after the drop at 5
+        if policy == "fresh":  # step 0 (Adam's bias correction starts afresh) and zero moments
+            assert variables[0] == 0 and all(not v.any() for v in variables[2:]), branch
+        else:  # the state saved at k: its step counter and moments together
+            assert variables[0] == 10, branch
+            for v, w in zip(variables, at_k):
+                np.testing.assert_array_equal(v, w)
+
+
+def test_continue_trains_the_previous_final_weights_from_k(late):
+    rows = _metrics(late, 1, "continue")["rows"]
+    assert [r["step"] for r in rows] == [10, 20, 30, 40]
+    assert [r["step"] for r in _metrics(late, 1, "main")["rows"]] == [10, 20, 30, 40]
+
+
+def test_movement_is_measured_from_the_rewind_point(late):
+    replicate = paths.replicate_dir(late, 0)
+    model = runner.build_model(LATE, 0)
+    model.load_weights(paths.final_weights(paths.branch_dir(replicate, 0, "main")))
+    rewind = engine.state.load(paths.rewind_state(replicate))
+    next_masks = io.read_npz(paths.level_masks(replicate, 1))
+    moved = [np.abs(layer.kernel.numpy() - rewind[engine.state.MODEL + layer.kernel.path])[next_masks[layer.name] > 0]
+             for layer in pruning.prunable_layers(model)]
+    expected = float(np.concatenate(moved).mean())
+    assert _metrics(late, 0, "main")["movement"]["kept"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_exclude_leaves_layers_unpruned(tmp_path, digits_dir):
+    hparams = dataclasses.replace(HPARAMS, pruning=PruningHparams(exclude="output"))
+    run = _run(tmp_path, digits_dir, hparams, levels=1, controls=())
+    masks = io.read_npz(paths.level_masks(paths.replicate_dir(run, 0), 1))
+    assert masks["output"].all() and masks["fc1"].mean() == pytest.approx(0.8)
+
+
+def test_workers_train_branches_in_processes_with_the_same_results(tmp_path, digits_dir, late):
+    run = _run(tmp_path, digits_dir, LATE, levels=1, workers=2)
+    assert os.path.basename(run) == os.path.basename(late)
+    for level, branch in [(0, "main"), (1, "main"), (1, "reinit"), (1, "random_prune"), (1, "continue")]:
+        np.testing.assert_array_equal(_masks(run, level, branch)["fc2"], _masks(late, level, branch)["fc2"])
+        ours, serial = _metrics(run, level, branch)["rows"], _metrics(late, level, branch)["rows"]
+        assert [r["step"] for r in ours] == [r["step"] for r in serial]
+        np.testing.assert_allclose([r["val_loss"] for r in ours], [r["val_loss"] for r in serial], rtol=1e-3)
+    assert not [f for _, _, files in os.walk(run) for f in files if f.startswith(".tmp-")]
 
 
 def _cli(args, env_extra=None):
@@ -149,6 +213,10 @@ def _cli(args, env_extra=None):
     (["--levels=-1"], "--levels"),
     (["--iterations=100", "--eval_every=10", "--rewind_iteration=200"], "--rewind_iteration"),
     (["--branches=reinit,lucky"], "lucky"),
+    (["--workers=0"], "--workers"),
+    (["--optimizer_state=adam"], "--optimizer_state"),
+    (["--exclude=fc9"], "--exclude"),
+    (["--checkpoint_seconds=-1"], "--checkpoint_seconds"),
     (["--data_dir={empty}"], "train-images-idx3-ubyte"),
 ])
 def test_cli_rejects_bad_input_with_one_line(tmp_path, args, message):
@@ -171,13 +239,3 @@ def test_cli_quick_run_end_to_end(tmp_path, digits_dir):
     assert "[seed 0 level 1 random_prune] step 20/20" in result.stdout
     run = result.stdout.split("done: ")[1].split()[0]
     assert os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run, 0), 1, "reinit")))
-
-
-@pytest.mark.parametrize("eval_every,iterations,rewind,expected", [
-    (1000, 50000, 0, 100), (500, 3000, 0, 100), (10, 40, 10, 10), (300, 1050, 0, 75),
-    (1000, 112000, 2000, 100), (7, 21, 0, 7),
-])
-def test_steps_per_execution_divides_every_interval(eval_every, iterations, rewind, expected):
-    hparams = LotteryHparams(training=TrainingHparams(iterations=iterations, eval_every=eval_every),
-                             pruning=PruningHparams(rewind_iteration=rewind))
-    assert training.steps_per_execution(hparams) == expected

@@ -8,7 +8,8 @@ import pytest
 from absl import flags
 
 from tflth.hparams import from_flags
-from tflth.lottery import cli, paths, runner, training
+from tflth import engine
+from tflth.lottery import cli, paths, runner
 from tflth.lottery.hparams import SECTIONS, LotteryHparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,8 +41,8 @@ def _tiny_data(shape, n=24, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (n, *shape)).astype(np.uint8)
     y = rng.integers(0, 10, n).astype(np.int32)
-    return {"x": x, "y": y, "validation": training.eval_stream(x[:8], y[:8]),
-            "test": training.eval_stream(x[8:16], y[8:16])}
+    return {"x": x, "y": y, "validation": engine.eval_stream(x[:8], y[:8]),
+            "test": engine.eval_stream(x[8:16], y[8:16])}
 
 
 @pytest.mark.parametrize("flagfile", [f for f in FLAGFILES if "cifar10" in f], ids=os.path.basename)

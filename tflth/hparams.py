@@ -14,6 +14,21 @@ def fields(cls):
     return dataclasses.fields(cls)
 
 
+def field(default, help_text):
+    """A dataclass field whose help text becomes the flag's help."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+def fail(name, value, allowed):
+    """The one-line error for a bad flag value: `--name=value: what is allowed`."""
+    raise ValueError(f"--{name}={value!r}: {allowed}")
+
+
+def one_of(name, value, allowed):
+    if value not in allowed:
+        fail(name, value, f"allowed: {', '.join(map(str, allowed))}")
+
+
 def define_flags(cls, flag_values):
     """Defines one absl flag per field of dataclass `cls` (help text: field metadata["help"])."""
     from absl import flags

@@ -7,6 +7,8 @@ cast per batch instead of one per example).
 
 import dataclasses
 import os
+import socket
+import threading
 import types
 
 import numpy as np
@@ -15,6 +17,9 @@ import tensorflow as tf
 from tflth.data.idx import read_idx
 
 ENV_VAR = "TFLTH_DATA_DIR"
+# The original MNIST IDX files ship inside the package (package data, CC BY-SA 3.0; see its
+# README.md), so MNIST needs no network: its default source when no data_dir is given.
+PACKAGED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist")
 SPLITS = ("train", "validation", "test")
 
 
@@ -47,7 +52,17 @@ _IDX_FILES = {
 }
 # A full-buffer shuffle of decoded ImageNet would not fit in memory.
 _IMAGENET_SHUFFLE_BUFFER = 2_000
-_CACHE = {}  # (name, data_dir, "train" | "test") -> (x_uint8, y_int32), read-only
+# Where tfds downloads each dataset from when it is not prepared yet (its builders' URLs).
+_DOWNLOAD_HOSTS = {
+    "fashion_mnist": ("fashion-mnist.s3-website.eu-central-1.amazonaws.com", 80),
+    "cifar10": ("www.cs.toronto.edu", 443),
+    "cifar100": ("www.cs.toronto.edu", 443),
+}
+_TFDS_HOST = ("storage.googleapis.com", 443)  # tfds' own mirror, for any other dataset
+_PROBE_TIMEOUT_S = 3.0
+# (name, data_dir, "train" | "test") -> (x_uint8, y_int32), read-only. data_dir None is the
+# default source (packaged MNIST, else tfds), so it never shares an entry with a folder.
+_CACHE = {}
 
 
 def info(name):
@@ -92,7 +107,8 @@ def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, see
         (optionally .gz), or with a `<name>/` subfolder holding them. For
         cifar10/cifar100 the tfds data_dir. For imagenet2012 both the tfds
         data_dir and the tfds manual_dir (holding the downloaded ImageNet tars).
-        Without one, tensorflow_datasets provides the data.
+        Without one, MNIST is read from the copy packaged with tflth (no
+        network needed) and tensorflow_datasets provides the other datasets.
       shuffle: default True for "train" only. The order depends on `seed` alone
         (not on TensorFlow's global seed) and changes every epoch.
       seed: shuffle seed.
@@ -182,6 +198,8 @@ def _base_arrays(name, base_split, root):
     if key not in _CACHE:
         if root is not None and name in _IDX_NAMES:
             x, y = _read_idx_split(name, root, base_split)
+        elif name == "mnist":
+            x, y = _read_idx_split(name, PACKAGED_MNIST, base_split)
         else:
             x, y = _tfds_arrays(name, base_split, root)
         # Read-only, because every caller shares the cached arrays.
@@ -224,23 +242,58 @@ def _read_idx_split(name, root, base_split):
 def _tfds_arrays(name, split, root):
     try:
         import tensorflow_datasets as tfds  # slow to import: only when needed
+        builder = tfds.builder(name, data_dir=root)
+        prepared = builder.is_prepared()
+    except Exception as e:  # noqa: BLE001 - anything tfds raises means "no data"
+        raise RuntimeError(_unavailable(name, root, e)) from e
+    # Without a network tfds retries its download for minutes: when it would download,
+    # look at the host first, briefly.
+    host, port = _DOWNLOAD_HOSTS.get(name, _TFDS_HOST)
+    if not prepared and not _host_reachable(host, port):
+        raise RuntimeError(_unavailable(
+            name, root, f"it is not prepared in {builder.data_dir!r} and tfds cannot "
+                        f"download it: {host} is unreachable (no network?)"))
+    try:
         x, y = tfds.load(name, split=split, as_supervised=True, batch_size=-1, data_dir=root)
         return np.asarray(x, np.uint8), np.asarray(y, np.int32)
-    except Exception as e:  # noqa: BLE001 - anything tfds raises means "no data"
+    except Exception as e:  # noqa: BLE001
         raise RuntimeError(_unavailable(name, root, e)) from e
 
 
-def _unavailable(name, root, error):
-    detail = (str(error).strip().splitlines() or [""])[0][:200]
-    where = (f"tfds data_dir={root!r} did not hold it and tfds could not prepare it"
-             if root else "no data_dir given and tensorflow_datasets could not provide it")
-    idx = ("pass data_dir= (flag --data_dir) or set TFLTH_DATA_DIR to a folder with the "
-           "four MNIST-format IDX files, or " if name in _IDX_NAMES else
-           "pass data_dir= (flag --data_dir) or set TFLTH_DATA_DIR to a tfds data dir "
-           "holding it, or ")
-    return (f"Cannot load dataset {name!r}: {where} ({type(error).__name__}: {detail}). "
-            f"To provide it, {idx}let tfds download it (needs network) or prepare it "
-            f"under TFDS_DATA_DIR (`tfds build {name}`).")
+def _host_reachable(host, port, timeout=_PROBE_TIMEOUT_S):
+    """True if a TCP connection to `host` opens within `timeout` seconds.
+
+    The socket timeout does not cover the DNS lookup, which can hang for long without a
+    network, so the attempt runs in a daemon thread that is abandoned when late.
+    Tests replace this function: they never touch the network.
+    """
+    opened = []
+
+    def connect():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            opened.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(opened)
+
+
+def _unavailable(name, root, why):
+    """One line: why dataset `name` is missing (an exception or a phrase) and how to provide it."""
+    if isinstance(why, BaseException):
+        detail = (str(why).strip().splitlines() or [""])[0][:200]
+        where = (f"tfds data_dir={root!r} did not hold it and tfds could not prepare it"
+                 if root else "no data_dir given and tensorflow_datasets could not provide it")
+        why = f"{where} ({type(why).__name__}: {detail})"
+    folder = ("a folder with the four MNIST-format IDX files" if name in _IDX_NAMES
+              else "a tfds data dir holding it")
+    return (f"Cannot load dataset {name!r}: {why}. To provide it, pass data_dir= "
+            f"(flag --data_dir) or set {ENV_VAR} to {folder}, or prepare it under "
+            f"TFDS_DATA_DIR with `tfds build {name}` (needs network once).")
 
 
 def _imagenet(split, root, held_out, shuffle, seed):

@@ -8,6 +8,12 @@ every pruned position, so the forward pass costs what Keras' own layer costs:
 - `set_weights` and loading a saved model re-apply the mask.
 Checkpoints therefore hold true zeros. After assigning the kernel variable by hand,
 call `tflth.pruning.apply_mask(layer)`.
+
+Weight files (`.weights.h5`, `.keras`) load across plain and masked models of the
+same architecture. A masked layer is filed where Keras files its plain layer
+(`layers/dense/vars`: kernel, bias) and its mask under its own path
+(`layers/dense/_mask_holder/vars/0`), which a plain model never asks for. A masked
+model loading a plain file finds no mask there and starts from all ones.
 """
 import keras
 from keras import ops
@@ -28,19 +34,75 @@ class _KeepMasked:
         return kernel * ops.cast(self.layer.mask, kernel.dtype)
 
 
+def _filed_as(keras_cls):
+    """Class decorator: Keras files a model's layers under their snake-cased class
+    name (`type(layer).__name__`, in `saving_lib._save_container_state`), so a class
+    named MaskedDense would be filed under `masked_dense` and neither a plain file nor
+    a masked one would load into the other model. Borrowing Keras' `__name__` files
+    both under `dense`. The import path, `__qualname__`, registered name and default
+    layer names stay MaskedDense's; summaries and reprs show Keras' class name."""
+    def rename(cls):
+        cls.__name__ = keras_cls.__name__
+        return cls
+    return rename
+
+
+def _default_name(prefix):
+    # What Keras would name an unnamed layer of a class called `prefix` (its
+    # `auto_name`): masked_dense, masked_dense_1, ...
+    uid = keras.backend.get_uid(prefix)
+    return prefix if uid == 1 else f"{prefix}_{uid - 1}"
+
+
+class _MaskHolder(keras.layers.Layer):
+    """Owns the mask weight, so that Keras saves it apart from kernel and bias.
+
+    Kept out of the masked layer's own variables because Keras checks that a
+    Dense/Conv2D entry holds exactly as many arrays as the layer has variables.
+    """
+
+    def __init__(self, shape, dtype, on_load, **kwargs):
+        super().__init__(**kwargs)
+        self.variable = self.add_weight(
+            name="mask", shape=shape, initializer="ones", trainable=False, dtype=dtype)
+        self._on_load = on_load
+        self.built = True
+
+    def load_own_variables(self, store):
+        if len(store.keys()) == 0:  # Keras' answer for a path the file lacks: a plain layer's file
+            self.variable.assign(ops.ones_like(self.variable))
+        else:
+            super().load_own_variables(store)
+        self._on_load()
+
+
 class _MaskedMixin:
     """Adds a `mask` weight beside the kernel of a Keras Dense/Conv layer.
 
-    Keras saves Dense/Conv variables by position (kernel, bias); the mask is
-    stored after them so `.keras` files round-trip.
+    `layer.weights` is kernel, bias, mask: a layer lists its own variables first.
     """
+
+    _default_prefix = None  # set by each class
+
+    def __init__(self, *args, name=None, **kwargs):
+        super().__init__(*args, name=name or _default_name(self._default_prefix), **kwargs)
 
     def build(self, input_shape):
         super().build(input_shape)
-        self.mask = self.add_weight(
-            name="mask", shape=self._kernel.shape, initializer="ones",
-            trainable=False, dtype=self._kernel.dtype)
+        # Keras loads a layer's own variables before its children's: the kernel is
+        # re-masked once the holder has loaded the mask.
+        self._mask_holder = _MaskHolder(
+            self._kernel.shape, self._kernel.dtype, on_load=self._apply_mask, name="mask")
         self._kernel.constraint = _KeepMasked(self, self.kernel_constraint)
+
+    @property
+    def mask(self):
+        if not self.built:  # like `kernel`; `getattr(layer, "mask", None)` gives None
+            raise AttributeError("You must build the layer before accessing `mask`.")
+        return self._mask_holder.variable
+
+    def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `_filed_as`)
+        return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
 
     def _apply_mask(self):
         self._kernel.assign(self._kernel * self.mask)
@@ -49,29 +111,21 @@ class _MaskedMixin:
         super().set_weights(weights)
         self._apply_mask()
 
-    def _mask_index(self):
-        return 2 if self.use_bias else 1
 
-    def save_own_variables(self, store):
-        super().save_own_variables(store)
-        if self.built:
-            store[str(self._mask_index())] = self.mask
-
-    def load_own_variables(self, store):
-        super().load_own_variables(store)
-        if self.built:
-            self.mask.assign(store[str(self._mask_index())])
-            self._apply_mask()
-
-
-@keras.saving.register_keras_serializable(package="tflth")
+@_filed_as(keras.layers.Dense)
+@keras.saving.register_keras_serializable(package="tflth", name="MaskedDense")
 class MaskedDense(_MaskedMixin, keras.layers.Dense):
     """`keras.layers.Dense` with a pruning mask; same arguments."""
 
+    _default_prefix = "masked_dense"
 
-@keras.saving.register_keras_serializable(package="tflth")
+
+@_filed_as(keras.layers.Conv2D)
+@keras.saving.register_keras_serializable(package="tflth", name="MaskedConv2D")
 class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
     """`keras.layers.Conv2D` with a pruning mask; same arguments."""
+
+    _default_prefix = "masked_conv2d"
 
 
 register_family(LayerFamily("masked", MaskedDense, MaskedConv2D))

@@ -1,38 +1,43 @@
-"""Where each branch of a level starts: its masks and its weights.
+"""Where each branch of a level starts: its masks, its weights and its optimizer state.
 
 main          the winning ticket: the level's masks, survivors rewound to iteration k
 reinit        control: the same masks, freshly initialised weights
 random_prune  control: random masks with the same per-layer sparsity, rewound weights
-continue      control: the same masks on the previous level's final weights (no rewinding)
+continue      control: the same masks on the previous level's final weights (not rewound)
+
+Every branch of a level >= 1 trains iterations k..T with the same learning-rate schedule,
+and starts from the same optimizer policy (`--optimizer_state`): `fresh` (zero moments,
+step 0, the schedule shifted to resume at k; as open_lth) or `rewind` (the optimizer state
+saved at iteration k, step counter included).
 """
 import numpy as np
 
-from tflth import io, pruning
+from tflth import engine, io, pruning
 from tflth.lottery import paths
 
 CONTROLS = ("reinit", "random_prune", "continue")
 
 
-def _load(model, weights_file, masks):
-    model.load_weights(weights_file)  # masks in the file are overwritten next
-    pruning.set_masks(model, masks)
-
-
-def prepare(branch, model, replicate, level, seed):
-    """Puts the branch's masks and start weights into `model`; returns the masks."""
+def prepare(branch, model, replicate, level, seed, optimizer_state="fresh"):
+    """Puts the branch's masks, start weights and optimizer state into the compiled `model`;
+    returns the masks."""
     masks = io.read_npz(paths.level_masks(replicate, level))
-    if branch == "main":
-        _load(model, paths.rewind_weights(replicate), masks)
+    rewind = engine.state.load(paths.rewind_state(replicate))
+    if branch in ("main", "random_prune"):
+        engine.state.restore(model, rewind, optimizer=False, masks=False)
+        if branch == "random_prune":
+            masks = pruning.random_masks_like(masks, seed=_branch_seed(seed, level, 2))
     elif branch == "reinit":
-        pruning.set_masks(model, masks)
         pruning.restore_weights(model, pruning.fresh_weights(model, seed=_branch_seed(seed, level, 1)))
-    elif branch == "random_prune":
-        masks = pruning.random_masks_like(masks, seed=_branch_seed(seed, level, 2))
-        _load(model, paths.rewind_weights(replicate), masks)
     elif branch == "continue":
-        _load(model, paths.final_weights(paths.branch_dir(replicate, level - 1, "main")), masks)
+        model.load_weights(paths.final_weights(paths.branch_dir(replicate, level - 1, "main")))
     else:
         raise ValueError(f"branch={branch!r} is unknown; allowed: {list(paths.BRANCHES)}")
+    pruning.set_masks(model, masks)
+    if optimizer_state == "rewind":
+        engine.state.restore(model, rewind, weights=False)
+    else:  # also undoes the optimizer state that load_weights brings with a .weights.h5 file
+        pruning.reset_optimizer(model)
     return masks
 
 
@@ -51,7 +56,8 @@ def overlap(a, b):
 def movement(final, start, alive, next_masks):
     """Mean |w_final - w_start| of the weights that survive the next pruning vs those it removes.
 
-    All three dicts are {layer: array}; `alive` is this level's mask. Answers "do the
+    All four are {layer: array}; `start` holds the weights at the rewind point (iteration k,
+    where every level's training starts) and `alive` is this level's mask. Answers "do the
     weights we keep move more during training?" (Zhou et al. 2019 ask the same).
     """
     kept, removed = [], []

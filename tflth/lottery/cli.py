@@ -27,6 +27,14 @@ def define_run_flags(flag_values=FLAGS):
     flags.DEFINE_string("root", "runs", "Folder that holds the run folders.", flag_values=flag_values)
     flags.DEFINE_string("data_dir", "", "Folder of MNIST-format IDX files (or the tfds data dir); "
                         "default: $TFLTH_DATA_DIR, else tfds.", flag_values=flag_values)
+    flags.DEFINE_integer("workers", 1, "Processes that train branches side by side (seeds, and a level's "
+                         "controls beside the next ticket); each gets cores / workers threads.",
+                         flag_values=flag_values)
+    flags.DEFINE_bool("test_every_eval", False, "Evaluate the test set at every evaluation, not only at a new "
+                      "best validation loss and at the end.", flag_values=flag_values)
+    flags.DEFINE_float("checkpoint_seconds", 60.0, "Checkpoint at the first evaluation at least this long "
+                       "after the last checkpoint (resume loses at most max(one interval, this)).",
+                       flag_values=flag_values)
     flags.DEFINE_bool("quiet", False, "No progress lines.", flag_values=flag_values)
 
 
@@ -62,14 +70,17 @@ def _main(argv):
             control_levels = _csv(FLAGS.control_levels, int) or None
         except ValueError:
             raise ValueError(f"--control_levels={FLAGS.control_levels!r}: must be comma-separated integers") from None
-        if FLAGS.levels < 0:
-            raise ValueError(f"--levels={FLAGS.levels}: must be >= 0")
-        runner.check_run_args(FLAGS.levels, controls)
-        data = runner.load_data(hparams, FLAGS.data_dir or None)
+        if FLAGS.checkpoint_seconds < 0:
+            raise ValueError(f"--checkpoint_seconds={FLAGS.checkpoint_seconds}: must be >= 0")
+        runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers)
+        data_dir = FLAGS.data_dir or None
+        data = runner.load_data(hparams, data_dir)  # fails here, before any folder is made
     except (ValueError, RuntimeError) as e:
         _fail(str(e).splitlines()[0])
     folder = runner.run(hparams, levels=FLAGS.levels, seeds=seeds, controls=controls,
-                        control_levels=control_levels, root=FLAGS.root, data=data, verbose=not FLAGS.quiet)
+                        control_levels=control_levels, root=FLAGS.root, verbose=not FLAGS.quiet,
+                        workers=FLAGS.workers, checkpoint_seconds=FLAGS.checkpoint_seconds,
+                        test_every_eval=FLAGS.test_every_eval, data=data, data_dir=data_dir)
     print(f"[tflth] done: {folder}\n[tflth] summarize with: python tools/summarize.py {folder}")
 
 

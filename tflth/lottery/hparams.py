@@ -3,112 +3,59 @@
 Defaults are the paper's MNIST setup (Frankle & Carbin 2019): LeNet-300-100, Adam
 1.2e-3, batch 60, 50,000 iterations per level, 20% pruned per level (10% of the
 output layer), rewinding to initialisation. Every field is a flag of the same name.
+The data and training sections are the engine's (tflth.engine.hparams).
 """
 import dataclasses
 
-from tflth.hparams import fields
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.hparams import fail, field, fields, one_of
 
-
-def _field(default, help_text):
-    return dataclasses.field(default=default, metadata={"help": help_text})
-
-
-def _fail(name, value, allowed):
-    raise ValueError(f"--{name}={value!r}: {allowed}")
-
-
-def _one_of(name, value, allowed):
-    if value not in allowed:
-        _fail(name, value, f"allowed: {', '.join(map(str, allowed))}")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetHparams:
-    dataset: str = _field("mnist", "Dataset name (tflth.data).")
-    batch_size: int = _field(60, "Training batch size.")
-    validation_size: int = _field(5000, "Training examples held out for validation (the last ones).")
-    augment: bool = _field(False, "Random crop + horizontal flip (CIFAR).")
-
-    def __post_init__(self):
-        from tflth.data import DATASETS
-        _one_of("dataset", self.dataset, sorted(DATASETS))
-        if self.batch_size < 1:
-            _fail("batch_size", self.batch_size, "must be >= 1")
-        if self.validation_size < 1:
-            _fail("validation_size", self.validation_size, "must be >= 1 (early stopping needs a validation set)")
+OPTIMIZER_STATES = ("fresh", "rewind")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
-    model: str = _field("lenet_300_100", "Architecture (tflth.models).")
-    family: str = _field("masked", "Layer family the architecture is built from.")
+    model: str = field("lenet_300_100", "Architecture (tflth.models).")
+    family: str = field("masked", "Layer family the architecture is built from.")
 
     def __post_init__(self):
         from tflth.layers import family as families
         from tflth.models import MODELS
-        _one_of("model", self.model, sorted(MODELS))
+        one_of("model", self.model, sorted(MODELS))
         families.get_family(self.family)
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainingHparams:
-    optimizer: str = _field("adam", "adam | sgd (with --momentum).")
-    lr: float = _field(1.2e-3, "Learning rate.")
-    momentum: float = _field(0.0, "SGD momentum.")
-    weight_decay: float = _field(0.0, "Decoupled weight decay (Keras optimizers' weight_decay).")
-    iterations: int = _field(50000, "Training iterations per level.")
-    warmup: int = _field(0, "Linear learning-rate warm-up iterations.")
-    lr_drops: str = _field("", "Comma-separated iterations at which the learning rate is multiplied by --lr_gamma.")
-    lr_gamma: float = _field(0.1, "Learning-rate drop factor.")
-    eval_every: int = _field(500, "Evaluate (and checkpoint) every this many iterations.")
-
-    def __post_init__(self):
-        _one_of("optimizer", self.optimizer, ("adam", "sgd"))
-        if self.lr <= 0:
-            _fail("lr", self.lr, "must be > 0")
-        if self.iterations < 1:
-            _fail("iterations", self.iterations, "must be >= 1")
-        if not 1 <= self.eval_every <= self.iterations:
-            _fail("eval_every", self.eval_every, f"must be in [1, --iterations={self.iterations}]")
-        if self.warmup < 0:
-            _fail("warmup", self.warmup, "must be >= 0")
-        try:
-            drops = self.drops
-        except ValueError:
-            _fail("lr_drops", self.lr_drops, "must be comma-separated integers")
-        if any(not 0 < d < self.iterations for d in drops) or list(drops) != sorted(drops):
-            _fail("lr_drops", self.lr_drops, f"must be increasing iterations in (0, {self.iterations})")
-
-    @property
-    def drops(self):
-        return tuple(int(d) for d in self.lr_drops.split(",") if d.strip())
-
-
-@dataclasses.dataclass(frozen=True)
 class PruningHparams:
-    score: str = _field("magnitude", "Pruning score (tflth.pruning.available_scores()).")
-    scope: str = _field("layerwise", "layerwise | global.")
-    fraction: float = _field(0.2, "Fraction of the remaining weights pruned per level (dense layers; "
+    score: str = field("magnitude", "Pruning score (tflth.pruning.available_scores()).")
+    scope: str = field("layerwise", "layerwise | global.")
+    fraction: float = field(0.2, "Fraction of the remaining weights pruned per level (dense layers; "
                                   "all layers with --scope=global).")
-    fraction_conv: float = _field(-1.0, "Per-level fraction for conv layers (-1: same as --fraction).")
-    fraction_output: float = _field(0.1, "Per-level fraction for the output layer (-1: same as --fraction).")
-    rewind_iteration: int = _field(0, "Rewind surviving weights to this iteration (0: initialisation).")
+    fraction_conv: float = field(-1.0, "Per-level fraction for conv layers (-1: same as --fraction).")
+    fraction_output: float = field(0.1, "Per-level fraction for the output layer (-1: same as --fraction).")
+    exclude: str = field("", "Comma-separated layer names or roles (conv, dense, output) never pruned.")
+    rewind_iteration: int = field(0, "Rewind surviving weights to this iteration (0: initialisation).")
+    optimizer_state: str = field("fresh", "The optimizer state every branch of a level >= 1 starts from: "
+                                          "fresh (zero moments, step 0, the learning-rate schedule resumed "
+                                          "at --rewind_iteration; as open_lth) or rewind (the optimizer "
+                                          "state saved at --rewind_iteration).")
 
     def __post_init__(self):
         from tflth.pruning import SCOPES, available_scores
-        _one_of("score", self.score, available_scores())
-        _one_of("scope", self.scope, SCOPES)
+        one_of("score", self.score, available_scores())
+        one_of("scope", self.scope, SCOPES)
         if not 0 < self.fraction < 1:
-            _fail("fraction", self.fraction, "must be in (0, 1)")
+            fail("fraction", self.fraction, "must be in (0, 1)")
         for name in ("fraction_conv", "fraction_output"):
             value = getattr(self, name)
             if value != -1.0 and not 0 <= value < 1:
-                _fail(name, value, "must be in [0, 1) or -1")
+                fail(name, value, "must be in [0, 1) or -1")
         if self.scope == "global" and (self.fraction_conv, self.fraction_output) != (-1.0, -1.0):
-            _fail("scope", self.scope, "global pruning takes one --fraction; "
-                                       "set --fraction_conv=-1 --fraction_output=-1")
+            fail("scope", self.scope, "global pruning takes one --fraction; "
+                                      "set --fraction_conv=-1 --fraction_output=-1")
         if self.rewind_iteration < 0:
-            _fail("rewind_iteration", self.rewind_iteration, "must be >= 0")
+            fail("rewind_iteration", self.rewind_iteration, "must be >= 0")
+        one_of("optimizer_state", self.optimizer_state, OPTIMIZER_STATES)
 
     @property
     def rates(self):
@@ -119,6 +66,11 @@ class PruningHparams:
         if self.fraction_output != -1.0:
             rates["output"] = self.fraction_output
         return rates if self.scope == "layerwise" else None
+
+    @property
+    def excluded(self):
+        """--exclude as a tuple for tflth.pruning.prune (names are checked against the model)."""
+        return tuple(part.strip() for part in self.exclude.split(",") if part.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +83,8 @@ class LotteryHparams:
 
     def __post_init__(self):
         if self.pruning.rewind_iteration >= self.training.iterations:
-            _fail("rewind_iteration", self.pruning.rewind_iteration,
-                  f"must be < --iterations={self.training.iterations}")
+            fail("rewind_iteration", self.pruning.rewind_iteration,
+                 f"must be < --iterations={self.training.iterations}")
 
     @property
     def sections(self):

@@ -2,13 +2,16 @@
 
 <root>/lottery_<hash>/hparams.json, flags.txt
   replicate_<seed>/level_<L>/masks.npz                      the ticket's masks at level L
-    level_0/main/init.weights.h5, rewind.weights.h5         iteration 0 and iteration k
+    level_0/main/init.npz, rewind.npz                       weights at iteration 0; weights and
+                                                            optimizer state at iteration k
     level_<L>/<branch>/metrics.json                         written last: the branch is done
                        final.weights.h5, masks.npz, tb/     weights at the end, masks, TensorBoard
                        progress.npz                         resume point (weights, optimizer, rows)
 """
 import os
 
+from tflth.engine import progress_file as progress
+from tflth.engine import tensorboard_dir as tensorboard
 from tflth.hparams import digest
 
 BRANCHES = ("main", "reinit", "random_prune", "continue")
@@ -42,12 +45,12 @@ def level_masks(replicate, level):
     return os.path.join(level_dir(replicate, level), "masks.npz")
 
 
-def init_weights(replicate):
-    return os.path.join(branch_dir(replicate, 0, "main"), "init.weights.h5")
+def init_state(replicate):
+    return os.path.join(branch_dir(replicate, 0, "main"), "init.npz")
 
 
-def rewind_weights(replicate):
-    return os.path.join(branch_dir(replicate, 0, "main"), "rewind.weights.h5")
+def rewind_state(replicate):
+    return os.path.join(branch_dir(replicate, 0, "main"), "rewind.npz")
 
 
 def metrics(branch):
@@ -60,12 +63,3 @@ def final_weights(branch):
 
 def branch_masks(branch):
     return os.path.join(branch, "masks.npz")
-
-
-def progress(branch):
-    """Weights, optimizer state and metric rows so far, in one file written at each evaluation."""
-    return os.path.join(branch, "progress.npz")
-
-
-def tensorboard(branch):
-    return os.path.join(branch, "tb")

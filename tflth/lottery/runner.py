@@ -3,7 +3,7 @@
 Level 0 trains the dense network; level L >= 1 keeps (1 - fraction) of the weights
 that survived level L - 1, rewinds them to iteration k and retrains. Control branches
 run on the same masks. Every stage whose outputs exist is skipped, so rerunning the
-same command resumes a killed run.
+same command resumes a killed run. All training goes through `tflth.engine.train`.
 """
 import os
 import time
@@ -11,10 +11,10 @@ import time
 import keras
 
 from tflth import data as tdata
-from tflth import io, models, pruning
+from tflth import engine, io, models, pruning
 from tflth.hparams import to_flagfile
 from tflth.lottery import branches as br
-from tflth.lottery import paths, training
+from tflth.lottery import paths
 from tflth.lottery.hparams import LotteryHparams
 
 
@@ -23,9 +23,9 @@ def load_data(hparams, data_dir=None):
     name, held_out = hparams.dataset.dataset, hparams.dataset.validation_size
     x, y = tdata.arrays(name, "train", data_dir=data_dir, validation_size=held_out)
     return {"x": x, "y": y,
-            "validation": training.eval_stream(*tdata.arrays(name, "validation", data_dir=data_dir,
-                                                             validation_size=held_out)),
-            "test": training.eval_stream(*tdata.arrays(name, "test", data_dir=data_dir))}
+            "validation": engine.eval_stream(*tdata.arrays(name, "validation", data_dir=data_dir,
+                                                           validation_size=held_out)),
+            "test": engine.eval_stream(*tdata.arrays(name, "test", data_dir=data_dir))}
 
 
 def build_model(hparams, seed):
@@ -49,57 +49,63 @@ def prepare_run_dir(hparams, root):
     return run
 
 
-class Replicate:
-    """One seed of a run: its levels and branches, each trained at most once."""
+def _prune_args(hparams):
+    p = hparams.pruning
+    return dict(fraction=p.fraction, score=p.score, scope=p.scope, rates=p.rates, exclude=p.excluded)
 
-    def __init__(self, hparams, run, seed, data, verbose=True):
-        self.hparams, self.seed, self.data, self.verbose = hparams, seed, data, verbose
+
+class Replicate:
+    """One seed of a run: its levels and branches, each trained at most once.
+
+    `train_kw` goes to `tflth.engine.train` (checkpoint_seconds, test_every_eval).
+    """
+
+    def __init__(self, hparams, run, seed, data, verbose=True, **train_kw):
+        self.hparams, self.seed, self.data, self.verbose, self.train_kw = hparams, seed, data, verbose, train_kw
         self.dir = paths.replicate_dir(run, seed)
         self.model = build_model(hparams, seed)
         self.init = self.model.get_weights()  # iteration 0, masks all ones
-        self.steps_per_execution = training.steps_per_execution(hparams)
+        t, k = hparams.training, hparams.pruning.rewind_iteration
+        self.steps_per_execution = engine.steps_per_execution(*(n for n in (t.eval_every, t.iterations, k) if n))
+        self.compiled_offset = None
 
     def run(self, levels, controls=br.CONTROLS, control_levels=None):
-        """Levels 0..levels of the ticket, each followed by its controls
-        (at every level >= 1, or only at `control_levels`)."""
-        for level in range(levels + 1):
-            self.branch(level, "main")
-            if level > 0 and (control_levels is None or level in control_levels):
-                for branch in controls:
-                    self.branch(level, branch)
+        """Levels 0..levels of the ticket, each followed by its controls."""
+        for level, branch in tasks(levels, controls, control_levels):
+            self.branch(level, branch)
 
     def branch(self, level, branch):
         folder = paths.branch_dir(self.dir, level, branch)
         if os.path.exists(paths.metrics(folder)):
             return io.read_json(paths.metrics(folder))
-        label = f"seed {self.seed} level {level} {branch}"
         if level > 0 and not os.path.exists(paths.metrics(paths.branch_dir(self.dir, level - 1, "main"))):
             self.branch(level - 1, "main")  # the level's masks come from the previous ticket
+        label = f"seed {self.seed} level {level} {branch}"
+        k, policy = self.hparams.pruning.rewind_iteration, self.hparams.pruning.optimizer_state
+        start = 0 if level == 0 else k
         model = self.model
         model.set_weights(self.init)
-        training.compile_model(model, self.hparams.training, self.steps_per_execution)
-        k = self.hparams.pruning.rewind_iteration
+        self._compile(offset=start if policy == "fresh" else 0)
         if level == 0:
             masks = pruning.get_masks(model)
             io.write_npz(paths.level_masks(self.dir, 0), masks)
-            start, on_step = 0, self._save_init_and_rewind
         else:
-            masks = br.prepare(branch, model, self.dir, level, self.seed)
-            start, on_step = k, None
-            model.optimizer.iterations.assign(k)  # the learning-rate schedule resumes at k
+            masks = br.prepare(branch, model, self.dir, level, self.seed, policy)
         if self.verbose:
             print(f"[{label}] {100 * (1 - pruning.sparsity(model)['total']):.1f}% of weights remain; "
                   f"training iterations {start}..{self.hparams.training.iterations}", flush=True)
         started = time.time()
-        rows = training.train_branch(model, self.data, self.hparams, folder, start=start, seed=self.seed,
-                                     label=label, on_step=on_step, verbose=self.verbose)
+        rows = engine.train(model, self.data, self.hparams, folder, start=start, seed=self.seed, label=label,
+                            extra_points=[k] if level == 0 else (),
+                            on_point=self._save_init_and_rewind if level == 0 else None,
+                            verbose=self.verbose, **self.train_kw)
         io.save_weights(model, paths.final_weights(folder))
         io.write_npz(paths.branch_masks(folder), masks)
         sparsity = pruning.sparsity(model)
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows,
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
                    "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
-                   **training.summarize_rows(rows, start)}
+                   **engine.summarize_rows(rows, start)}
         if level > 0:
             previous = io.read_npz(paths.level_masks(self.dir, level - 1))
             metrics["mask_overlap_prev"] = br.overlap(masks, previous)
@@ -110,46 +116,84 @@ class Replicate:
             os.remove(paths.progress(folder))
         return metrics
 
+    def _compile(self, offset):
+        """A fresh optimizer whose step starts at 0, its schedule shifted to resume at `offset`
+        (with --optimizer_state=rewind the step counter saved at k comes back instead, so 0).
+        Compiling (and XLA) costs seconds: branches with the same offset reuse the compiled
+        model and only get their optimizer reset."""
+        if self.compiled_offset == offset:
+            pruning.reset_optimizer(self.model)
+        else:
+            engine.compile_model(self.model, self.hparams.training, self.steps_per_execution, offset)
+            self.compiled_offset = offset
+
     def _save_init_and_rewind(self, step):
         if step == 0:
-            io.save_weights(self.model, paths.init_weights(self.dir))
+            engine.state.save(paths.init_state(self.dir), self.model, optimizer=False, masks=False)
         if step == self.hparams.pruning.rewind_iteration:
-            io.save_weights(self.model, paths.rewind_weights(self.dir))
+            engine.state.save(paths.rewind_state(self.dir), self.model, masks=False)
 
     def _prune_next_level(self, level, masks):
-        """Prunes the trained ticket into the next level's masks; returns how far the
-        weights it keeps and removes moved from their initial values."""
-        p = self.hparams.pruning
+        """Prunes the trained ticket into the next level's masks; returns how far the weights
+        it keeps and removes moved from the rewind point (iteration k, where training starts)."""
         layers = pruning.prunable_layers(self.model)
         final = {layer.name: layer.kernel.numpy() for layer in layers}
-        init = dict(zip([v.path for v in self.model.weights], self.init))
-        init = {layer.name: init[layer._kernel.path] for layer in layers}
-        next_masks = pruning.prune(self.model, p.fraction, score=p.score, scope=p.scope, rates=p.rates,
-                                   seed=self.seed + level)
+        rewind = engine.state.load(paths.rewind_state(self.dir))
+        start = {layer.name: rewind[engine.state.MODEL + layer.kernel.path] for layer in layers}
+        next_masks = pruning.prune(self.model, **_prune_args(self.hparams), seed=self.seed + level)
         full = {**masks, **next_masks}
         io.write_npz(paths.level_masks(self.dir, level + 1), full)
-        return br.movement(final, init, masks, full)
+        return br.movement(final, start, masks, full)
 
 
-def check_run_args(levels, controls):
+def tasks(levels, controls=br.CONTROLS, control_levels=None):
+    """[(level, branch)] of one replicate in an order that respects dependencies: the ticket
+    of each level, followed by its controls (at every level >= 1, or only at `control_levels`)."""
+    out = []
+    for level in range(levels + 1):
+        out.append((level, "main"))
+        if level > 0 and (control_levels is None or level in control_levels):
+            out += [(level, branch) for branch in controls]
+    return out
+
+
+def check_run_args(hparams, levels, controls, workers=1):
+    """Everything that can be checked before data is read or a folder written."""
     if levels < 0:
-        raise ValueError(f"levels={levels}: must be >= 0")
+        raise ValueError(f"--levels={levels}: must be >= 0")
     unknown = sorted(set(controls) - set(br.CONTROLS))
     if unknown:
         raise ValueError(f"branches {unknown} are unknown; allowed: {list(br.CONTROLS)}")
+    if workers < 1:
+        raise ValueError(f"--workers={workers}: must be >= 1")
+    try:
+        pruning.check_prune_args(build_model(hparams, 0), **_prune_args(hparams))
+    except ValueError as e:
+        flag = "exclude" if "exclude" in str(e) else "family"
+        raise ValueError(f"--{flag}={getattr(hparams.pruning if flag == 'exclude' else hparams.model, flag)!r}: "
+                         f"{e}") from None
 
 
 def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=None, root="runs",
-        data_dir=None, data=None, verbose=True):
+        data_dir=None, data=None, verbose=True, workers=1, **train_kw):
     """Runs (or resumes) a lottery-ticket experiment; returns the run folder.
 
-    Arguments are checked and the data loaded before anything is written.
+    Arguments are checked and the data loaded before anything is written. With `workers` > 1
+    the branches train in that many processes (seeds in parallel, and a level's controls
+    beside the next level's ticket), each loading the data from `data_dir` itself; each file
+    still has one writer. `train_kw` goes to `tflth.engine.train` (checkpoint_seconds,
+    test_every_eval).
     """
-    check_run_args(levels, controls)
+    check_run_args(hparams, levels, controls, workers)
     data = data or load_data(hparams, data_dir)
     run_folder = prepare_run_dir(hparams, root)
     if verbose:
         print(f"[tflth] run folder {run_folder}", flush=True)
-    for seed in seeds:
-        Replicate(hparams, run_folder, seed, data, verbose).run(levels, controls, control_levels)
+    if workers == 1:
+        for seed in seeds:
+            Replicate(hparams, run_folder, seed, data, verbose, **train_kw).run(levels, controls, control_levels)
+    else:
+        from tflth.lottery import parallel
+        todo = [(seed, level, branch) for seed in seeds for level, branch in tasks(levels, controls, control_levels)]
+        parallel.run_tasks(todo, workers, hparams, run_folder, data_dir, verbose, train_kw)
     return run_folder

@@ -8,6 +8,18 @@ from tflth.layers.family import get_family
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 
+# open_lth's default model_init, "kaiming_normal" (models/initializers.py), is PyTorch's
+# kaiming_normal_: N(0, 2 / fan_in), not truncated. Keras' "he_normal" cuts the tails
+# (nothing beyond ~2.3 standard deviations), and the largest initial weights are the ones
+# magnitude pruning tends to keep. A config, not an instance, so each layer draws its own.
+KAIMING_NORMAL = {"class_name": "VarianceScaling",
+                  "config": {"scale": 2.0, "mode": "fan_in", "distribution": "untruncated_normal"}}
+
+# open_lth's BatchNorm initialisers (models/bn_initializers.py) by the names of its
+# --batchnorm_init flag: "uniform" (its default for VGG and ResNet: gamma ~ U[0, 1),
+# beta = 0) and "fixed" (gamma = 1, beta = 0: PyTorch's and Keras' own default).
+BATCHNORM_INITS = ("uniform", "fixed")
+
 
 class Builder:
     """Builds the family's Dense/Conv2D layers with the arguments one model shares.
@@ -34,9 +46,17 @@ def model_input(input_shape, num_classes):
     return keras.Input(shape=tuple(input_shape), name="input")
 
 
-def batch_norm(name):
+def check_batchnorm_init(batchnorm_init):
+    if batchnorm_init not in BATCHNORM_INITS:
+        raise ValueError(f"batchnorm_init={batchnorm_init!r} is unknown; allowed: {list(BATCHNORM_INITS)}")
+
+
+def batch_norm(name, batchnorm_init):
+    # A new RandomUniform per layer: one unseeded instance would give every layer the same gammas.
+    gamma = keras.initializers.RandomUniform(0.0, 1.0) if batchnorm_init == "uniform" else "ones"
     return keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, gamma_initializer=gamma,
+        beta_initializer="zeros", name=name)
 
 
 def apply_plan(x, plan, conv_block):

@@ -8,90 +8,150 @@ import keras
 import tensorflow as tf
 
 from tflth.pruning import rewind as rw
-from tflth.pruning.masks import sparsity
+from tflth.pruning.masks import apply_mask, prunable_layers, sparsity
 from tflth.pruning.pruner import prune
 
 
 class _StepCallback(keras.callbacks.Callback):
     """Calls `at_step(step)` once for every training step, before it runs.
 
-    Steps are counted in Python from the optimizer's step at the start of `fit`:
-    rewinding the optimizer (and its learning-rate schedule) does not rewind the
-    pruning schedule, and no variable is read per batch. With
-    `steps_per_execution > 1` Keras calls batch hooks once per execution, so the
-    steps in between are visited at the next execution boundary.
+    The count lives in the callback: it starts from the optimizer's step the first time the
+    callback trains, then goes on across `fit` calls, so neither a second `fit` nor rewinding
+    the optimizer (and its learning-rate schedule) replays the schedule. With
+    `steps_per_execution > 1` Keras calls batch hooks once per execution, so the steps in
+    between are visited late, at the next execution boundary (`self.late` is then True).
     """
 
+    def __init__(self):
+        super().__init__()
+        self.steps_done = None  # steps trained with this callback, from the first fit on
+        self.late = False
+
     def on_train_begin(self, logs=None):
-        self._next = self._epoch_start = int(self.model.optimizer.iterations.numpy())
-        self._steps_done = self._next
+        if self.steps_done is None:
+            self.steps_done = int(self.model.optimizer.iterations.numpy())
+        self._next = self.steps_done
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = self._steps_done
+        self._epoch_start = self.steps_done
 
     def on_train_batch_begin(self, batch, logs=None):
         now = self._epoch_start + batch
         for step in range(self._next, now + 1):
+            self.late = step < now
             self.at_step(step)
         self._next = now + 1
 
     def on_train_batch_end(self, batch, logs=None):
-        self._steps_done = self._epoch_start + batch + 1
+        self.steps_done = self._epoch_start + batch + 1
+
+    def on_train_end(self, logs=None):
+        keep_masks_after_ema(self.model)
 
     def at_step(self, step):
         raise NotImplementedError
 
 
+def keep_masks_after_ema(model):
+    """An optimizer with `use_ema=True` overwrites the weights with their moving averages at the
+    end of `fit`, and those are not zero where masks are: zero the pruned weights again.
+    (Keras does that before calling `on_train_end`, so every tflth callback calls this there.)"""
+    if getattr(model.optimizer, "use_ema", False):
+        for layer in prunable_layers(model):
+            apply_mask(layer)
+
+
 class Snapshot(_StepCallback):
-    """Remembers all weights at optimizer step `iteration` (0: the initialisation)."""
+    """Remembers all weights and the optimizer's state at training step `iteration` (0: the
+    initialisation), for `Rewind`.
+
+    With `steps_per_execution > 1`, `iteration` must fall on an execution boundary: Keras
+    cannot stop in the middle of one, and a snapshot of a later step would be mislabelled.
+    """
 
     def __init__(self, iteration=0):
         super().__init__()
-        if iteration < 0:
-            raise ValueError(f"iteration={iteration} must be >= 0")
+        if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+            raise ValueError(f"Snapshot: iteration={iteration!r} must be an integer >= 0")
         self.iteration = iteration
-        self.weights = None
+        self.weights = self.optimizer = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        every = self.model.steps_per_execution or 1
+        if self.weights is None and every > 1 and (self.iteration - self.steps_done) % every:
+            raise ValueError(self._misaligned(every))
 
     def at_step(self, step):
         if step == self.iteration and self.weights is None:
+            if self.late:
+                raise ValueError(self._misaligned(self.model.steps_per_execution))
             self.weights = rw.snapshot_weights(self.model)
+            self.optimizer = rw.snapshot_optimizer(self.model)
+
+    def _misaligned(self, every):
+        return (f"Snapshot: iteration={self.iteration} is not on an execution boundary of "
+                f"steps_per_execution={every} (Keras runs {every} steps between callbacks); choose an "
+                f"iteration that is a multiple of it, or compile with a steps_per_execution that divides it")
+
+
+OPTIMIZER_POLICIES = ("fresh", "snapshot", "keep")
+
+
+def _has_schedule(optimizer):
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # unwrap a LossScaleOptimizer
+    return isinstance(optimizer.get_config().get("learning_rate"), dict)  # a serialized schedule
 
 
 @dataclasses.dataclass
 class Rewind:
-    """What happens to the surviving weights right after a pruning step.
+    """What happens to the surviving weights and the optimizer right after a pruning step.
 
-    Rewind(snapshot)                  weights and learning-rate schedule go back to the
-                                      snapshot's iteration (lottery-ticket rewinding)
-    Rewind(snapshot, weights=False)   learning-rate rewinding (Renda et al. 2020)
-    Rewind(reinit=True, seed=s)       fresh random weights: the re-initialisation control
+    Rewind(snapshot)                      weights back to the snapshot's iteration k (lottery-ticket
+                                          rewinding), optimizer fresh
+    Rewind(snapshot, optimizer="snapshot")  ... optimizer state of iteration k too (moments and
+                                          step, so a learning-rate schedule resumes at k)
+    Rewind(snapshot, weights=False, optimizer="snapshot")
+                                          learning-rate rewinding (Renda et al. 2020)
+    Rewind(reinit=True, seed=s)           fresh random weights: the re-initialisation control
+
+    `optimizer`: "fresh" (zero moments, step 0: a learning-rate schedule restarts at 0, so with a
+    schedule this is only allowed for k = 0), "snapshot" (the state saved at k) or "keep".
+    Keras reads Adam's bias correction and the schedule from the same step counter, so zero
+    moments with the step set to k > 0 would make the first steps several times too large:
+    that combination is not offered.
     """
     snapshot: Snapshot | None = None
     weights: bool = True
-    lr: bool = True
     reinit: bool = False
-    reset_optimizer: bool = True
+    optimizer: str = "fresh"
     seed: int = 0
 
     def __post_init__(self):
+        if self.optimizer not in OPTIMIZER_POLICIES:
+            raise ValueError(f"Rewind: optimizer={self.optimizer!r} is unknown; allowed: {list(OPTIMIZER_POLICIES)}")
         if self.reinit and self.snapshot is not None and self.weights:
             raise ValueError("Rewind: give either snapshot= (with weights=True) or reinit=True, not both")
-        if self.weights and not self.reinit and self.snapshot is None:
-            raise ValueError("Rewind: snapshot= is required unless reinit=True or weights=False")
+        if (self.weights and not self.reinit or self.optimizer == "snapshot") and self.snapshot is None:
+            raise ValueError("Rewind: snapshot= is required unless reinit=True or weights=False "
+                             "(and optimizer is not 'snapshot')")
 
     def __call__(self, model):
+        if self.snapshot is not None and self.snapshot.weights is None:
+            raise RuntimeError(f"Rewind: the snapshot at iteration {self.snapshot.iteration} "
+                               "was not taken yet (is the Snapshot callback in fit's callbacks?)")
+        if self.optimizer == "fresh" and self.snapshot is not None and self.snapshot.iteration > 0 \
+                and _has_schedule(model.optimizer):
+            raise ValueError(f"Rewind: optimizer='fresh' restarts the learning-rate schedule at step 0, not at "
+                             f"the snapshot's iteration {self.snapshot.iteration}; use optimizer='snapshot'")
         if self.reinit:
             rw.restore_weights(model, rw.fresh_weights(model, self.seed))
         elif self.weights:
-            if self.snapshot.weights is None:
-                raise RuntimeError(f"Rewind: the snapshot at iteration {self.snapshot.iteration} "
-                                   "was not taken yet (is the Snapshot callback in fit's callbacks?)")
             rw.restore_weights(model, self.snapshot.weights)
-        step = self.snapshot.iteration if self.snapshot is not None else 0
-        if self.reset_optimizer:
-            rw.reset_optimizer(model.optimizer, step if self.lr else None)
-        elif self.lr:
-            model.optimizer.iterations.assign(step)
+        if self.optimizer == "fresh":
+            rw.reset_optimizer(model)
+        elif self.optimizer == "snapshot":
+            rw.restore_optimizer(model, self.snapshot.optimizer)
 
 
 class PruneCallback(_StepCallback):
@@ -144,6 +204,7 @@ class SparsityLogger(keras.callbacks.Callback):
             self._writer.flush()
 
     def on_train_end(self, logs=None):
+        keep_masks_after_ema(self.model)
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -76,6 +76,26 @@ def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exc
       **context: passed to the score (e.g. `seed=` for "random").
     Returns the new masks {layer name: array}. Nothing is changed if an argument is bad.
     """
+    score_fn, layers, rates, roles = check_prune_args(model, fraction, score, scope, rates, exclude)
+    masks = get_masks(model)
+    scores = {layer.name: score_fn(layer, **context) for layer in layers}
+    for layer in layers:
+        if np.shape(scores[layer.name]) != masks[layer.name].shape:
+            raise ValueError(f"score {score!r} returned shape {np.shape(scores[layer.name])} for layer "
+                             f"{layer.name!r}; expected {masks[layer.name].shape}")
+    current = {name: masks[name] for name in scores}
+    if scope == "global":
+        new = global_masks(scores, current, fraction)
+    else:
+        fractions = {name: rates.get(name, rates.get(roles[name], fraction)) for name in scores}
+        new = layerwise_masks(scores, current, fractions)
+    set_masks(model, new)
+    return new
+
+
+def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=()):
+    """Checks `prune`'s arguments against `model` (ValueError naming the bad one); returns
+    (score function, layers to prune, rates, {layer name: role})."""
     _check_fraction(fraction, "fraction")
     if scope not in SCOPES:
         raise ValueError(f"scope={scope!r} is unknown; allowed: {list(SCOPES)}")
@@ -98,21 +118,7 @@ def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exc
               if layer.name not in exclude and roles[layer.name] not in exclude]
     if not layers:
         raise ValueError(f"exclude={list(exclude)} leaves no prunable layer")
-
-    masks = get_masks(model)
-    scores = {layer.name: score_fn(layer, **context) for layer in layers}
-    for layer in layers:
-        if np.shape(scores[layer.name]) != masks[layer.name].shape:
-            raise ValueError(f"score {score!r} returned shape {np.shape(scores[layer.name])} for layer "
-                             f"{layer.name!r}; expected {masks[layer.name].shape}")
-    current = {name: masks[name] for name in scores}
-    if scope == "global":
-        new = global_masks(scores, current, fraction)
-    else:
-        fractions = {name: rates.get(name, rates.get(roles[name], fraction)) for name in scores}
-        new = layerwise_masks(scores, current, fractions)
-    set_masks(model, new)
-    return new
+    return score_fn, layers, rates, roles
 
 
 def random_masks_like(masks, seed=0):

@@ -17,21 +17,24 @@ def snapshot_weights(model):
     """Every model variable except the masks, as arrays in `model.weights` order.
 
     Kept by position, not by variable path, so a snapshot fits any instance of
-    the same architecture (paths carry auto-generated model names).
+    the same architecture (paths carry auto-generated layer names).
     """
     return [v.numpy() for v in _unmasked(model)]
 
 
+def _assign_all(variables, arrays, what):
+    if len(arrays) != len(variables):
+        raise ValueError(f"{what} holds {len(arrays)} arrays, the model {len(variables)} variables")
+    for v, w in zip(variables, arrays):
+        if tuple(v.shape) != np.shape(w):
+            raise ValueError(f"{what} entry for {v.path!r} has shape {np.shape(w)}, the variable {tuple(v.shape)}")
+    for v, w in zip(variables, arrays):
+        v.assign(w)
+
+
 def restore_weights(model, snapshot):
     """Assigns a snapshot back (masks untouched), then zeroes pruned weights."""
-    variables = _unmasked(model)
-    if len(snapshot) != len(variables):
-        raise ValueError(f"snapshot holds {len(snapshot)} arrays, the model {len(variables)} variables")
-    for v, w in zip(variables, snapshot):
-        if tuple(v.shape) != np.shape(w):
-            raise ValueError(f"snapshot entry for {v.path!r} has shape {np.shape(w)}, the variable {tuple(v.shape)}")
-    for v, w in zip(variables, snapshot):
-        v.assign(w)
+    _assign_all(_unmasked(model), snapshot, "snapshot")
     for layer in prunable_layers(model):
         apply_mask(layer)
 
@@ -45,17 +48,24 @@ def fresh_weights(model, seed):
     return snapshot_weights(keras.models.clone_model(model))
 
 
-def reset_optimizer(optimizer, iterations=None):
-    """Clears the optimizer's state (momenta, moments) and optionally sets its step.
+def snapshot_optimizer(model):
+    """The optimizer's variables (step counter, moments, ...) as arrays."""
+    return [v.numpy() for v in model.optimizer.variables]
 
-    Setting `iterations` rewinds any learning-rate schedule to that step.
-    """
-    keep = {id(optimizer.iterations)}
-    if isinstance(getattr(optimizer, "_learning_rate", None), keras.Variable):
-        keep.add(id(optimizer._learning_rate))
-    start = float(getattr(optimizer, "initial_accumulator_value", 0.0))  # Adagrad starts above 0
-    for v in optimizer.variables:
-        if id(v) not in keep:
-            v.assign(np.full(v.shape, start if "accumulator" in v.path else 0.0, dtype=v.dtype))
-    if iterations is not None:
-        optimizer.iterations.assign(iterations)
+
+def restore_optimizer(model, snapshot):
+    """Puts back an optimizer snapshot: moments *and* the step they belong to, so Adam's bias
+    correction and any learning-rate schedule agree with the moments."""
+    _assign_all(model.optimizer.variables, snapshot, "optimizer snapshot")
+
+
+def reset_optimizer(model):
+    """Returns the optimizer to its freshly built state: zero moments, step 0, a learning-rate
+    schedule at its start. Works for any Keras optimizer, a loss-scale wrapper included
+    (its loss scale is reset to the initial one, not to zero), because the fresh values come
+    from a new optimizer of the same config built on the same variables."""
+    optimizer = model.optimizer
+    fresh = optimizer.__class__.from_config(optimizer.get_config())
+    if optimizer.built:  # else it has no slots yet, only its step and learning rate
+        fresh.build(model.trainable_variables)
+    _assign_all(optimizer.variables, [v.numpy() for v in fresh.variables], "fresh optimizer")

@@ -1,0 +1,193 @@
+"""The training engine: data streams, schedules, coupled L2, named state, the loop and resume."""
+import keras
+import numpy as np
+import pytest
+
+from tflth import engine, models, pruning
+from tflth.engine import loop
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.lottery.hparams import LotteryHparams
+
+
+def test_stream_batch_i_depends_only_on_seed_and_i():
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    y = np.arange(10, dtype=np.int32)
+    whole = [b[1].numpy().tolist() for b in engine.train_stream(x, y, 4, seed=3).take(6)]
+    tail = [b[1].numpy().tolist() for b in engine.train_stream(x, y, 4, seed=3, start=2).take(4)]
+    assert whole[2:] == tail
+    flat = sum(whole, [])
+    assert sorted(flat[:10]) == sorted(flat[10:20]) == list(range(10))  # each epoch a permutation
+    assert flat[:10] != flat[10:20]  # and a new one every epoch
+    other = [b[1].numpy().tolist() for b in engine.train_stream(x, y, 4, seed=4).take(6)]
+    assert other != whole
+    augmented = [b[1].numpy().tolist() for b in engine.train_stream(x, y, 4, seed=3, augment=True).take(6)]
+    assert augmented == whole  # the same order with per-example augmentation
+
+
+def test_augmentation_is_seeded_per_position():
+    x = np.random.default_rng(0).integers(0, 255, (10, 8, 8, 3)).astype(np.uint8)
+    y = np.zeros(10, np.int32)
+    a = [b[0].numpy() for b in engine.train_stream(x, y, 4, seed=3, start=1, augment=True).take(2)]
+    b = [b[0].numpy() for b in engine.train_stream(x, y, 4, seed=3, start=1, augment=True).take(2)]
+    for u, v in zip(a, b):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_step_schedule_offset_resumes_the_schedule():
+    base = engine.StepSchedule(0.1, warmup=10, drops=(20, 30), gamma=0.5)
+    assert [round(float(base(s)), 6) for s in (0, 9, 19, 20, 35)] == [0.01, 0.1, 0.1, 0.05, 0.025]
+    shifted = engine.StepSchedule(0.1, warmup=10, drops=(20, 30), gamma=0.5, offset=25)
+    assert [float(shifted(s)) for s in (0, 4, 5)] == [float(base(s)) for s in (25, 29, 30)]
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(shifted))
+    assert float(again(5)) == float(shifted(5))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_coupled_l2_is_pytorchs_weight_decay(name):
+    """l2 * w joins the gradient before momentum / Adam's moments, as torch.optim does."""
+    training = TrainingHparams(optimizer=name, lr=0.1, momentum=0.9, l2=0.01, iterations=10, eval_every=10)
+    optimizer = engine.make_optimizer(training)
+    assert isinstance(optimizer, engine.CoupledL2SGD if name == "sgd" else engine.CoupledL2Adam)
+    w = keras.Variable(np.array([1.0, -2.0], np.float32))
+    optimizer.build([w])
+    grads = [np.array([0.5, 0.5], np.float32), np.array([-0.3, 0.1], np.float32)]
+    expected, m, v = np.array([1.0, -2.0]), np.zeros(2), np.zeros(2)
+    for t, g in enumerate(grads, start=1):
+        optimizer.apply([keras.ops.convert_to_tensor(g)], [w])
+        d = g + 0.01 * expected
+        if name == "sgd":  # Keras' momentum form: m = 0.9 m - lr d; w += m (torch's, for constant lr)
+            m = 0.9 * m - 0.1 * d
+            expected = expected + m
+        else:
+            m, v = 0.9 * m + 0.1 * d, 0.999 * v + 0.001 * d * d
+            lr_t = 0.1 * np.sqrt(1 - 0.999 ** t) / (1 - 0.9 ** t)
+            expected = expected - lr_t * m / (np.sqrt(v) + 1e-7)
+    np.testing.assert_allclose(w.numpy(), expected, rtol=1e-5)
+    config = optimizer.get_config()
+    assert config["l2"] == 0.01 and type(optimizer).from_config(config).l2 == 0.01
+
+
+def test_without_l2_the_optimizer_is_plain_keras():
+    assert type(engine.make_optimizer(TrainingHparams())) is keras.optimizers.Adam
+    sgd = engine.make_optimizer(TrainingHparams(optimizer="sgd", momentum=0.9, weight_decay=1e-4))
+    assert type(sgd) is keras.optimizers.SGD and sgd.weight_decay == 1e-4
+
+
+def _compiled(seed=0, offset=0, training=TrainingHparams(iterations=40, eval_every=10)):
+    keras.utils.set_random_seed(seed)
+    model = models.lenet_300_100(input_shape=(28, 28, 1))
+    engine.compile_model(model, training, offset=offset)
+    return model
+
+
+def test_state_round_trips_by_name_into_another_instance():
+    a = _compiled(seed=0)
+    pruning.prune(a, 0.5)
+    a.optimizer.iterations.assign(7)
+    for v in a.optimizer.variables[2:]:
+        v.assign(np.full(v.shape, 0.25, np.float32))
+    b = _compiled(seed=1)  # other weights, another optimizer object (its name is "adam_<n>")
+    engine.state.restore(b, engine.state.capture(a))
+    for u, v in zip(a.weights + a.optimizer.variables, b.weights + b.optimizer.variables):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+    weights_only = engine.state.capture(a, optimizer=False, masks=False)
+    assert not [k for k in weights_only if "mask" in k or k.startswith(engine.state.OPTIMIZER)]
+    c = _compiled(seed=2)
+    engine.state.restore(c, weights_only, optimizer=False, masks=False)
+    assert int(c.optimizer.iterations.numpy()) == 0 and pruning.sparsity(c)["total"] == 0.0
+
+
+def test_state_mismatch_is_refused_before_anything_changes():
+    a = _compiled()
+    saved = engine.state.capture(a)
+    keras.utils.set_random_seed(3)
+    other = models.lenet5()
+    engine.compile_model(other, TrainingHparams(iterations=40, eval_every=10))
+    before = [v.numpy() for v in other.weights]
+    with pytest.raises(ValueError, match="lacks|shape|optimizer"):
+        engine.state.restore(other, saved)
+    for v, w in zip(other.weights, before):
+        np.testing.assert_array_equal(v.numpy(), w)
+
+
+@pytest.mark.parametrize("start,stop,every,extra,points,runs", [
+    (0, 40, 10, (), [10, 20, 30, 40], [(0, 10, 4)]),
+    (0, 45, 10, (15,), [10, 15, 20, 30, 40, 45], [(0, 10, 1), (10, 5, 2), (20, 10, 2), (40, 5, 1)]),
+    (20, 50, 20, (), [40, 50], [(20, 20, 1), (40, 10, 1)]),
+])
+def test_points_and_fit_segments(start, stop, every, extra, points, runs):
+    assert loop.boundaries(start, stop, every, extra) == points
+    assert loop.segments(start, points) == runs
+
+
+@pytest.mark.parametrize("intervals,expected", [((1000, 50000), 100), ((500, 3000), 100), ((10, 40, 10), 10),
+                                                 ((300, 1050), 75), ((7, 21), 7)])
+def test_steps_per_execution_divides_every_interval(intervals, expected):
+    assert engine.steps_per_execution(*intervals) == expected
+
+
+def _data(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n).astype(np.int32)
+    x = (rng.integers(0, 40, (n, 28, 28, 1)) + 200 * (np.arange(28)[None, :, None, None] == y[:, None, None, None])
+         ).astype(np.uint8)  # the label's row is bright: learnable in a few steps
+    return {"x": x, "y": y, "validation": engine.eval_stream(x[:40], y[:40]), "test": engine.eval_stream(x[40:80], y[40:80])}
+
+
+HP = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
+                    training=TrainingHparams(iterations=60, eval_every=10))
+
+
+def test_train_evaluates_test_at_new_bests_and_at_the_end(tmp_path):
+    model, data = _compiled(training=HP.training), _data()
+    seen = []
+    rows = engine.train(model, data, HP, str(tmp_path), on_point=seen.append, verbose=False)
+    assert [r["step"] for r in rows] == seen == [0, 10, 20, 30, 40, 50, 60]
+    best = np.inf
+    for row in rows[1:]:
+        assert (row["test_acc"] is not None) == (row["val_loss"] < best or row["step"] == 60)
+        best = min(best, row["val_loss"])
+    assert rows[0]["test_acc"] is None and rows[-1]["test_acc"] is not None
+    summary = engine.summarize_rows(rows, 0)
+    assert summary["early_stop_test_acc"] is not None
+    everything = engine.train(_compiled(training=HP.training), data, HP, str(tmp_path / "all"), verbose=False,
+                              test_every_eval=True)
+    assert all(r["test_acc"] is not None for r in everything)
+
+
+def test_train_resumes_to_the_same_rows_and_weights(tmp_path, monkeypatch):
+    data = _data()
+    reference = _compiled(training=HP.training)
+    expected = engine.train(reference, data, HP, str(tmp_path / "a"), verbose=False, checkpoint_seconds=0)
+
+    save = engine.state.save
+
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        if int(kw["step"]) == 30:
+            raise KeyboardInterrupt  # killed right after a checkpoint
+    monkeypatch.setattr(engine.state, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(_compiled(training=HP.training), data, HP, str(tmp_path / "b"), verbose=False,
+                     checkpoint_seconds=0)
+    monkeypatch.setattr(engine.state, "save", save)
+    resumed = _compiled(seed=5, training=HP.training)  # other start weights: the checkpoint wins
+    rows = engine.train(resumed, data, HP, str(tmp_path / "b"), verbose=False, checkpoint_seconds=0)
+    assert rows == expected
+    for u, v in zip(reference.weights + reference.optimizer.variables, resumed.weights + resumed.optimizer.variables):
+        np.testing.assert_array_equal(u.numpy(), v.numpy())
+
+
+def test_checkpoints_wait_for_checkpoint_seconds(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(engine.state, "save", lambda path, model, **kw: saved.append(int(kw["step"])))
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), verbose=False, checkpoint_seconds=3600)
+    assert saved == []
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path / "b"), verbose=False, checkpoint_seconds=0)
+    assert saved == [10, 20, 30, 40, 50]  # every point but the end (the caller writes the final state)
+
+
+def test_train_prints_progress_lines(tmp_path, capsys):
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), label="demo")
+    out = capsys.readouterr().out
+    assert "[demo] step 60/60 train_loss" in out and "ms/it" in out and "test_acc" in out

@@ -1,0 +1,162 @@
+"""The one training loop every recipe uses: `train(model, data, ...)`.
+
+One `model.fit` per run of equally spaced evaluation points (usually one per branch), on one
+data stream whose batch i depends only on (seed, i). At every evaluation point a callback
+evaluates the validation set, evaluates the test set where it matters (a new best validation
+loss, the end, or always with `test_every_eval`), appends a row, writes TensorBoard scalars,
+calls `on_point(step)`, checkpoints when a minute has passed since the last checkpoint, and
+prints a progress line every few seconds. A run resumed from its checkpoint reads the same
+batches and gives the same rows as an uninterrupted one.
+"""
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from tflth.engine import state
+from tflth.engine.streams import train_stream
+from tflth.pruning.callbacks import keep_masks_after_ema
+
+PRINT_SECONDS = 10.0
+
+
+def progress_file(folder):
+    return os.path.join(folder, "progress.npz")
+
+
+def tensorboard_dir(folder):
+    return os.path.join(folder, "tb")
+
+
+def boundaries(start, stop, every, extra=()):
+    """Evaluation points: multiples of `every` in (start, stop], `stop`, and `extra`."""
+    points = set(range((start // every + 1) * every, stop + 1, every)) | {stop}
+    points |= {p for p in extra if start < p <= stop}
+    return sorted(points)
+
+
+def segments(start, points):
+    """Runs of equal intervals [(first step, interval, count)]: one `fit` each."""
+    runs, previous = [], start
+    for point in points:
+        length = point - previous
+        if runs and runs[-1][1] == length:
+            runs[-1][2] += 1
+        else:
+            runs.append([previous, length, 1])
+        previous = point
+    return [tuple(run) for run in runs]
+
+
+def steps_per_execution(*intervals, limit=100):
+    """The largest count <= limit dividing every interval: Keras runs whole executions."""
+    step = math.gcd(*intervals)
+    return max(d for d in range(1, limit + 1) if step % d == 0)
+
+
+def summarize_rows(rows, start):
+    """Early stopping: the evaluation (after `start`) with the lowest validation loss."""
+    trained = [r for r in rows if r["step"] > start] or rows
+    best = min(trained, key=lambda r: r["val_loss"])
+    return {"early_stop_step": best["step"], "early_stop_test_acc": best["test_acc"],
+            "early_stop_val_loss": best["val_loss"], "final_test_acc": rows[-1]["test_acc"]}
+
+
+def _eta(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class _Recorder(keras.callbacks.Callback):
+    """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
+
+    def __init__(self, data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
+                 test_every_eval, label):
+        super().__init__()
+        self.data, self.folder, self.start, self.stop, self.rows = data, folder, start, stop, rows
+        self.on_point, self.verbose, self.label = on_point, verbose, label
+        self.checkpoint_seconds, self.test_every_eval = checkpoint_seconds, test_every_eval
+        self.writer = tf.summary.create_file_writer(tensorboard_dir(folder))
+        self.first = self.interval = None
+        self.began = self.last_checkpoint = self.last_print = time.time()
+        self.resumed_at = rows[-1]["step"] if rows else start
+
+    def record(self, step, train_loss):
+        row = {"step": step, "train_loss": train_loss, **self._evaluate(step)}
+        self.rows.append(row)
+        with self.writer.as_default():
+            for key, value in row.items():
+                if key != "step" and value is not None:
+                    tf.summary.scalar(key, value, step=step)
+        if self.on_point:
+            self.on_point(step)
+        now = time.time()
+        if self.start < step < self.stop and now - self.last_checkpoint >= self.checkpoint_seconds:
+            state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows))
+            self.last_checkpoint = now
+        if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
+            self.last_print = now
+            self._report(row, (now - self.began) / max(1, step - self.resumed_at))
+
+    def _evaluate(self, step):
+        """Validation always; test at a new best validation loss, at the end, or always if asked."""
+        val = self.model.evaluate(self.data["validation"], verbose=0, return_dict=True)
+        best = min((r["val_loss"] for r in self.rows if r["step"] > self.start), default=math.inf)
+        test = {"loss": None, "accuracy": None}
+        if self.test_every_eval or step == self.stop or (step > self.start and val["loss"] < best):
+            test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
+        return {"val_loss": val["loss"], "val_acc": val["accuracy"],
+                "test_loss": test["loss"], "test_acc": test["accuracy"]}
+
+    def _report(self, row, per_step):
+        test = f" test_acc {100 * row['test_acc']:.2f}%" if row["test_acc"] is not None else ""
+        print(f"[{self.label}] step {row['step']}/{self.stop} train_loss {row['train_loss']:.4f} "
+              f"val_loss {row['val_loss']:.4f} val_acc {100 * row['val_acc']:.2f}%{test} "
+              f"{1000 * per_step:.2f} ms/it eta {_eta(per_step * (self.stop - row['step']))}", flush=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.record(self.first + (epoch + 1) * self.interval, float(logs["loss"]))
+
+    def on_train_end(self, logs=None):
+        keep_masks_after_ema(self.model)
+
+
+def train(model, data, hparams, folder, *, start=0, seed=0, label="train", extra_points=(), on_point=None,
+          callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False):
+    """Trains a compiled `model` (start weights and masks in place) from iteration `start` to
+    `hparams.training.iterations`, resuming from `folder`'s checkpoint if there is one.
+
+    Args:
+      data: {"x", "y": uint8 training images and labels; "validation", "test": eval streams}.
+      hparams: anything with `.dataset` (DatasetHparams) and `.training` (TrainingHparams).
+      extra_points: iterations evaluated besides the multiples of eval_every (a rewind point).
+      on_point: `on_point(step)` after every evaluation, the one at `start` included.
+      callbacks: more Keras callbacks for `fit` (pruning schedules, ...).
+      checkpoint_seconds: checkpoint at the first evaluation point at least this long after the
+        last one, so a killed run loses at most max(one interval, this long) of training.
+    Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc"}]
+    (test values are None where the test set was not evaluated).
+    """
+    training, stop = hparams.training, hparams.training.iterations
+    rows, step = [], start
+    if os.path.exists(progress_file(folder)):
+        saved = state.load(progress_file(folder))
+        state.restore(model, saved)
+        step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
+        if verbose:
+            print(f"[{label}] resuming at step {step}", flush=True)
+    recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
+                         test_every_eval, label)
+    recorder.set_model(model)
+    if not rows:
+        recorder.record(start, None)
+    for first, interval, count in segments(step, boundaries(step, stop, training.eval_every, extra_points)):
+        recorder.first, recorder.interval = first, interval
+        stream = train_stream(data["x"], data["y"], hparams.dataset.batch_size, seed, first, hparams.dataset.augment)
+        model.fit(stream, steps_per_epoch=interval, epochs=count, verbose=0, shuffle=False,
+                  callbacks=[recorder, *callbacks])
+    recorder.writer.close()
+    return rows

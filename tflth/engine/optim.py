@@ -1,0 +1,81 @@
+"""Optimizers and learning-rate schedules of the training engine.
+
+A branch that starts at iteration k (a rewound lottery level) gets a *fresh* optimizer whose
+step counter starts at 0, so Adam's bias correction starts afresh, while its learning-rate
+schedule is shifted to resume at k (`StepSchedule(offset=k)`). Keras reads both from
+`optimizer.iterations`; setting that counter to k instead would make Adam's first steps
+several times too large (zero moments, bias correction of step k).
+"""
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then the learning rate times `gamma` at each drop; read at step + offset."""
+
+    def __init__(self, lr, warmup=0, drops=(), gamma=0.1, offset=0):
+        self.lr, self.warmup, self.drops, self.gamma = lr, int(warmup), tuple(drops), gamma
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32) + self.offset
+        passed = tf.add_n([tf.cast(step >= d, tf.float32) for d in self.drops]) if self.drops else 0.0
+        rate = self.lr * tf.pow(self.gamma, passed)
+        if self.warmup:
+            rate *= tf.minimum(1.0, (step + 1.0) / self.warmup)
+        return rate
+
+    def get_config(self):
+        return {"lr": self.lr, "warmup": self.warmup, "drops": list(self.drops), "gamma": self.gamma,
+                "offset": self.offset}
+
+
+class _CoupledL2:
+    """Adds `l2 * w` to each gradient before the update: PyTorch's `weight_decay`, which
+    momentum and Adam then scale like the gradient (Keras' `weight_decay` is decoupled)."""
+
+    def __init__(self, *args, l2=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.l2 = float(l2)
+
+    def apply(self, grads, trainable_variables=None):
+        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        grads = [g if g is None else g + self.l2 * keras.ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "l2": self.l2}
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class CoupledL2SGD(_CoupledL2, keras.optimizers.SGD):
+    """`keras.optimizers.SGD` with coupled L2 (`l2=`), as `torch.optim.SGD(weight_decay=l2)`."""
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class CoupledL2Adam(_CoupledL2, keras.optimizers.Adam):
+    """`keras.optimizers.Adam` with coupled L2 (`l2=`), as `torch.optim.Adam(weight_decay=l2)`."""
+
+
+def make_optimizer(training, offset=0):
+    """The optimizer of `TrainingHparams`, its schedule resuming at iteration `offset`."""
+    rate = training.lr
+    if training.warmup or training.drops:
+        rate = StepSchedule(training.lr, training.warmup, training.drops, training.lr_gamma, offset)
+    kwargs = {"weight_decay": training.weight_decay or None}
+    if training.optimizer == "sgd":
+        kwargs["momentum"] = training.momentum
+    if training.l2:
+        cls = CoupledL2SGD if training.optimizer == "sgd" else CoupledL2Adam
+        return cls(rate, l2=training.l2, **kwargs)
+    cls = keras.optimizers.SGD if training.optimizer == "sgd" else keras.optimizers.Adam
+    return cls(rate, **kwargs)
+
+
+def compile_model(model, training, steps_per_execution=1, offset=0):
+    """Compiles `model` for classification with a fresh optimizer (built, so its state exists)."""
+    model.compile(make_optimizer(training, offset), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"], steps_per_execution=steps_per_execution,
+                  jit_compile=training.jit_compile)
+    model.optimizer.build(model.trainable_variables)

@@ -1,0 +1,65 @@
+"""Branches trained in separate processes (`--workers`): seeds side by side, and the controls
+of a level beside the next level's ticket.
+
+The parent only schedules: a task (seed, level, branch) starts once the ticket of level - 1
+has finished (its masks come from there), tickets first since they are the critical path.
+Each worker process loads the data and builds each seed's model once, and runs
+`Replicate.branch`, which writes only inside its branch folder (and, for a ticket, the next
+level's masks): one writer per file. A killed run resumes like a serial one.
+"""
+import concurrent.futures as futures
+import multiprocessing
+import os
+
+from tflth.lottery import paths
+
+_WORKER = {}
+
+
+def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
+    import tensorflow as tf
+    # Share the cores between the workers instead of each TF runtime taking all of them.
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    from tflth.lottery import runner
+    _WORKER.update(args=(hparams, run_folder), data=runner.load_data(hparams, data_dir), verbose=verbose,
+                   train_kw=train_kw, replicates={})
+
+
+def _train(seed, level, branch):
+    from tflth.lottery import runner
+    replicates = _WORKER["replicates"]
+    if seed not in replicates:
+        hparams, run_folder = _WORKER["args"]
+        replicates[seed] = runner.Replicate(hparams, run_folder, seed, _WORKER["data"], _WORKER["verbose"],
+                                            **_WORKER["train_kw"])
+    replicates[seed].branch(level, branch)
+
+
+def _done(run_folder, seed, level, branch):
+    return os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run_folder, seed), level, branch)))
+
+
+def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw):
+    """Trains every (seed, level, branch) of `tasks` not yet done, `workers` at a time."""
+    pending = [t for t in tasks if not _done(run_folder, *t)]
+    pending.sort(key=lambda t: (t[2] != "main", t[1], t[0]))  # tickets first, low levels first
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker,
+                                       initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
+    running = {}
+    try:
+        while pending or running:
+            ready = [t for t in pending if t[1] == 0 or _done(run_folder, t[0], t[1] - 1, "main")]
+            for task in ready[:workers - len(running)]:
+                pending.remove(task)
+                running[pool.submit(_train, *task)] = task
+            if not running:
+                raise RuntimeError(f"tasks {pending} wait for tickets that no task trains")
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                running.pop(future)
+                future.result()  # a worker's exception stops the run here
+    finally:
+        pool.shutdown(wait=not running, cancel_futures=True)
