@@ -2,7 +2,8 @@
 of a level beside the next level's ticket.
 
 The parent only schedules: a task (seed, level, branch) starts once the ticket of level - 1
-has finished (its masks come from there), tickets first since they are the critical path.
+has finished (its masks come from there). Seeds go in order, so a stopped run leaves whole
+seeds behind; within a seed, tickets go first since they are the critical path.
 Each worker process loads the data and builds each seed's model once, and runs
 `Replicate.branch`, which writes only inside its branch folder (and, for a ticket, the next
 level's masks): one writer per file. A killed run resumes like a serial one.
@@ -43,7 +44,7 @@ def _done(run_folder, seed, level, branch):
 def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw):
     """Trains every (seed, level, branch) of `tasks` not yet done, `workers` at a time."""
     pending = [t for t in tasks if not _done(run_folder, *t)]
-    pending.sort(key=lambda t: (t[2] != "main", t[1], t[0]))  # tickets first, low levels first
+    pending.sort(key=lambda t: (t[0], t[2] != "main", t[1]))  # by seed; tickets first, then low levels
     threads = max(1, (os.cpu_count() or 1) // workers)
     pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker,
