@@ -3,7 +3,8 @@
   python recipes/mnist_lth.py --flagfile=recipes/flags/mnist_lth.cfg          # the paper
   python recipes/mnist_lth.py --flagfile=recipes/flags/mnist_lth_quick.cfg    # minutes on a CPU
 
-Without a network, point the loader at the IDX files: --data_dir=DIR or TFLTH_DATA_DIR=DIR.
+MNIST is packaged with tflth (no network needed); --data_dir=DIR or TFLTH_DATA_DIR=DIR reads
+another copy of the four IDX files. --workers=2 trains branches in two processes.
 """
 from tflth.lottery import cli
 

@@ -220,21 +220,23 @@ def plot(rows, out_dir, title=None, records=None):
         late = [a for _, steps, accs in curves for st, a in zip(steps, accs) if st >= 0.2 * steps[-1]]
         if late:  # zoom on the end of training, as the paper does (early iterations fall off the bottom)
             ax.set_ylim(min(late) - 0.1 * (max(late) - min(late) + 1.0), max(late) + 0.25)
-        ax.set(xlabel="Training iteration", ylabel="Test accuracy (%)")
-        written.append(_finish(plt, fig, ax, f"{head}Winning ticket, test accuracy (mean over seeds)",
+        ax.set(xlabel="Training iteration", ylabel="Validation accuracy (%)")
+        written.append(_finish(plt, fig, ax, f"{head}Winning ticket, validation accuracy (mean over seeds)",
                                os.path.join(out_dir, "curves.png"), title="weights remaining"))
     return written
 
 
 def _curves(records, rows, count=5):
-    """(weights %, steps, mean test acc %) of the ticket for up to `count` evenly spread levels."""
+    """(weights %, steps, mean validation acc %) of the ticket for up to `count` evenly spread
+    levels. Validation, not test: the engine evaluates the test set only at a new best
+    validation loss and at the end (unless --test_every_eval), so test points are sparse."""
     curves = []
     for row in rows:
         by_step = {}
         for rec in (r for r in records if r["level"] == row["level"] and r["branch"] == "main"):
             for r in rec["rows"]:
-                if _number(r.get("step")) and _number(r.get("test_acc")):
-                    by_step.setdefault(r["step"], []).append(100.0 * r["test_acc"])
+                if _number(r.get("step")) and _number(r.get("val_acc")):
+                    by_step.setdefault(r["step"], []).append(100.0 * r["val_acc"])
         if by_step:
             curves.append((row["weights_remaining"], sorted(by_step),
                            [float(np.mean(by_step[s])) for s in sorted(by_step)]))

@@ -26,7 +26,8 @@ def define_run_flags(flag_values=FLAGS):
                         "branches; empty for every level.", flag_values=flag_values)
     flags.DEFINE_string("root", "runs", "Folder that holds the run folders.", flag_values=flag_values)
     flags.DEFINE_string("data_dir", "", "Folder of MNIST-format IDX files (or the tfds data dir); "
-                        "default: $TFLTH_DATA_DIR, else tfds.", flag_values=flag_values)
+                        "default: $TFLTH_DATA_DIR, else the MNIST packaged with tflth (tfds for "
+                        "other datasets).", flag_values=flag_values)
     flags.DEFINE_integer("workers", 1, "Processes that train branches side by side (seeds, and a level's "
                          "controls beside the next ticket); each gets cores / workers threads.",
                          flag_values=flag_values)
