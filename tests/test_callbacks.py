@@ -117,6 +117,9 @@ def test_fresh_optimizer_cannot_resume_a_schedule_at_k():
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[snapshot], verbose=0)
     with pytest.raises(ValueError, match="optimizer='snapshot'"):
         pruning.Rewind(snapshot)(model)
+    late = pruning.PruneCallback(pruning.OneShot(step=1000, fraction=0.5), rewind=pruning.Rewind(snapshot), verbose=0)
+    with pytest.raises(ValueError, match="optimizer='snapshot'"):  # when training begins, not at step 1000
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[late], verbose=0)
     pruning.Rewind(snapshot, optimizer="snapshot")(model)
     assert int(model.optimizer.iterations.numpy()) == 3
 

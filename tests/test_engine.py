@@ -191,3 +191,57 @@ def test_train_prints_progress_lines(tmp_path, capsys):
     engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), label="demo")
     out = capsys.readouterr().out
     assert "[demo] step 60/60 train_loss" in out and "ms/it" in out and "test_acc" in out
+
+
+def test_steps_per_execution_must_divide_the_intervals(tmp_path):
+    model = _compiled(training=HP.training)
+    model.compile(model.optimizer, model.loss, steps_per_execution=4)  # 4 does not divide 10
+    with pytest.raises(ValueError, match="steps_per_execution=4 must divide every interval"):
+        engine.train(model, _data(), HP, str(tmp_path), verbose=False)
+
+
+def test_state_refuses_repeated_variable_paths():
+    def sub(name):  # functional models do not put their name in their variables' paths
+        inputs = keras.Input((4,))
+        return keras.Model(inputs, keras.layers.Dense(3, name="fc1")(inputs), name=name)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Add()([sub("a")(inputs), sub("b")(inputs)]))
+    assert len({v.path for v in model.variables}) < len(model.variables)
+    with pytest.raises(ValueError, match="repeat"):
+        engine.state.capture(model, optimizer=False)
+
+
+def test_state_covers_random_generator_states():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5, name="drop"),
+                              keras.layers.Dense(3, name="fc")], name="net")
+    saved = engine.state.capture(model, optimizer=False)
+    assert any("seed" in key for key in saved)
+    x = np.ones((2, 4), np.float32)
+    first = model(x, training=True).numpy()
+    engine.state.restore(model, saved, optimizer=False)
+    np.testing.assert_array_equal(model(x, training=True).numpy(), first)  # the same dropout draw again
+
+
+def test_a_callback_that_stops_training_stops_the_run(tmp_path):
+    class StopAt25(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.steps = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
+            if self.steps == 25:
+                self.model.stop_training = True
+    hparams = LotteryHparams(HP.dataset, training=TrainingHparams(iterations=60, eval_every=10, jit_compile=False))
+    model = _compiled(training=hparams.training)
+    rows = engine.train(model, _data(), hparams, str(tmp_path), extra_points=[15], callbacks=[StopAt25()],
+                        verbose=False)
+    assert [r["step"] for r in rows] == [0, 10, 15, 20, 25]  # the row says where training stopped
+    assert int(model.optimizer.iterations.numpy()) == 25
+
+
+def test_nan_validation_loss_is_never_the_early_stop():
+    rows = [{"step": 0, "val_loss": 2.0, "test_acc": None}, {"step": 10, "val_loss": float("nan"), "test_acc": None},
+            {"step": 20, "val_loss": 1.0, "test_acc": 0.5}, {"step": 30, "val_loss": 1.5, "test_acc": 0.4}]
+    assert engine.summarize_rows(rows, 0)["early_stop_step"] == 20

@@ -44,11 +44,12 @@ def finished(tmp_path_factory, digits_dir):
 
 def test_run_folder_layout(finished):
     assert os.path.basename(finished).startswith("lottery_")
-    assert io.read_json(paths.hparams_file(finished)) == HPARAMS.to_dict()
+    assert io.read_json(paths.hparams_file(finished)) == {"format": runner.FORMAT, **HPARAMS.to_dict()}
     assert "--iterations=40" in open(paths.flags_file(finished)).read()
     replicate = paths.replicate_dir(finished, 0)
-    for name in ("init.npz", "rewind.npz"):
-        assert os.path.exists(os.path.join(paths.branch_dir(replicate, 0, "main"), name))
+    for path in (paths.init_state(replicate), paths.rewind_state(replicate)):
+        assert os.path.exists(path)
+    assert not os.path.exists(paths.pretrain_dir(replicate))  # k = 0: nothing to pretrain
     for level, branches in ((0, ["main"]), (1, ["main", "reinit", "random_prune", "continue"]),
                             (2, ["main", "reinit", "random_prune", "continue"])):
         for branch in branches:
@@ -142,33 +143,58 @@ def late(tmp_path_factory, digits_dir):
 def test_every_branch_starts_from_the_same_optimizer_policy(tmp_path, digits_dir, monkeypatch, policy):
     hparams = dataclasses.replace(LATE, pruning=PruningHparams(rewind_iteration=10, optimizer_state=policy))
     run = _run(tmp_path, digits_dir, hparams, levels=0)
-    saved = engine.state.load(paths.rewind_state(paths.replicate_dir(run, 0)))
+    replicate = paths.replicate_dir(run, 0)
+    saved = engine.state.load(paths.rewind_state(replicate))
     at_k = [saved[k] for k in sorted(saved) if k.startswith(engine.state.OPTIMIZER)]
+    final = runner.build_model(hparams, 0)
+    final.load_weights(paths.final_weights(paths.branch_dir(replicate, 0, "main")))
     starts = {}
 
     def record(model, data, hp, folder, *, start, label, **kw):
-        starts[label.split()[-1]] = (start, [v.numpy() for v in model.optimizer.variables],
-                                     float(model.optimizer.learning_rate))
+        starts[label.split()[-1]] = (start, [(v.path, v.numpy()) for v in model.optimizer.variables],
+                                     float(model.optimizer.learning_rate), model.get_layer("fc1").kernel.numpy())
         return [{"step": start, "train_loss": None, "val_loss": 1.0, "val_acc": 0.1, "test_loss": 1.0,
                  "test_acc": 0.1}]
     monkeypatch.setattr(engine, "train", record)
     _run(tmp_path, digits_dir, hparams, levels=1)
     assert sorted(starts) == ["continue", "main", "random_prune", "reinit"]
-    for branch, (start, variables, lr) in starts.items():
+    mask = io.read_npz(paths.level_masks(replicate, 1))["fc1"]
+    for branch, (start, variables, lr, kernel) in starts.items():
         assert start == 10, branch  # every branch trains k..T
         assert lr == pytest.approx(1.2e-4), branch  # the schedule resumes at k, after the drop at 5
+        slots = [value for path, value in variables if "momentum" in path or "velocity" in path]
+        assert len(slots) == 12, branch
         if policy == "fresh":  # step 0 (Adam's bias correction starts afresh) and zero moments
-            assert variables[0] == 0 and all(not v.any() for v in variables[2:]), branch
+            assert variables[0][1] == 0 and not any(v.any() for v in slots), branch
         else:  # the state saved at k: its step counter and moments together
-            assert variables[0] == 10, branch
-            for v, w in zip(variables, at_k):
+            assert variables[0][1] == 10 and all(v.any() for v in slots), branch
+            for (_, v), w in zip(variables, at_k):
                 np.testing.assert_array_equal(v, w)
+        if branch in ("main", "continue"):  # rewound weights / the previous level's final weights, masked
+            source = saved[engine.state.MODEL + "fc1/kernel"] if branch == "main" else final.get_layer("fc1").kernel
+            np.testing.assert_array_equal(kernel, np.asarray(source) * mask)
 
 
-def test_continue_trains_the_previous_final_weights_from_k(late):
-    rows = _metrics(late, 1, "continue")["rows"]
-    assert [r["step"] for r in rows] == [10, 20, 30, 40]
-    assert [r["step"] for r in _metrics(late, 1, "main")["rows"]] == [10, 20, 30, 40]
+def test_every_level_trains_k_to_t_after_one_pretraining(late):
+    replicate = paths.replicate_dir(late, 0)
+    assert [r["step"] for r in io.read_json(paths.metrics(paths.pretrain_dir(replicate)))["rows"]] == [0, 10]
+    for level, branch in [(0, "main"), (1, "main"), (1, "continue"), (1, "reinit")]:
+        metrics = _metrics(late, level, branch)
+        assert [r["step"] for r in metrics["rows"]] == [10, 20, 30, 40], (level, branch)
+        assert metrics["early_stop_step"] > 10
+
+
+def test_an_old_run_folder_is_refused_before_anything_is_written(tmp_path, digits_dir):
+    run = runner.prepare_run_dir(HPARAMS, str(tmp_path))
+    io.write_json(paths.hparams_file(run), HPARAMS.to_dict())  # as the format-1 code wrote it
+    with pytest.raises(ValueError, match="format 1"):
+        _run(tmp_path, digits_dir)
+    assert sorted(os.listdir(run)) == ["flags.txt", "hparams.json"]
+
+
+def test_workers_load_their_own_data(tmp_path):
+    with pytest.raises(ValueError, match="data_dir"):
+        runner.run(HPARAMS, levels=0, root=str(tmp_path), data={"x": None}, workers=2, verbose=False)
 
 
 def test_movement_is_measured_from_the_rewind_point(late):

@@ -57,10 +57,14 @@ def steps_per_execution(*intervals, limit=100):
     return max(d for d in range(1, limit + 1) if step % d == 0)
 
 
+def _loss_key(row):
+    return (math.isnan(row["val_loss"]), row["val_loss"])  # a NaN loss is never the best
+
+
 def summarize_rows(rows, start):
     """Early stopping: the evaluation (after `start`) with the lowest validation loss."""
     trained = [r for r in rows if r["step"] > start] or rows
-    best = min(trained, key=lambda r: r["val_loss"])
+    best = min(trained, key=_loss_key)
     return {"early_stop_step": best["step"], "early_stop_test_acc": best["test_acc"],
             "early_stop_val_loss": best["val_loss"], "final_test_acc": rows[-1]["test_acc"]}
 
@@ -104,7 +108,8 @@ class _Recorder(keras.callbacks.Callback):
     def _evaluate(self, step):
         """Validation always; test at a new best validation loss, at the end, or always if asked."""
         val = self.model.evaluate(self.data["validation"], verbose=0, return_dict=True)
-        best = min((r["val_loss"] for r in self.rows if r["step"] > self.start), default=math.inf)
+        best = min((r["val_loss"] for r in self.rows if r["step"] > self.start and not math.isnan(r["val_loss"])),
+                   default=math.inf)
         test = {"loss": None, "accuracy": None}
         if self.test_every_eval or step == self.stop or (step > self.start and val["loss"] < best):
             test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
@@ -117,17 +122,25 @@ class _Recorder(keras.callbacks.Callback):
               f"val_loss {row['val_loss']:.4f} val_acc {100 * row['val_acc']:.2f}%{test} "
               f"{1000 * per_step:.2f} ms/it eta {_eta(per_step * (self.stop - row['step']))}", flush=True)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.done_in_epoch = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done_in_epoch = batch + 1  # `batch` is the last step of the execution
+
     def on_epoch_end(self, epoch, logs=None):
-        self.record(self.first + (epoch + 1) * self.interval, float(logs["loss"]))
+        # Steps counted, not assumed: a callback that stops training ends the epoch early.
+        self.record(self.first + epoch * self.interval + self.done_in_epoch, float(logs["loss"]))
 
     def on_train_end(self, logs=None):
         keep_masks_after_ema(self.model)
 
 
-def train(model, data, hparams, folder, *, start=0, seed=0, label="train", extra_points=(), on_point=None,
-          callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False):
+def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="train", extra_points=(),
+          on_point=None, callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False):
     """Trains a compiled `model` (start weights and masks in place) from iteration `start` to
-    `hparams.training.iterations`, resuming from `folder`'s checkpoint if there is one.
+    `stop` (default `hparams.training.iterations`), resuming from `folder`'s checkpoint if
+    there is one.
 
     Args:
       data: {"x", "y": uint8 training images and labels; "validation", "test": eval streams}.
@@ -140,7 +153,7 @@ def train(model, data, hparams, folder, *, start=0, seed=0, label="train", extra
     Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc"}]
     (test values are None where the test set was not evaluated).
     """
-    training, stop = hparams.training, hparams.training.iterations
+    training, stop = hparams.training, stop or hparams.training.iterations
     rows, step = [], start
     if os.path.exists(progress_file(folder)):
         saved = state.load(progress_file(folder))
@@ -148,15 +161,23 @@ def train(model, data, hparams, folder, *, start=0, seed=0, label="train", extra
         step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
         if verbose:
             print(f"[{label}] resuming at step {step}", flush=True)
+    runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))
+    every = model.steps_per_execution or 1
+    if any(interval % every for _, interval, _ in runs):
+        # Keras would run the last execution of an epoch in full and skip batches silently.
+        raise ValueError(f"steps_per_execution={every} must divide every interval between evaluations "
+                         f"{sorted({interval for _, interval, _ in runs})}; see engine.steps_per_execution")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
                          test_every_eval, label)
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)
-    for first, interval, count in segments(step, boundaries(step, stop, training.eval_every, extra_points)):
+    for first, interval, count in runs:
         recorder.first, recorder.interval = first, interval
         stream = train_stream(data["x"], data["y"], hparams.dataset.batch_size, seed, first, hparams.dataset.augment)
         model.fit(stream, steps_per_epoch=interval, epochs=count, verbose=0, shuffle=False,
                   callbacks=[recorder, *callbacks])
+        if model.stop_training:  # a callback asked to stop (EarlyStopping, TerminateOnNaN, ...)
+            break
     recorder.writer.close()
     return rows

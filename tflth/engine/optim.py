@@ -50,7 +50,11 @@ class _CoupledL2:
 
 @keras.saving.register_keras_serializable(package="tflth")
 class CoupledL2SGD(_CoupledL2, keras.optimizers.SGD):
-    """`keras.optimizers.SGD` with coupled L2 (`l2=`), as `torch.optim.SGD(weight_decay=l2)`."""
+    """`keras.optimizers.SGD` with coupled L2 (`l2=`), as `torch.optim.SGD(weight_decay=l2)`.
+
+    One difference from PyTorch remains, Keras' own: its momentum buffer holds lr * gradient,
+    PyTorch's the gradient, so right after a learning-rate drop Keras still moves with the
+    old rate's momentum for a few steps; with a constant rate the two are identical."""
 
 
 @keras.saving.register_keras_serializable(package="tflth")

@@ -1,10 +1,13 @@
-"""A model's training state as named arrays: weights by variable path, optimizer slots checked by name.
+"""A model's training state as named arrays: variables by path, optimizer slots checked by name.
 
 Used for resume checkpoints and for the weights (and optimizer state) of a rewind point.
-Keys never depend on another class's save order: a model variable is found by its path
-("fc1/kernel"); an optimizer variable by its position *and* its name without the optimizer's
-own prefix ("fc1_kernel_momentum"), which must match.
+A model variable is found by its path ("fc1/kernel"), never by another class's save order;
+the state covers `model.variables`, so random-generator states (dropout, stochastic gates)
+resume too. An optimizer variable is matched by position *and* checked by its name without
+the optimizer's own prefix ("fc1_kernel_momentum"), since that prefix varies ("adam_3").
 """
+import collections
+
 import numpy as np
 
 from tflth import io
@@ -13,8 +16,14 @@ from tflth.pruning.masks import apply_mask, prunable_layers
 MODEL, OPTIMIZER = "model/", "optimizer/"
 
 
-def _mask_paths(model):
-    return {layer.mask.path for layer in prunable_layers(model)}
+def _model_variables(model, masks):
+    skip = set() if masks else {id(layer.mask) for layer in prunable_layers(model)}
+    variables = [v for v in model.variables if id(v) not in skip]
+    repeated = [p for p, n in collections.Counter(v.path for v in variables).items() if n > 1]
+    if repeated:
+        raise ValueError(f"variable paths {repeated[:3]} repeat in model {model.name!r}: name its layers "
+                         "uniquely so that its state can be saved by name")
+    return variables
 
 
 def _slot_name(variable):
@@ -24,8 +33,7 @@ def _slot_name(variable):
 def capture(model, optimizer=True, masks=True):
     """{key: array} of the model's variables (masks too unless `masks=False`) and, with
     `optimizer=True`, of its optimizer's."""
-    skip = set() if masks else _mask_paths(model)
-    state = {MODEL + v.path: v.numpy() for v in model.weights if v.path not in skip}
+    state = {MODEL + v.path: v.numpy() for v in _model_variables(model, masks)}
     if optimizer:
         state.update({f"{OPTIMIZER}{i:04d}/{_slot_name(v)}": v.numpy()
                       for i, v in enumerate(model.optimizer.variables)})
@@ -35,17 +43,16 @@ def capture(model, optimizer=True, masks=True):
 def restore(model, state, weights=True, optimizer=True, masks=True):
     """Assigns a captured state back, the model's variables (without the masks if
     `masks=False`) and/or the optimizer's; all is checked before anything is assigned."""
-    skip = set() if masks else _mask_paths(model)
-    pairs = [(v, MODEL + v.path) for v in model.weights if v.path not in skip] if weights else []
+    pairs = [(v, MODEL + v.path) for v in _model_variables(model, masks)] if weights else []
     if optimizer:
         saved = sorted(k for k in state if k.startswith(OPTIMIZER))
         if len(saved) != len(model.optimizer.variables):
             raise ValueError(f"the saved state holds {len(saved)} optimizer variables, "
                              f"the model's optimizer {len(model.optimizer.variables)}")
-        pairs += [(v, k) for v, k in zip(model.optimizer.variables, saved)]
-        wrong = [k for v, k in pairs[-len(saved):] if k.split("/", 2)[-1] != _slot_name(v)] if saved else []
+        wrong = [k for v, k in zip(model.optimizer.variables, saved) if k.split("/", 2)[-1] != _slot_name(v)]
         if wrong:
             raise ValueError(f"the saved optimizer state does not match this optimizer (first: {wrong[0]})")
+        pairs += list(zip(model.optimizer.variables, saved))
     missing = [k for _, k in pairs if k not in state]
     if missing:
         raise ValueError(f"the saved state lacks {missing[:3]}{' ...' if len(missing) > 3 else ''}")

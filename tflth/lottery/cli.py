@@ -73,7 +73,7 @@ def _main(argv):
             raise ValueError(f"--control_levels={FLAGS.control_levels!r}: must be comma-separated integers") from None
         if FLAGS.checkpoint_seconds < 0:
             raise ValueError(f"--checkpoint_seconds={FLAGS.checkpoint_seconds}: must be >= 0")
-        runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers)
+        runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers, FLAGS.root)
         data_dir = FLAGS.data_dir or None
         data = runner.load_data(hparams, data_dir)  # fails here, before any folder is made
     except (ValueError, RuntimeError) as e:
@@ -81,7 +81,8 @@ def _main(argv):
     folder = runner.run(hparams, levels=FLAGS.levels, seeds=seeds, controls=controls,
                         control_levels=control_levels, root=FLAGS.root, verbose=not FLAGS.quiet,
                         workers=FLAGS.workers, checkpoint_seconds=FLAGS.checkpoint_seconds,
-                        test_every_eval=FLAGS.test_every_eval, data=data, data_dir=data_dir)
+                        test_every_eval=FLAGS.test_every_eval, data_dir=data_dir,
+                        data=data if FLAGS.workers == 1 else None)
     print(f"[tflth] done: {folder}\n[tflth] summarize with: python tools/summarize.py {folder}")
 
 

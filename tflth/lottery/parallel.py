@@ -8,9 +8,9 @@ Each worker process loads the data and builds each seed's model once, and runs
 `Replicate.branch`, which writes only inside its branch folder (and, for a ticket, the next
 level's masks): one writer per file. A killed run resumes like a serial one.
 """
-import concurrent.futures as futures
 import multiprocessing
 import os
+import time
 
 from tflth.lottery import paths
 
@@ -19,9 +19,12 @@ _WORKER = {}
 
 def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
     import tensorflow as tf
-    # Share the cores between the workers instead of each TF runtime taking all of them.
+    # Share the cores between the workers instead of each TF runtime taking all of them,
+    # and let workers share a GPU instead of the first one taking all its memory.
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.experimental.set_memory_growth(gpu, True)
     from tflth.lottery import runner
     _WORKER.update(args=(hparams, run_folder), data=runner.load_data(hparams, data_dir), verbose=verbose,
                    train_kw=train_kw, replicates={})
@@ -46,21 +49,23 @@ def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw):
     pending = [t for t in tasks if not _done(run_folder, *t)]
     pending.sort(key=lambda t: (t[0], t[2] != "main", t[1]))  # by seed; tickets first, then low levels
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker,
-                                       initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
+    pool = multiprocessing.get_context("spawn").Pool(
+        workers, initializer=_init_worker, initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
     running = {}
     try:
         while pending or running:
             ready = [t for t in pending if t[1] == 0 or _done(run_folder, t[0], t[1] - 1, "main")]
             for task in ready[:workers - len(running)]:
                 pending.remove(task)
-                running[pool.submit(_train, *task)] = task
+                running[task] = pool.apply_async(_train, task)
             if not running:
                 raise RuntimeError(f"tasks {pending} wait for tickets that no task trains")
-            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
-            for future in finished:
-                running.pop(future)
-                future.result()  # a worker's exception stops the run here
+            time.sleep(0.2)
+            for task, result in list(running.items()):
+                if result.ready():
+                    del running[task]
+                    result.get()  # a worker's exception stops the run here
+        pool.close()
     finally:
-        pool.shutdown(wait=not running, cancel_futures=True)
+        pool.terminate()  # on an error, the other workers stop too instead of finishing their branches
+        pool.join()

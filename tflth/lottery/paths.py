@@ -1,9 +1,10 @@
 """Every file name of a lottery-ticket run, in one place.
 
-<root>/lottery_<hash>/hparams.json, flags.txt
-  replicate_<seed>/level_<L>/masks.npz                      the ticket's masks at level L
-    level_0/main/init.npz, rewind.npz                       weights at iteration 0; weights and
-                                                            optimizer state at iteration k
+<root>/lottery_<hash>/hparams.json, flags.txt             hparams.json also holds the folder's format
+  replicate_<seed>/init.npz                                 weights at iteration 0
+    rewind.npz                                              weights and optimizer state at iteration k
+    pretrain/                                               iterations 0..k (when k > 0): metrics.json, tb/
+    level_<L>/masks.npz                                     the ticket's masks at level L
     level_<L>/<branch>/metrics.json                         written last: the branch is done
                        final.weights.h5, masks.npz, tb/     weights at the end, masks, TensorBoard
                        progress.npz                         resume point (weights, optimizer, rows)
@@ -46,11 +47,15 @@ def level_masks(replicate, level):
 
 
 def init_state(replicate):
-    return os.path.join(branch_dir(replicate, 0, "main"), "init.npz")
+    return os.path.join(replicate, "init.npz")
 
 
 def rewind_state(replicate):
-    return os.path.join(branch_dir(replicate, 0, "main"), "rewind.npz")
+    return os.path.join(replicate, "rewind.npz")
+
+
+def pretrain_dir(replicate):
+    return os.path.join(replicate, "pretrain")
 
 
 def metrics(branch):

@@ -1,9 +1,11 @@
 """The lottery-ticket driver: train, prune, rewind, repeat (Frankle & Carbin 2019).
 
-Level 0 trains the dense network; level L >= 1 keeps (1 - fraction) of the weights
-that survived level L - 1, rewinds them to iteration k and retrains. Control branches
-run on the same masks. Every stage whose outputs exist is skipped, so rerunning the
-same command resumes a killed run. All training goes through `tflth.engine.train`.
+Iterations 0..k are trained once (the rewind point; nothing when k = 0). Then every level
+trains iterations k..T from there: level 0 the dense network, level L >= 1 the
+(1 - fraction) of the weights that survived level L - 1, and the control branches on the
+same masks, so all of them follow one protocol (as open_lth with --rewinding_steps). Every
+stage whose outputs exist is skipped, so rerunning the same command resumes a killed run.
+All training goes through `tflth.engine.train`.
 """
 import os
 import time
@@ -36,15 +38,29 @@ def build_model(hparams, seed):
                             input_shape=info.input_shape, num_classes=info.num_classes)
 
 
-def prepare_run_dir(hparams, root):
-    """Creates the run folder with its hyperparameters (checked if it already exists)."""
+# The layout of a run folder's files; a folder of another format cannot be resumed.
+# 1: before tflth.engine (rewind weights in .weights.h5 files); 2: named-key .npz states.
+FORMAT = 2
+
+
+def check_run_dir(hparams, root):
+    """Raises ValueError if the run folder exists with other hyperparameters or another format."""
     run = paths.run_dir(root, hparams)
     if os.path.exists(paths.hparams_file(run)):
-        saved = LotteryHparams.from_dict(io.read_json(paths.hparams_file(run)))
-        if saved != hparams:
+        saved = io.read_json(paths.hparams_file(run))
+        if saved.get("format", 1) != FORMAT:
+            raise ValueError(f"{run} was written by another tflth (run-folder format {saved.get('format', 1)}, "
+                             f"this one writes {FORMAT}) and cannot be resumed; move it away or pass another --root")
+        if LotteryHparams.from_dict(saved) != hparams:
             raise ValueError(f"{run} holds different hyperparameters; was a field renamed?")
-    else:
-        io.write_json(paths.hparams_file(run), hparams.to_dict())
+    return run
+
+
+def prepare_run_dir(hparams, root):
+    """Creates the run folder with its hyperparameters (checked if it already exists)."""
+    run = check_run_dir(hparams, root)
+    if not os.path.exists(paths.hparams_file(run)):
+        io.write_json(paths.hparams_file(run), {"format": FORMAT, **hparams.to_dict()})
         io.write_text(paths.flags_file(run), to_flagfile(hparams.sections))
     return run
 
@@ -80,24 +96,18 @@ class Replicate:
             return io.read_json(paths.metrics(folder))
         if level > 0 and not os.path.exists(paths.metrics(paths.branch_dir(self.dir, level - 1, "main"))):
             self.branch(level - 1, "main")  # the level's masks come from the previous ticket
+        self.rewind_point()
         label = f"seed {self.seed} level {level} {branch}"
         k, policy = self.hparams.pruning.rewind_iteration, self.hparams.pruning.optimizer_state
-        start = 0 if level == 0 else k
         model = self.model
         model.set_weights(self.init)
-        self._compile(offset=start if policy == "fresh" else 0)
-        if level == 0:
-            masks = pruning.get_masks(model)
-            io.write_npz(paths.level_masks(self.dir, 0), masks)
-        else:
-            masks = br.prepare(branch, model, self.dir, level, self.seed, policy)
+        self._compile(offset=k if policy == "fresh" else 0)
+        masks = br.prepare(branch, model, self.dir, level, self.seed, policy)
         if self.verbose:
             print(f"[{label}] {100 * (1 - pruning.sparsity(model)['total']):.1f}% of weights remain; "
-                  f"training iterations {start}..{self.hparams.training.iterations}", flush=True)
+                  f"training iterations {k}..{self.hparams.training.iterations}", flush=True)
         started = time.time()
-        rows = engine.train(model, self.data, self.hparams, folder, start=start, seed=self.seed, label=label,
-                            extra_points=[k] if level == 0 else (),
-                            on_point=self._save_init_and_rewind if level == 0 else None,
+        rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
                             verbose=self.verbose, **self.train_kw)
         io.save_weights(model, paths.final_weights(folder))
         io.write_npz(paths.branch_masks(folder), masks)
@@ -105,7 +115,7 @@ class Replicate:
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows,
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
                    "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
-                   **engine.summarize_rows(rows, start)}
+                   **engine.summarize_rows(rows, k)}
         if level > 0:
             previous = io.read_npz(paths.level_masks(self.dir, level - 1))
             metrics["mask_overlap_prev"] = br.overlap(masks, previous)
@@ -116,9 +126,28 @@ class Replicate:
             os.remove(paths.progress(folder))
         return metrics
 
+    def rewind_point(self):
+        """Saves the initialisation (init.npz) and the weights and optimizer state at iteration
+        k (rewind.npz, written last), training iterations 0..k once for k > 0 (pretrain/).
+        Level 0's masks (all ones) are written here too."""
+        if os.path.exists(paths.rewind_state(self.dir)):
+            return
+        k, model = self.hparams.pruning.rewind_iteration, self.model
+        model.set_weights(self.init)
+        self._compile(offset=0)
+        io.write_npz(paths.level_masks(self.dir, 0), pruning.get_masks(model))
+        engine.state.save(paths.init_state(self.dir), model, optimizer=False, masks=False)
+        if k > 0:
+            label = f"seed {self.seed} pretrain"
+            if self.verbose:
+                print(f"[{label}] training iterations 0..{k} (the rewind point)", flush=True)
+            rows = engine.train(model, self.data, self.hparams, paths.pretrain_dir(self.dir), stop=k,
+                                seed=self.seed, label=label, verbose=self.verbose, **self.train_kw)
+            io.write_json(paths.metrics(paths.pretrain_dir(self.dir)), {"seed": self.seed, "rows": rows})
+        engine.state.save(paths.rewind_state(self.dir), model, masks=False)
+
     def _compile(self, offset):
-        """A fresh optimizer whose step starts at 0, its schedule shifted to resume at `offset`
-        (with --optimizer_state=rewind the step counter saved at k comes back instead, so 0).
+        """A fresh optimizer whose step starts at 0, its schedule shifted to resume at `offset`.
         Compiling (and XLA) costs seconds: branches with the same offset reuse the compiled
         model and only get their optimizer reset."""
         if self.compiled_offset == offset:
@@ -126,12 +155,6 @@ class Replicate:
         else:
             engine.compile_model(self.model, self.hparams.training, self.steps_per_execution, offset)
             self.compiled_offset = offset
-
-    def _save_init_and_rewind(self, step):
-        if step == 0:
-            engine.state.save(paths.init_state(self.dir), self.model, optimizer=False, masks=False)
-        if step == self.hparams.pruning.rewind_iteration:
-            engine.state.save(paths.rewind_state(self.dir), self.model, masks=False)
 
     def _prune_next_level(self, level, masks):
         """Prunes the trained ticket into the next level's masks; returns how far the weights
@@ -157,7 +180,7 @@ def tasks(levels, controls=br.CONTROLS, control_levels=None):
     return out
 
 
-def check_run_args(hparams, levels, controls, workers=1):
+def check_run_args(hparams, levels, controls, workers=1, root=None):
     """Everything that can be checked before data is read or a folder written."""
     if levels < 0:
         raise ValueError(f"--levels={levels}: must be >= 0")
@@ -172,6 +195,8 @@ def check_run_args(hparams, levels, controls, workers=1):
         flag = "exclude" if "exclude" in str(e) else "family"
         raise ValueError(f"--{flag}={getattr(hparams.pruning if flag == 'exclude' else hparams.model, flag)!r}: "
                          f"{e}") from None
+    if root is not None:
+        check_run_dir(hparams, root)
 
 
 def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=None, root="runs",
@@ -184,7 +209,9 @@ def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=Non
     still has one writer. `train_kw` goes to `tflth.engine.train` (checkpoint_seconds,
     test_every_eval).
     """
-    check_run_args(hparams, levels, controls, workers)
+    check_run_args(hparams, levels, controls, workers, root)
+    if workers > 1 and data is not None:
+        raise ValueError("workers > 1: each worker loads the data from data_dir itself; pass data_dir, not data")
     data = data or load_data(hparams, data_dir)
     run_folder = prepare_run_dir(hparams, root)
     if verbose:

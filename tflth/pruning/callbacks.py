@@ -136,14 +136,19 @@ class Rewind:
             raise ValueError("Rewind: snapshot= is required unless reinit=True or weights=False "
                              "(and optimizer is not 'snapshot')")
 
-    def __call__(self, model):
-        if self.snapshot is not None and self.snapshot.weights is None:
-            raise RuntimeError(f"Rewind: the snapshot at iteration {self.snapshot.iteration} "
-                               "was not taken yet (is the Snapshot callback in fit's callbacks?)")
+    def check(self, model):
+        """Raises ValueError if this rewind cannot be done right on `model` (PruneCallback
+        calls it when training begins, not hours later when it prunes)."""
         if self.optimizer == "fresh" and self.snapshot is not None and self.snapshot.iteration > 0 \
                 and _has_schedule(model.optimizer):
             raise ValueError(f"Rewind: optimizer='fresh' restarts the learning-rate schedule at step 0, not at "
                              f"the snapshot's iteration {self.snapshot.iteration}; use optimizer='snapshot'")
+
+    def __call__(self, model):
+        if self.snapshot is not None and self.snapshot.weights is None:
+            raise RuntimeError(f"Rewind: the snapshot at iteration {self.snapshot.iteration} "
+                               "was not taken yet (is the Snapshot callback in fit's callbacks?)")
+        self.check(model)
         if self.reinit:
             rw.restore_weights(model, rw.fresh_weights(model, self.seed))
         elif self.weights:
@@ -167,6 +172,11 @@ class PruneCallback(_StepCallback):
         self.rates, self.exclude, self.rewind = rates, tuple(exclude), rewind
         self.seed, self.verbose = seed, verbose
         self.pruned_at = []
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.rewind is not None:
+            self.rewind.check(self.model)
 
     def at_step(self, step):
         due, fraction = self.schedule(step)
