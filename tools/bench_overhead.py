@@ -1,7 +1,7 @@
 """Time per epoch of masked layers vs plain Keras layers vs tfmot, side by side.
 
-    PYTHONPATH=. python tools/bench_overhead.py --data_dir ../shared/data/mnist
-    PYTHONPATH=. python tools/bench_overhead.py --quick --data_dir ../shared/data/mnist
+    PYTHONPATH=. python tools/bench_overhead.py
+    PYTHONPATH=. python tools/bench_overhead.py --quick
 
 Variants of one architecture (LeNet-300-100 and/or LeNet-5), all trained on the
 same in-memory MNIST pipeline (shuffle, batch 60, prefetch) with Adam 1.2e-3 and
@@ -44,6 +44,8 @@ import warnings
 # worker must import tensorflow only after TF_USE_LEGACY_KERAS=1 is set, and must
 # never load Keras 3.
 
+# tflth.data.PACKAGED_MNIST, without importing tflth here (see above).
+PACKAGED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tflth", "data", "mnist")
 BATCH = 60
 LR = 1.2e-3
 NUM_TRAIN = 60_000
@@ -319,8 +321,9 @@ def markdown_table(results, clock="wall"):
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data_dir", default=os.environ.get("TFLTH_DATA_DIR"),
-                   help="folder with the MNIST IDX files (default: $TFLTH_DATA_DIR)")
+    p.add_argument("--data_dir", default=os.environ.get("TFLTH_DATA_DIR") or PACKAGED_MNIST,
+                   help="folder with the MNIST IDX files (default: $TFLTH_DATA_DIR, else the "
+                        "MNIST packaged with tflth)")
     p.add_argument("--models", default=",".join(MODELS),
                    help=f"comma-separated, from {','.join(MODELS)}")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
@@ -341,9 +344,6 @@ def parse_args(argv=None):
         return args
     if args.quick:
         args.epochs, args.repeats, args.prune_every = 0.05, 1, 10
-    if not args.data_dir:
-        p.error("no MNIST data: pass --data_dir (a folder with the four MNIST IDX files, "
-                "optionally .gz) or set TFLTH_DATA_DIR")
     if not os.path.isdir(args.data_dir):
         p.error(f"--data_dir {args.data_dir!r} is not a directory")
     args.models = [m for m in args.models.split(",") if m]
