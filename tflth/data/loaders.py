@@ -155,7 +155,9 @@ def _indices(n, seed, repeat):
     if repeat:
         return tf.data.Dataset.counter().flat_map(permutation)
     passes = tf.Variable(-1, dtype=tf.int64, trainable=False)
-    return tf.data.Dataset.range(1).map(lambda _: passes.assign_add(1)).flat_map(permutation)
+    ds = tf.data.Dataset.range(1).map(lambda _: passes.assign_add(1)).flat_map(permutation)
+    # flat_map hides the length; Keras needs it to end an epoch without an "ran out of data" warning.
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
 
 
 def _to_float(x, y):
