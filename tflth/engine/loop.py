@@ -4,7 +4,7 @@ One `model.fit` per run of equally spaced evaluation points (usually one per bra
 data stream whose batch i depends only on (seed, i). At every evaluation point a callback
 evaluates the validation set, evaluates the test set where it matters (a new best validation
 loss, the end, or always with `test_every_eval`), appends a row, writes TensorBoard scalars,
-calls `on_point(step)`, checkpoints when a minute has passed since the last checkpoint, and
+calls `on_point(step)`, checkpoints before a minute of training would go unsaved, and
 prints a progress line every few seconds. A run resumed from its checkpoint reads the same
 batches and gives the same rows as an uninterrupted one.
 """
@@ -85,7 +85,7 @@ class _Recorder(keras.callbacks.Callback):
         self.checkpoint_seconds, self.test_every_eval = checkpoint_seconds, test_every_eval
         self.writer = tf.summary.create_file_writer(tensorboard_dir(folder))
         self.first = self.interval = None
-        self.began = self.last_checkpoint = self.last_print = time.time()
+        self.began = self.last_checkpoint = self.last_print = self.last_point = time.time()
         self.resumed_at = rows[-1]["step"] if rows else start
 
     def record(self, step, train_loss):
@@ -98,7 +98,11 @@ class _Recorder(keras.callbacks.Callback):
         if self.on_point:
             self.on_point(step)
         now = time.time()
-        if self.start < step < self.stop and now - self.last_checkpoint >= self.checkpoint_seconds:
+        # Checkpoint now if waiting for the next point (about as long as the last interval took)
+        # would leave more than checkpoint_seconds unsaved: a kill then loses at most
+        # max(checkpoint_seconds, one interval) of training.
+        since, interval, self.last_point = now - self.last_checkpoint, now - self.last_point, now
+        if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
             state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows))
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
@@ -148,8 +152,9 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
       extra_points: iterations evaluated besides the multiples of eval_every (a rewind point).
       on_point: `on_point(step)` after every evaluation, the one at `start` included.
       callbacks: more Keras callbacks for `fit` (pruning schedules, ...).
-      checkpoint_seconds: checkpoint at the first evaluation point at least this long after the
-        last one, so a killed run loses at most max(one interval, this long) of training.
+      checkpoint_seconds: checkpoint at an evaluation point when waiting for the next one would
+        leave more than this long unsaved, so a killed run loses at most max(one interval, this
+        long) of training.
     Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc"}]
     (test values are None where the test set was not evaluated).
     """

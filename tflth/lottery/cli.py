@@ -33,8 +33,9 @@ def define_run_flags(flag_values=FLAGS):
                          flag_values=flag_values)
     flags.DEFINE_bool("test_every_eval", False, "Evaluate the test set at every evaluation, not only at a new "
                       "best validation loss and at the end.", flag_values=flag_values)
-    flags.DEFINE_float("checkpoint_seconds", 60.0, "Checkpoint at the first evaluation at least this long "
-                       "after the last checkpoint (resume loses at most max(one interval, this)).",
+    flags.DEFINE_float("checkpoint_seconds", 60.0, "Checkpoint at an evaluation when waiting for the next "
+                       "would leave more than this much training unsaved (a resume loses at most "
+                       "max(one interval, this)).",
                        flag_values=flag_values)
     flags.DEFINE_bool("quiet", False, "No progress lines.", flag_values=flag_values)
 
