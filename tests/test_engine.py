@@ -212,15 +212,20 @@ def test_state_refuses_repeated_variable_paths():
 
 
 def test_state_covers_random_generator_states():
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5, name="drop"),
-                              keras.layers.Dense(3, name="fc")], name="net")
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((4,)), keras.layers.Dropout(0.5, name="drop"),
+                                 keras.layers.Dense(3, name="fc")], name="net")
+    model = build()
     saved = engine.state.capture(model, optimizer=False)
     assert any("seed" in key for key in saved)
     x = np.ones((2, 4), np.float32)
     first = model(x, training=True).numpy()
     engine.state.restore(model, saved, optimizer=False)
     np.testing.assert_array_equal(model(x, training=True).numpy(), first)  # the same dropout draw again
+    other = build()  # its generator has another auto-generated name ("seed_generator_<n>")
+    engine.state.restore(other, saved, optimizer=False)
+    np.testing.assert_array_equal(other(x, training=True).numpy(), first)
 
 
 def test_a_callback_that_stops_training_stops_the_run(tmp_path):
@@ -238,6 +243,7 @@ def test_a_callback_that_stops_training_stops_the_run(tmp_path):
     rows = engine.train(model, _data(), hparams, str(tmp_path), extra_points=[15], callbacks=[StopAt25()],
                         verbose=False)
     assert [r["step"] for r in rows] == [0, 10, 15, 20, 25]  # the row says where training stopped
+    assert rows[-1]["test_acc"] is not None
     assert int(model.optimizer.iterations.numpy()) == 25
 
 
@@ -245,3 +251,23 @@ def test_nan_validation_loss_is_never_the_early_stop():
     rows = [{"step": 0, "val_loss": 2.0, "test_acc": None}, {"step": 10, "val_loss": float("nan"), "test_acc": None},
             {"step": 20, "val_loss": 1.0, "test_acc": 0.5}, {"step": 30, "val_loss": 1.5, "test_acc": 0.4}]
     assert engine.summarize_rows(rows, 0)["early_stop_step"] == 20
+
+
+def test_checkpoint_before_more_than_checkpoint_seconds_go_unsaved(tmp_path, monkeypatch):
+    """With 25 s per interval and checkpoint_seconds=60, waiting past 35 s unsaved would risk
+    75 s: checkpoint at 10 (50 s unsaved + 25), 30 and 50 (the old rule saved at 20 and 50)."""
+    saved, clock = [], iter(range(25, 10_000, 25))
+    monkeypatch.setattr(loop.time, "time", lambda: next(clock))
+    monkeypatch.setattr(engine.state, "save", lambda path, model, **kw: saved.append(int(kw["step"])))
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), verbose=False, checkpoint_seconds=60)
+    assert saved == [10, 30, 50]
+
+
+def test_early_stopping_callbacks_see_the_validation_loss(tmp_path):
+    hparams = LotteryHparams(HP.dataset, training=TrainingHparams(iterations=200, eval_every=10))
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    model = _compiled(training=hparams.training)
+    model.optimizer.learning_rate.assign(0.05)  # overfits the 120 examples quickly
+    rows = engine.train(model, _data(), hparams, str(tmp_path), callbacks=[stop], verbose=False)
+    assert rows[-1]["step"] < 200 and stop.stopped_epoch > 0
+    assert rows[-1]["test_acc"] is not None  # the last row of a stopped run has the test set too

@@ -177,7 +177,11 @@ def test_every_branch_starts_from_the_same_optimizer_policy(tmp_path, digits_dir
 
 def test_every_level_trains_k_to_t_after_one_pretraining(late):
     replicate = paths.replicate_dir(late, 0)
-    assert [r["step"] for r in io.read_json(paths.metrics(paths.pretrain_dir(replicate)))["rows"]] == [0, 10]
+    pretrain = io.read_json(paths.metrics(paths.pretrain_dir(replicate)))["rows"]
+    assert [r["step"] for r in pretrain] == [0, 10]
+    assert not os.path.exists(paths.progress(paths.pretrain_dir(replicate)))
+    first = _metrics(late, 0, "main")["rows"][0]  # level 0 starts from the rewind point itself
+    assert (first["val_loss"], first["val_acc"]) == (pretrain[-1]["val_loss"], pretrain[-1]["val_acc"])
     for level, branch in [(0, "main"), (1, "main"), (1, "continue"), (1, "reinit")]:
         metrics = _metrics(late, level, branch)
         assert [r["step"] for r in metrics["rows"]] == [10, 20, 30, 40], (level, branch)
@@ -265,3 +269,14 @@ def test_cli_quick_run_end_to_end(tmp_path, digits_dir):
     assert "[seed 0 level 1 random_prune] step 20/20" in result.stdout
     run = result.stdout.split("done: ")[1].split()[0]
     assert os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run, 0), 1, "reinit")))
+
+
+def _die(seed, level, branch):
+    os._exit(3)  # a worker killed mid-task (out of memory, a crash)
+
+
+def test_a_dead_worker_stops_the_run(tmp_path, digits_dir):
+    from tflth.lottery import parallel
+    run = runner.prepare_run_dir(HPARAMS, str(tmp_path))
+    with pytest.raises(Exception, match="terminated abruptly|BrokenProcessPool|process"):
+        parallel.run_tasks([(0, 0, "main")], 2, HPARAMS, run, digits_dir, False, {}, target=_die)

@@ -115,10 +115,18 @@ class _Recorder(keras.callbacks.Callback):
         best = min((r["val_loss"] for r in self.rows if r["step"] > self.start and not math.isnan(r["val_loss"])),
                    default=math.inf)
         test = {"loss": None, "accuracy": None}
-        if self.test_every_eval or step == self.stop or (step > self.start and val["loss"] < best):
+        last = step == self.stop or self.model.stop_training  # a callback may end training early
+        if self.test_every_eval or last or (step > self.start and val["loss"] < best):
             test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
         return {"val_loss": val["loss"], "val_acc": val["accuracy"],
                 "test_loss": test["loss"], "test_acc": test["accuracy"]}
+
+    def test_last_row(self):
+        """The last row of a run a callback stopped gets the test set too, like the end's."""
+        row = self.rows[-1]
+        if row["test_acc"] is None:
+            test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
+            row.update(test_loss=test["loss"], test_acc=test["accuracy"])
 
     def _report(self, row, per_step):
         test = f" test_acc {100 * row['test_acc']:.2f}%" if row["test_acc"] is not None else ""
@@ -135,6 +143,8 @@ class _Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         # Steps counted, not assumed: a callback that stops training ends the epoch early.
         self.record(self.first + epoch * self.interval + self.done_in_epoch, float(logs["loss"]))
+        row = self.rows[-1]  # for the callbacks after this one (EarlyStopping monitors val_loss)
+        logs.update(val_loss=row["val_loss"], val_accuracy=row["val_acc"])
 
     def on_train_end(self, logs=None):
         keep_masks_after_ema(self.model)
@@ -183,6 +193,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
         model.fit(stream, steps_per_epoch=interval, epochs=count, verbose=0, shuffle=False,
                   callbacks=[recorder, *callbacks])
         if model.stop_training:  # a callback asked to stop (EarlyStopping, TerminateOnNaN, ...)
+            recorder.test_last_row()
             break
     recorder.writer.close()
     return rows

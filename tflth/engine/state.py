@@ -3,7 +3,8 @@
 Used for resume checkpoints and for the weights (and optimizer state) of a rewind point.
 A model variable is found by its path ("fc1/kernel"), never by another class's save order;
 the state covers `model.variables`, so random-generator states (dropout, stochastic gates)
-resume too. An optimizer variable is matched by position *and* checked by its name without
+resume too. Those are keyed by their order among the model's generators ("seed/0"), since
+Keras names them from a process-wide counter ("seed_generator_3"). An optimizer variable is matched by position *and* checked by its name without
 the optimizer's own prefix ("fc1_kernel_momentum"), since that prefix varies ("adam_3").
 """
 import collections
@@ -17,13 +18,22 @@ MODEL, OPTIMIZER = "model/", "optimizer/"
 
 
 def _model_variables(model, masks):
+    """[(variable, key)] of the model's variables to save."""
     skip = set() if masks else {id(layer.mask) for layer in prunable_layers(model)}
-    variables = [v for v in model.variables if id(v) not in skip]
-    repeated = [p for p, n in collections.Counter(v.path for v in variables).items() if n > 1]
+    pairs, seeds = [], 0
+    for v in model.variables:
+        if id(v) in skip:
+            continue
+        if v.path.endswith("seed_generator_state"):
+            pairs.append((v, f"{MODEL}seed/{seeds}"))
+            seeds += 1
+        else:
+            pairs.append((v, MODEL + v.path))
+    repeated = [k for k, n in collections.Counter(k for _, k in pairs).items() if n > 1]
     if repeated:
         raise ValueError(f"variable paths {repeated[:3]} repeat in model {model.name!r}: name its layers "
                          "uniquely so that its state can be saved by name")
-    return variables
+    return pairs
 
 
 def _slot_name(variable):
@@ -33,7 +43,7 @@ def _slot_name(variable):
 def capture(model, optimizer=True, masks=True):
     """{key: array} of the model's variables (masks too unless `masks=False`) and, with
     `optimizer=True`, of its optimizer's."""
-    state = {MODEL + v.path: v.numpy() for v in _model_variables(model, masks)}
+    state = {key: v.numpy() for v, key in _model_variables(model, masks)}
     if optimizer:
         state.update({f"{OPTIMIZER}{i:04d}/{_slot_name(v)}": v.numpy()
                       for i, v in enumerate(model.optimizer.variables)})
@@ -43,7 +53,7 @@ def capture(model, optimizer=True, masks=True):
 def restore(model, state, weights=True, optimizer=True, masks=True):
     """Assigns a captured state back, the model's variables (without the masks if
     `masks=False`) and/or the optimizer's; all is checked before anything is assigned."""
-    pairs = [(v, MODEL + v.path) for v in _model_variables(model, masks)] if weights else []
+    pairs = _model_variables(model, masks) if weights else []
     if optimizer:
         saved = sorted(k for k in state if k.startswith(OPTIMIZER))
         if len(saved) != len(model.optimizer.variables):

@@ -6,11 +6,13 @@ has finished (its masks come from there). Seeds go in order, so a stopped run le
 seeds behind; within a seed, tickets go first since they are the critical path.
 Each worker process loads the data and builds each seed's model once, and runs
 `Replicate.branch`, which writes only inside its branch folder (and, for a ticket, the next
-level's masks): one writer per file. A killed run resumes like a serial one.
+level's masks): one writer per file. A killed run resumes like a serial one. If a task fails
+or a worker dies, the other workers are stopped and the error is raised in the parent.
 """
+import concurrent.futures as futures
 import multiprocessing
 import os
-import time
+import signal
 
 from tflth.lottery import paths
 
@@ -18,6 +20,7 @@ _WORKER = {}
 
 
 def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     import tensorflow as tf
     # Share the cores between the workers instead of each TF runtime taking all of them,
     # and let workers share a GPU instead of the first one taking all its memory.
@@ -30,7 +33,7 @@ def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
                    train_kw=train_kw, replicates={})
 
 
-def _train(seed, level, branch):
+def train_task(seed, level, branch):
     from tflth.lottery import runner
     replicates = _WORKER["replicates"]
     if seed not in replicates:
@@ -44,28 +47,31 @@ def _done(run_folder, seed, level, branch):
     return os.path.exists(paths.metrics(paths.branch_dir(paths.replicate_dir(run_folder, seed), level, branch)))
 
 
-def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw):
-    """Trains every (seed, level, branch) of `tasks` not yet done, `workers` at a time."""
+def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw, target=train_task):
+    """Trains every (seed, level, branch) of `tasks` not yet done, `workers` at a time.
+    (`target` runs one task in a worker; tests replace it.)"""
     pending = [t for t in tasks if not _done(run_folder, *t)]
     pending.sort(key=lambda t: (t[0], t[2] != "main", t[1]))  # by seed; tickets first, then low levels
     threads = max(1, (os.cpu_count() or 1) // workers)
-    pool = multiprocessing.get_context("spawn").Pool(
-        workers, initializer=_init_worker, initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
+    pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker,
+                                       initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
     running = {}
     try:
         while pending or running:
             ready = [t for t in pending if t[1] == 0 or _done(run_folder, t[0], t[1] - 1, "main")]
             for task in ready[:workers - len(running)]:
                 pending.remove(task)
-                running[task] = pool.apply_async(_train, task)
+                running[pool.submit(target, *task)] = task
             if not running:
                 raise RuntimeError(f"tasks {pending} wait for tickets that no task trains")
-            time.sleep(0.2)
-            for task, result in list(running.items()):
-                if result.ready():
-                    del running[task]
-                    result.get()  # a worker's exception stops the run here
-        pool.close()
+            finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
+            for future in finished:
+                del running[future]
+                future.result()  # a task's exception, or BrokenProcessPool if a worker died
+        pool.shutdown()
     finally:
-        pool.terminate()  # on an error, the other workers stop too instead of finishing their branches
-        pool.join()
+        if running or pending:  # stopped early: the other workers stop too, now
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.terminate()

@@ -11,6 +11,7 @@ import os
 import time
 
 import keras
+import numpy as np
 
 from tflth import data as tdata
 from tflth import engine, io, models, pruning
@@ -39,7 +40,8 @@ def build_model(hparams, seed):
 
 
 # The layout of a run folder's files; a folder of another format cannot be resumed.
-# 1: before tflth.engine (rewind weights in .weights.h5 files); 2: named-key .npz states.
+# 1: folders without a "format" in hparams.json (rewind weights in .weights.h5 files, or,
+# briefly, .npz states under level_0/main); 2: init.npz, rewind.npz, pretrain/ per replicate.
 FORMAT = 2
 
 
@@ -145,6 +147,8 @@ class Replicate:
                                 seed=self.seed, label=label, verbose=self.verbose, **self.train_kw)
             io.write_json(paths.metrics(paths.pretrain_dir(self.dir)), {"seed": self.seed, "rows": rows})
         engine.state.save(paths.rewind_state(self.dir), model, masks=False)
+        if os.path.exists(paths.progress(paths.pretrain_dir(self.dir))):
+            os.remove(paths.progress(paths.pretrain_dir(self.dir)))
 
     def _compile(self, offset):
         """A fresh optimizer whose step starts at 0, its schedule shifted to resume at `offset`.
@@ -161,6 +165,10 @@ class Replicate:
         it keeps and removes moved from the rewind point (iteration k, where training starts)."""
         layers = pruning.prunable_layers(self.model)
         final = {layer.name: layer.kernel.numpy() for layer in layers}
+        diverged = [name for name, kernel in final.items() if not np.isfinite(kernel).all()]
+        if diverged:  # magnitude scores would keep the NaNs and carry them to every later level
+            raise RuntimeError(f"seed {self.seed} level {level}: the trained weights of {diverged} are not "
+                               "finite (training diverged); lower --lr or check the data")
         rewind = engine.state.load(paths.rewind_state(self.dir))
         start = {layer.name: rewind[engine.state.MODEL + layer.kernel.path] for layer in layers}
         next_masks = pruning.prune(self.model, **_prune_args(self.hparams), seed=self.seed + level)
@@ -212,7 +220,8 @@ def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=Non
     check_run_args(hparams, levels, controls, workers, root)
     if workers > 1 and data is not None:
         raise ValueError("workers > 1: each worker loads the data from data_dir itself; pass data_dir, not data")
-    data = data or load_data(hparams, data_dir)
+    if workers == 1:
+        data = data or load_data(hparams, data_dir)
     run_folder = prepare_run_dir(hparams, root)
     if verbose:
         print(f"[tflth] run folder {run_folder}", flush=True)
