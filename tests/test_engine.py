@@ -271,3 +271,32 @@ def test_early_stopping_callbacks_see_the_validation_loss(tmp_path):
     rows = engine.train(model, _data(), hparams, str(tmp_path), callbacks=[stop], verbose=False)
     assert rows[-1]["step"] < 200 and stop.stopped_epoch > 0
     assert rows[-1]["test_acc"] is not None  # the last row of a stopped run has the test set too
+
+
+def test_ema_weights_give_the_final_row(tmp_path):
+    import dataclasses
+    hp = dataclasses.replace(HP, training=dataclasses.replace(HP.training, ema=0.9))
+    model, data = _compiled(training=hp.training), _data()
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == 0.9
+    rows = engine.train(model, data, hp, str(tmp_path), verbose=False)
+    assert rows[-1]["ema"] and not any(r.get("ema") for r in rows[:-1])
+    final = model.evaluate(data["test"], verbose=0, return_dict=True)  # the weights now are the averages
+    assert rows[-1]["test_acc"] == pytest.approx(final["accuracy"]) and rows[-1]["test_loss"] == pytest.approx(
+        final["cross_entropy"])
+
+
+def test_val_loss_is_the_cross_entropy_without_layer_penalties(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = models.lenet_300_100(kernel_regularizer=keras.regularizers.L2(10.0))
+    engine.compile_model(model, HP.training)
+    rows = engine.train(model, _data(), HP, str(tmp_path), verbose=False)
+    penalized = model.evaluate(_data()["validation"], verbose=0, return_dict=True)
+    assert penalized["loss"] > 10 * rows[-1]["val_loss"]  # Keras' loss holds the L2 term; val_loss does not
+    assert rows[-1]["val_loss"] == pytest.approx(penalized["cross_entropy"])
+
+
+def test_ema_refuses_more_than_one_fit(tmp_path):
+    import dataclasses
+    hp = dataclasses.replace(HP, training=dataclasses.replace(HP.training, iterations=65, ema=0.9))
+    with pytest.raises(ValueError, match="^ema: "):
+        engine.train(_compiled(training=hp.training), _data(), hp, str(tmp_path), verbose=False)

@@ -280,3 +280,14 @@ def test_a_dead_worker_stops_the_run(tmp_path, digits_dir):
     run = runner.prepare_run_dir(HPARAMS, str(tmp_path))
     with pytest.raises(Exception, match="terminated abruptly|BrokenProcessPool|process"):
         parallel.run_tasks([(0, 0, "main")], 2, HPARAMS, run, digits_dir, False, {}, target=_die)
+
+
+def test_lottery_runs_on_the_l0_family(tmp_path, digits_dir):
+    hparams = dataclasses.replace(HPARAMS, model=dataclasses.replace(HPARAMS.model, family="l0"))
+    run = _run(tmp_path, digits_dir, hparams, levels=1, controls=("reinit",))
+    assert _metrics(run, 1, "main")["weights_remaining"] < 100
+    model = runner.build_model(hparams, 0)
+    assert model.get_layer("fc1").dataset_size == 60_000 - 40  # the L0 penalty is scaled per training example
+    assert runner.Replicate(hparams, run, 0, {"y": np.zeros(200)}, verbose=False).model.get_layer(
+        "fc1").dataset_size == 200  # the runner divides by the examples it really trains on
+    assert np.asarray(_masks(run, 1)["fc1"]).mean() < 1

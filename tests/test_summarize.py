@@ -173,3 +173,181 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, case):
     assert (str(bad) if case in ("corrupt", "no_accuracy_field") else str(run)) in result.stderr
     assert result.stdout == ""
     assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse-training run folders (tflth.trainer.runner): <root>/sparse_<hash>/seed_<s>/metrics.json
+
+# folder -> (hparams.sparsity, {seed: (weights_remaining, final_test_acc, early_stop_test_acc, neurons, pruned)})
+# pruned = (weights_remaining, test_acc) or None. Partial on purpose: sparse_bbb has seed_2 still running.
+SPARSE = {
+    "sparse_aaa": ({"penalty": "l0", "strength": 0.1, "gates": "neuron", "keep_percent": 0.0}, {
+        0: (10.0, 0.98, 0.981, "266-88-33", None),
+        1: (12.0, 0.97, 0.975, "270-90-30", None),
+        2: (14.0, 0.99, 0.985, "266-88-33", None)}),
+    "sparse_bbb": ({"penalty": "l1", "strength": 1.0, "gates": "neuron", "keep_percent": 5.0}, {
+        0: (100.0, 0.985, 0.99, "784-300-100", (5.0, 0.96)),
+        1: (100.0, 0.975, 0.98, "784-300-100", (5.0, 0.94))}),
+}
+
+
+def _architecture(neurons, kept):
+    return {"neurons": neurons, "original": "784-300-100", "weights_kept": kept, "flops": 1000,
+            "expected_flops": 1000.0, "layers": []}
+
+
+def _sparse_metrics(seed, sparsity, wr, final, es, neurons, pruned):
+    rows = [{"step": s, "train_loss": 0.1, "val_loss": 0.1, "val_acc": es, "test_loss": 0.1, "test_acc": final}
+            for s in (0, 100, 200)]
+    return {"seed": seed, "penalty": sparsity["penalty"], "strength": sparsity["strength"], "rows": rows,
+            "seconds": 1.0, "early_stop_step": 100, "early_stop_test_acc": es, "early_stop_val_loss": 0.1,
+            "final_test_acc": final, "weights_remaining": wr, "architecture": _architecture(neurons, wr),
+            "pruned": None if pruned is None else {"keep_percent": sparsity["keep_percent"],
+                                                   "weights_remaining": pruned[0], "test_acc": pruned[1],
+                                                   "architecture": _architecture("700-250-90", pruned[0])}}
+
+
+def _sparse_run(root, name, sparsity, seeds, **training):
+    run = root / name
+    _write(str(run / "hparams.json"), {"format": 1, "dataset": {"dataset": "mnist", "batch_size": 100},
+                                        "model": {"model": "lenet_300_100"},
+                                        "training": {"iterations": 1000, **training},
+                                        "sparsity": {"gate_l2": 0.0, "droprate_init": 0.5, "per_layer": "",
+                                                     **sparsity}})
+    for seed, values in seeds.items():
+        _write(str(run / f"seed_{seed}" / "metrics.json"), _sparse_metrics(seed, sparsity, *values))
+    return str(run)
+
+
+@pytest.fixture
+def sparse_runs(tmp_path):
+    runs = [_sparse_run(tmp_path / "runs", name, sparsity, seeds) for name, (sparsity, seeds) in SPARSE.items()]
+    os.makedirs(os.path.join(runs[1], "seed_2", "tb"))  # running: no metrics.json yet
+    return runs
+
+
+def _table(markdown):
+    return [line for line in markdown.splitlines() if line.startswith("| ")]
+
+
+def test_kinds_are_detected(run, sparse_runs, tmp_path):
+    assert summarize.run_kind(run) == "lottery"
+    assert [summarize.run_kind(r) for r in sparse_runs] == ["sparse", "sparse"]
+    os.makedirs(tmp_path / "sparse_fresh")  # just created by the runner: known by its name
+    assert summarize.run_kind(str(tmp_path / "sparse_fresh")) == "sparse"
+    assert summarize.run_kind(str(tmp_path / "nothing_here")) is None
+
+
+def test_sparse_two_folders_one_table(sparse_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert summarize.main([*reversed(sparse_runs), "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    assert sorted(os.listdir(out)) == ["sparsity.png", "summary.json", "summary.md"]
+    assert (out / "summary.md").read_text() == stdout
+    assert stdout.startswith("# lenet_300_100 on mnist\n")
+    assert _table(stdout) == [  # sorted by penalty whatever the order given; one row per folder
+        "| Penalty | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Test error % "
+        "| ES test error % | Pruned: weights kept % | Pruned: test error % |",
+        "| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 2.00 ± 1.00 "
+        "| 1.97 ± 0.50 | — | — |",
+        "| l1 | 1 | 2 (0-1) | 100.00 ± 0.00 | 784-300-100 | 2.00 ± 0.71 | 1.50 ± 0.71 | 5.00 ± 0.00 "
+        "| 5.00 ± 1.41 |"]
+    assert f"Run folders: `{sparse_runs[1]}`, `{sparse_runs[0]}`" in stdout  # as given
+    assert "- l1, strength 1 (sparse_bbb): unfinished seed 2" in stdout.splitlines()
+    summary = json.loads((out / "summary.json").read_text())
+    l0, l1 = summary["variants"]
+    assert (l0["penalty"], l0["gates"], l0["strength"], l0["seeds"]) == ("l0", "neuron", 0.1, [0, 1, 2])
+    assert l0["weights_kept"] == {"mean": 12.0, "std": 2.0, "min": 10.0, "max": 14.0, "n": 3}
+    assert l0["final_test_error"]["mean"] == pytest.approx(2.0)
+    assert l0["final_test_error"]["std"] == pytest.approx(1.0)  # sample std (ddof=1)
+    assert l0["architecture"]["neurons"] == ["266-88-33", "270-90-30", "266-88-33"]
+    assert l0["pruned"] is None
+    assert (l1["gates"], l1["seeds"], l1["unfinished_seeds"]) == (None, [0, 1], [2])
+    assert l1["final_test_error"]["std"] == pytest.approx(math.sqrt(0.5))
+    assert l1["pruned"]["keep_percent"] == 5.0 and l1["pruned"]["seeds"] == [0, 1]
+    assert l1["pruned"]["test_error"]["mean"] == pytest.approx(5.0)
+    assert l1["pruned"]["test_error"]["std"] == pytest.approx(math.sqrt(2))
+    assert summary["run_dirs"] == [os.path.normpath(r) for r in reversed(sparse_runs)]
+
+
+def test_sparse_pruned_columns_only_when_present(sparse_runs, capsys):
+    assert summarize.main([sparse_runs[0], "--format", "json"]) == 0  # default --out: the (first) folder
+    assert json.loads(capsys.readouterr().out)["variants"][0]["pruned"] is None
+    markdown = open(os.path.join(sparse_runs[0], "summary.md")).read()
+    assert "Pruned" not in markdown and "Other settings" not in markdown
+    assert len(_table(markdown)) == 2
+    assert os.path.getsize(os.path.join(sparse_runs[0], "sparsity.png")) > 0
+    assert not [n for n in os.listdir(sparse_runs[0]) if n.startswith(".")]  # no temp files left
+
+
+def test_sparse_plot_is_a_png(sparse_runs, tmp_path):
+    variants, _ = summarize.aggregate_sparse(sparse_runs)
+    out = tmp_path / "plots"
+    out.mkdir()
+    path = summarize.plot_sparse(variants, str(out), "lenet_300_100 on mnist")
+    assert os.path.basename(path) == "sparsity.png"
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.path.getsize(path) > 5000
+    assert os.listdir(out) == ["sparsity.png"]
+
+
+def test_sparse_other_settings_pending_and_missing_seeds(sparse_runs, tmp_path, capsys):
+    sparsity, seeds = SPARSE["sparse_aaa"]
+    longer = _sparse_run(tmp_path / "runs", "sparse_ccc", sparsity, {0: seeds[0]}, iterations=5000)
+    fresh = tmp_path / "runs" / "sparse_ddd"
+    os.makedirs(fresh / "seed_0")
+    assert summarize.main([sparse_runs[0], longer, str(fresh), "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    rows = _table(stdout)
+    assert rows[0].endswith("| Other settings |") and len(rows) == 3
+    assert rows[1].startswith("| l0 (neuron gates) | 0.1 | 3 (0-2) |") and rows[1].endswith("| --iterations=1000 |")
+    assert rows[2].startswith("| l0 (neuron gates) | 0.1 | 1 (0) |") and rows[2].endswith("| --iterations=5000 |")
+    assert f"- `{fresh}`" in stdout.splitlines()  # no finished seed yet: listed, not a row
+    assert "- l0 (neuron gates), strength 0.1, iterations=5000 (sparse_ccc): no seeds 1-2 (other variants " \
+           "have them)" in stdout.splitlines()
+
+
+def test_sparse_helpers():
+    assert summarize._seed_list([7, 0, 1, 2, 3, 4, 9, 10]) == "0-4, 7, 9-10"
+    assert summarize._spread_ticks([100.0, 12.0, 5.0, 3.2, 100.0, 11.0]) == [100.0, 12.0, 5.0, 3.2]
+    assert summarize._architecture_cell(["1-2", "1-2", "3-4"]) == "1-2, 3-4"
+    assert summarize._architecture_cell(["1-2", "3-4", "5-6", "7-8"]) == "1-2, … (4 distinct)"
+    assert summarize._architecture_cell([None], "784-300-100") == "—"
+
+
+@pytest.mark.parametrize("case", ["mixed", "several_lottery", "corrupt", "wrong_type", "not_a_run", "no_seed_done"])
+def test_cli_bad_sparse_input_exits_2_and_writes_nothing(run, sparse_runs, tmp_path, case):
+    bad = os.path.join(sparse_runs[1], "seed_1", "metrics.json")
+    args, expect = list(sparse_runs), None
+    if case == "mixed":
+        args, expect = [sparse_runs[0], run], "cannot mix lottery and sparse-training run folders"
+    if case == "several_lottery":
+        args, expect = [run, run + "_copy"], "several lottery run folders"
+        import shutil
+        shutil.copytree(run, run + "_copy")
+    if case == "corrupt":
+        _write(bad, '{"seed": 1, "weights_rem')
+    if case == "wrong_type":
+        _write(bad, json.dumps({**json.load(open(bad)), "pruned": {"test_acc": "high"}}))
+    if case in ("corrupt", "wrong_type"):
+        expect = bad
+    if case == "not_a_run":
+        os.makedirs(tmp_path / "elsewhere")
+        args, expect = [sparse_runs[0], str(tmp_path / "elsewhere")], "elsewhere: not a run folder"
+    if case == "no_seed_done":
+        os.makedirs(tmp_path / "sparse_new" / "seed_0")
+        args, expect = [str(tmp_path / "sparse_new")], "no seed_<s>/metrics.json yet"
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    result = _cli(*args)  # --out defaults to the first folder: nothing may appear there either
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert expect in result.stderr
+    assert result.stdout == ""
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_usage_line():
+    result = _cli("--help")
+    assert result.returncode == 0
+    assert "RUN [RUN ...] [--out DIR] [--format md|json]" in result.stdout

@@ -29,10 +29,13 @@ def one_of(name, value, allowed):
         fail(name, value, f"allowed: {', '.join(map(str, allowed))}")
 
 
-def define_flags(cls, flag_values):
-    """Defines one absl flag per field of dataclass `cls` (help text: field metadata["help"])."""
+def define_flags(cls, flag_values, exclude=()):
+    """Defines one absl flag per field of dataclass `cls` (help text: field metadata["help"]),
+    except the fields named in `exclude` (a command line that defines them its own way)."""
     from absl import flags
     for f in fields(cls):
+        if f.name in exclude:
+            continue
         help_text = f.metadata.get("help", f.name)
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         definer = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
@@ -65,3 +68,19 @@ def digest(sections):
     payload = {type(h).__name__: non_default(h) for h in sections}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.md5(text.encode()).hexdigest()[:10]
+
+
+class Sections:
+    """Mixin for a frozen dataclass whose fields are hparams sections (a run's hyperparameters):
+    the sections in order (hashed into the run folder's name) and a JSON round trip."""
+
+    @property
+    def sections(self):
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+    def to_dict(self):
+        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{f.name: f.type(**d[f.name]) for f in dataclasses.fields(cls)})

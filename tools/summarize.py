@@ -1,12 +1,19 @@
-"""Summarise a lottery-ticket run folder: a markdown table per level and paper-style plots.
+"""Summarise run folders: lottery tickets (a table per level, paper-style plots) or sparse
+training (one table and one plot comparing the penalties of several run folders).
 
-    python tools/summarize.py <run folder> [--out DIR] [--format md|json]
+    python tools/summarize.py RUN [RUN ...] [--out DIR] [--format md|json]
 
-Reads the <run>/replicate_<seed>/level_<L>/<branch>/metrics.json that exist (partial runs
-are fine; gaps are listed) and writes atomically to --out (default: the run folder)
+One lottery-ticket run folder (<run>/replicate_<seed>/level_<L>/<branch>/metrics.json):
 summary.md, summary.json, accuracy.png, early_stop.png, curves.png (Frankle & Carbin 2019,
-Figures 3-4). Spread = sample std over seeds (ddof=1). Bad input: one line on stderr,
-exit 2, nothing written. Needs only numpy and matplotlib (no TensorFlow).
+Figures 3-4). One or more sparse-training run folders (tflth.trainer.runner:
+<root>/sparse_<hash>/seed_<s>/metrics.json): summary.md (one row per folder = variant),
+summary.json and sparsity.png (test error against % of weights kept, log x). Folders of the
+two kinds cannot be mixed, and lottery folders are summarised one at a time.
+
+Reads the metrics.json that exist (partial runs are fine; gaps are listed) and writes
+atomically to --out (default: the first run folder given). Spread = sample std over seeds
+(ddof=1). Bad input: one line on stderr, exit 2, nothing written. Needs only numpy and
+matplotlib (no TensorFlow).
 """
 import argparse
 import glob
@@ -260,36 +267,397 @@ def _atomic_write(path, data):
 
 def read_title(run_dir):
     """'<model> on <dataset>' from hparams.json (informational; None when absent or unreadable)."""
+    hp = read_hparams(run_dir) or {}
     try:
-        with open(os.path.join(run_dir, "hparams.json")) as f:
-            hp = json.load(f)
         names = [(hp.get(k) or {}).get(k) or (hp.get(k) or {}).get("name") for k in ("model", "dataset")]
-    except (OSError, ValueError, AttributeError):
+    except AttributeError:
         return None
     return " on ".join(str(x) for x in names if x) or None
 
 
+# ---------------------------------------------------------------------------------------------
+# Sparse training (tflth.trainer.runner): <root>/sparse_<hash>/hparams.json, seed_<s>/metrics.json
+
+_SEED = re.compile(r"seed_(\d+)$")
+_SPARSE_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc")
+_SHOWN = ("penalty", "strength", "gates", "keep_percent")  # hparams with a column of their own
+_L0_ONLY = ("gates", "gate_l2", "droprate_init")
+MARKERS = {"l0": "o", "none": "*", "l1": "s", "lp": "D", "student_t": "^", "log_t": "v", "log_uniform": "P",
+           "horseshoe": "X", "horseshoe_plus": "h", "igg": "<", "log_scale_t": ">"}
+
+
+def run_kind(run_dir):
+    """'lottery', 'sparse' or None (not recognisable: absent, empty, something else)."""
+    name = os.path.basename(os.path.normpath(run_dir))
+    here = glob.escape(run_dir)
+    if glob.glob(os.path.join(here, "replicate_*", "level_*")) or name.startswith("lottery_"):
+        return "lottery"
+    if glob.glob(os.path.join(here, "seed_*", "metrics.json")) or name.startswith("sparse_"):
+        return "sparse"
+    hp = read_hparams(run_dir) or {}
+    return "sparse" if "sparsity" in hp else "lottery" if "pruning" in hp else None
+
+
+def read_hparams(run_dir):
+    """hparams.json as a dict (informational; None when absent or unreadable)."""
+    try:
+        with open(os.path.join(run_dir, "hparams.json")) as f:
+            hp = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return hp if isinstance(hp, dict) else None
+
+
+def _number_or_null(value):
+    return value is None or _number(value)
+
+
+def _read_sparse_metrics(path, seed):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SummaryError(f"{path}: corrupt metrics.json ({type(e).__name__}: {e})") from None
+    ok = isinstance(data, dict) and _number(data.get("weights_remaining")) and all(
+        _number_or_null(data.get(k)) for k in _SPARSE_OPTIONAL) and isinstance(data.get("rows", []), list)
+    arch, pruned = (data.get("architecture"), data.get("pruned")) if ok else (None, None)
+    ok = ok and (arch is None or isinstance(arch, dict) and all(
+        isinstance(arch.get(k), (str, type(None))) for k in ("neurons", "original")))
+    ok = ok and (pruned is None or isinstance(pruned, dict) and _number(pruned.get("weights_remaining"))
+                 and _number_or_null(pruned.get("test_acc")) and _number_or_null(pruned.get("keep_percent")))
+    ok = ok and isinstance(data.get("penalty"), (str, type(None))) and _number_or_null(data.get("strength"))
+    if not ok:
+        raise SummaryError(f"{path}: corrupt metrics.json (expected an object with a number 'weights_remaining', "
+                           f"numbers or null for {', '.join(_SPARSE_OPTIONAL)}, 'architecture' an object or null, "
+                           "'pruned' null or an object with a number 'weights_remaining')")
+    arch = arch or {}
+    if pruned is not None:
+        pruned = {"keep_percent": pruned.get("keep_percent"), "weights_remaining": float(pruned["weights_remaining"]),
+                  "test_acc": pruned.get("test_acc"),
+                  "neurons": (pruned.get("architecture") or {}).get("neurons")
+                  if isinstance(pruned.get("architecture"), dict) else None}
+    return {"seed": seed, "path": path, "penalty": data.get("penalty"), "strength": data.get("strength"),
+            "weights_remaining": float(data["weights_remaining"]), "neurons": arch.get("neurons"),
+            "original": arch.get("original"), "pruned": pruned, **{k: data.get(k) for k in _SPARSE_OPTIONAL}}
+
+
+def collect_sparse(run_dir):
+    """(records sorted by seed, unfinished seeds): one record per seed_<s>/metrics.json; a
+    seed_<s> folder without one is a seed still running (or killed). Raises SummaryError for
+    a corrupt file."""
+    if not os.path.isdir(run_dir):
+        raise SummaryError(f"{run_dir}: not a directory (expected a run folder with seed_<s>/metrics.json)")
+    records, unfinished = [], []
+    for folder in glob.glob(os.path.join(glob.escape(run_dir), "seed_*")):
+        match = _SEED.search(os.path.basename(folder))
+        if not match or not os.path.isdir(folder):
+            continue
+        path = os.path.join(folder, "metrics.json")
+        if os.path.isfile(path):
+            records.append(_read_sparse_metrics(path, int(match[1])))
+        else:
+            unfinished.append(int(match[1]))
+    return sorted(records, key=lambda r: r["seed"]), sorted(unfinished)
+
+
+def _flatten(hp):
+    """{flag: value} of hparams.json (every field is a flag of the same name), without 'format'."""
+    out = {}
+    for key, value in (hp or {}).items():
+        if isinstance(value, dict):
+            out.update(value)
+        elif key != "format":
+            out[key] = value
+    return out
+
+
+def _flag(value):
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value) if value == "" else str(value)
+
+
+def _differing(flat_by_dir):
+    """{run_dir: {flag: value}} of the hparams (other than those with a column) that differ
+    between the folders, so that two rows never look alike without saying why."""
+    known = [flat for flat in flat_by_dir.values() if flat]
+    keys = sorted({k for flat in known for k in flat} - set(_SHOWN))
+    # A field missing from an older folder's hparams.json was added later with its default: compare
+    # only the folders that have it.
+    differ = [k for k in keys if len({json.dumps(flat[k], sort_keys=True) for flat in known if k in flat}) > 1]
+    out = {}
+    for run_dir, flat in flat_by_dir.items():
+        l0 = flat.get("penalty") == "l0"
+        out[run_dir] = {k: flat[k] for k in differ if k in flat and (l0 or k not in _L0_ONLY)}
+    return out
+
+
+def _error(acc):
+    return None if acc is None else 100.0 * (1.0 - acc)
+
+
+def _variant(run_dir, records, unfinished, hp, settings):
+    sparsity = (hp or {}).get("sparsity") if isinstance((hp or {}).get("sparsity"), dict) else {}
+    first = records[0] if records else {}
+    penalty = sparsity.get("penalty", first.get("penalty"))
+    strength = sparsity.get("strength", first.get("strength"))
+    gates = sparsity.get("gates") if penalty == "l0" else None
+    with_pruned = [r for r in records if r["pruned"]]
+    pruned = None if not with_pruned else {
+        "seeds": [r["seed"] for r in with_pruned],
+        "keep_percent": sparsity.get("keep_percent", with_pruned[0]["pruned"]["keep_percent"]),
+        "weights_kept": _stats([r["pruned"]["weights_remaining"] for r in with_pruned]),
+        "test_error": _stats([_error(r["pruned"]["test_acc"]) for r in with_pruned]),
+        "neurons": [r["pruned"]["neurons"] for r in with_pruned]}
+    originals = sorted({r["original"] for r in records if r["original"]})
+    return {"run_dir": os.path.normpath(run_dir), "label": _variant_label(penalty, gates, strength, settings),
+            "penalty": penalty, "gates": gates, "strength": strength,
+            "keep_percent": sparsity.get("keep_percent"), "settings": settings,
+            "seeds": [r["seed"] for r in records], "unfinished_seeds": unfinished,
+            "weights_kept": _stats([r["weights_remaining"] for r in records]),
+            "architecture": {"original": originals[0] if len(originals) == 1 else None,
+                             "neurons": [r["neurons"] for r in records]},
+            "final_test_error": _stats([_error(r["final_test_acc"]) for r in records]),
+            "early_stop_test_error": _stats([_error(r["early_stop_test_acc"]) for r in records]),
+            "early_stop_step": _stats([r["early_stop_step"] for r in records]),
+            "pruned": pruned}
+
+
+def _penalty_name(penalty, gates):
+    return f"{penalty or '?'}" + (f" ({gates} gates)" if gates else "")
+
+
+def _variant_label(penalty, gates, strength, settings):
+    label = _penalty_name(penalty, gates)
+    if penalty != "none" and strength is not None:
+        label += f", strength {_flag(float(strength))}"
+    return label + "".join(f", {k}={_flag(v)}" for k, v in settings.items())
+
+
+def _variant_key(v):
+    return (v["penalty"] != "none", str(v["penalty"]), str(v["gates"]), v["strength"] or 0.0,
+            json.dumps(v["settings"], sort_keys=True), v["run_dir"])
+
+
+def aggregate_sparse(run_dirs):
+    """(variants, pending): one variant per run folder with at least one finished seed, sorted
+    by penalty, gates, strength (percentages: weights kept, test error = 100 * (1 - accuracy));
+    pending = the folders with no finished seed yet. Raises SummaryError for corrupt files or
+    when no folder has a finished seed."""
+    collected = {d: collect_sparse(d) for d in run_dirs}
+    hps = {d: read_hparams(d) for d in run_dirs}
+    pending = [os.path.normpath(d) for d in run_dirs if not collected[d][0]]
+    done = [d for d in run_dirs if collected[d][0]]
+    if not done:
+        raise SummaryError(f"{', '.join(run_dirs)}: no seed_<s>/metrics.json yet (no seed has finished)")
+    settings = _differing({d: _flatten(hps[d]) for d in done})
+    variants = [_variant(d, *collected[d], hps[d], settings[d]) for d in done]
+    return sorted(variants, key=_variant_key), pending
+
+
+def missing_sparse(variants):
+    """Lines naming, per variant, the seeds other variants have and it lacks, and its unfinished seeds."""
+    every = sorted({s for v in variants for s in v["seeds"]})
+    lines = []
+    for v in variants:
+        gone = [s for s in every if s not in v["seeds"] and s not in v["unfinished_seeds"]]
+        parts = ([f"unfinished {_seeds(v['unfinished_seeds'])}"] if v["unfinished_seeds"] else []) + (
+            [f"no {_seeds(gone)} (other variants have them)"] if gone else [])
+        if parts:
+            lines.append(f"{v['label']} ({os.path.basename(v['run_dir'])}): {'; '.join(parts)}")
+    return lines
+
+
+def _seeds(seeds):
+    return ("seed " if len(seeds) == 1 else "seeds ") + _seed_list(seeds)
+
+
+def _seed_list(seeds):
+    """'0-4, 7' for [0, 1, 2, 3, 4, 7]."""
+    runs, seeds = [], sorted(seeds)
+    for s in seeds:
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
+
+
+def _architecture_cell(neurons, original=None, limit=3):
+    distinct = list(dict.fromkeys(n for n in neurons if n))
+    if not distinct:
+        return "—"
+    cell = ", ".join(distinct) if len(distinct) <= limit else f"{distinct[0]}, … ({len(distinct)} distinct)"
+    return cell + (f" of {original}" if original else "")
+
+
+def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines=()):
+    """The summary as markdown: one table row per variant (run folder); pruned columns only when
+    some seed was pruned to a matched %, an 'Other settings' column only when folders differ in
+    more than penalty, gates, strength and keep_percent."""
+    pruned, others = any(v["pruned"] for v in variants), any(v["settings"] for v in variants)
+    originals = {v["architecture"]["original"] for v in variants}
+    common = next(iter(originals)) if len(originals) == 1 else None
+    head = [("Penalty", "---"), ("Strength", "---:"), ("Seeds", "---"), ("Weights kept %", "---:"),
+            (f"Architecture (of {common})" if common else "Architecture", "---"),
+            ("Test error %", "---:"), ("ES test error %", "---:")]
+    if pruned:
+        head += [("Pruned: weights kept %", "---:"), ("Pruned: test error %", "---:")]
+    if others:
+        head += [("Other settings", "---")]
+    lines = ([f"# {title}", ""] if title else []) + [
+        "| " + " | ".join(h for h, _ in head) + " |", "|" + "|".join(a for _, a in head) + "|"]
+    for v in variants:
+        n, p = len(v["seeds"]), v["pruned"]
+        cells = [_penalty_name(v["penalty"], v["gates"]),
+                 "—" if v["penalty"] == "none" or v["strength"] is None else _flag(float(v["strength"])),
+                 f"{n} ({_seed_list(v['seeds'])})", _fmt(v["weights_kept"], 2, n),
+                 _architecture_cell(v["architecture"]["neurons"], None if common else v["architecture"]["original"]),
+                 _fmt(v["final_test_error"], 2, n), _fmt(v["early_stop_test_error"], 2, n)]
+        if pruned:
+            cells += [_fmt(p["weights_kept"], 2, n), _fmt(p["test_error"], 2, n)] if p else ["—", "—"]
+        if others:
+            cells.append(", ".join(f"--{k}={_flag(val)}" for k, val in v["settings"].items()) or "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Test error = 100 × (1 − test accuracy) at the end of training; ES = early stop (minimum "
+              "validation loss). Weights kept: % of weights non-zero after the gates. Mean ± sample std over "
+              "seeds; (n=k) when fewer seeds than the row has."]
+    if pruned:
+        lines.append("Pruned: the trained model pruned by weight magnitude (global) to a matched % and tested again.")
+    lines += ["", "Run folders: " + ", ".join(f"`{d}`" for d in run_dirs)]
+    if pending:
+        lines += ["", "No finished seed yet (not in the table):"] + [f"- `{d}`" for d in pending]
+    if missing_lines:
+        lines += ["", "Missing (partial runs):"] + [f"- {m}" for m in missing_lines]
+    return "\n".join(lines) + "\n"
+
+
+def _spread_ticks(values, min_gap=0.08):
+    """The actual percentages, largest first, skipping any closer than `min_gap` decades to the
+    last one kept (scattered variants, unlike the geometric levels `_ticks` thins)."""
+    ticks = []
+    for x in sorted({round(v, 2) for v in values if v > 0}, reverse=True):
+        if not ticks or math.log10(ticks[-1] / x) >= min_gap:
+            ticks.append(x)
+    return ticks
+
+
+def plot_sparse(variants, out_dir, title=None):
+    """Write sparsity.png: test error against % of weights kept (log x), one colour per variant,
+    error bars over seeds; hollow markers after training, filled ones after pruning to a
+    matched %, joined by a dotted line. Returns the path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    handles, xs, any_pruned = [], [], False
+    for i, v in enumerate(variants):
+        color, marker = plt.cm.tab10(i % 10), MARKERS.get(v["penalty"], "o")
+        points = [(v["weights_kept"], v["final_test_error"], "none")]
+        if v["pruned"]:
+            points.append((v["pruned"]["weights_kept"], v["pruned"]["test_error"], color))
+        points = [p for p in points if p[0] and p[1] and p[0]["mean"] > 0]
+        for x, y, face in points:
+            ax.errorbar([x["mean"]], [y["mean"]], xerr=[x["std"] or 0.0], yerr=[y["std"] or 0.0], color=color,
+                        marker=marker, mfc=face, mec=color, ms=8, mew=1.5, capsize=3, elinewidth=1, ls="none")
+            xs.append(x["mean"])
+        if len(points) == 2:
+            any_pruned = True
+            ax.plot([p[0]["mean"] for p in points], [p[1]["mean"] for p in points], ls=":", color=color, lw=1)
+        if points:
+            handles.append(Line2D([], [], color=color, marker=marker, mfc=color, ls="none", ms=7,
+                                  label=f"{v['label']} (n={len(v['seeds'])})"))
+    if any_pruned:
+        handles += [Line2D([], [], color="gray", marker="o", mfc="none", ls="none", label="after training"),
+                    Line2D([], [], color="gray", marker="o", mfc="gray", ls="none", label="pruned to matched %")]
+    ax.set(xlabel="Weights kept (%)", ylabel="Test error (%)")
+    if xs:
+        ax.set_xscale("log")
+        ax.set_xlim(min(xs) / 1.4, min(100.0, max(xs)) * 1.4)
+        ax.xaxis.set_major_locator(FixedLocator(_spread_ticks(xs)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _label(x)))
+        ax.xaxis.set_minor_locator(NullLocator())
+    else:
+        ax.text(0.5, 0.5, "no test accuracy recorded", ha="center", va="center", transform=ax.transAxes)
+    n_seeds = max((len(v["seeds"]) for v in variants), default=0)
+    spread = "error bars: ±1 std over seeds" if n_seeds > 1 else "1 seed"
+    outside = len(handles) > 6
+    legend = dict(handles=handles, fontsize=8)
+    if outside:
+        legend.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.legend(**legend)
+    return _finish(plt, fig, ax, f"{title + ' — ' if title else ''}Test error vs weights kept ({spread})",
+                   os.path.join(out_dir, "sparsity.png"))
+
+
+def summarize_sparse(run_dirs):
+    """(markdown, json text, write plots(out)) of one or more sparse-training run folders."""
+    variants, pending = aggregate_sparse(run_dirs)
+    titles = {read_title(d) for d in run_dirs}
+    title = next(iter(titles)) if len(titles) == 1 else None
+    gaps, dirs = missing_sparse(variants), [os.path.normpath(d) for d in run_dirs]
+    markdown = sparse_markdown(variants, title, dirs, pending, gaps)
+    text = json.dumps({"kind": "sparse", "run_dirs": dirs, "title": title, "spread": "sample std (ddof=1)",
+                       "unit": "percent (weights kept, test error = 100 * (1 - accuracy))",
+                       "variants": variants, "pending": pending, "missing": gaps}, indent=2) + "\n"
+    return markdown, text, lambda out: [plot_sparse(variants, out, title)]
+
+
+def summarize_lottery(run_dir):
+    """(markdown, json text, write plots(out)) of one lottery-ticket run folder."""
+    records = collect(run_dir)
+    rows, gaps, title = aggregate(records), missing(records), read_title(run_dir)
+    markdown = to_markdown(rows, gaps, title)
+    text = json.dumps({"run_dir": os.path.abspath(run_dir), "title": title, "spread": "sample std (ddof=1)",
+                       "accuracy_unit": "percent", "levels": rows, "missing": gaps}, indent=2) + "\n"
+    return markdown, text, lambda out: plot(rows, out, title, records)
+
+
+def summarize(run_dirs):
+    """Dispatch on the kind of the folders; SummaryError for a mix, several lottery folders, or
+    a folder of neither kind among several."""
+    seen = set()  # a folder given twice counts once
+    run_dirs = [d for d in run_dirs if not (os.path.realpath(d) in seen or seen.add(os.path.realpath(d)))]
+    kinds = {d: run_kind(d) for d in run_dirs}
+    if len(run_dirs) == 1 and kinds[run_dirs[0]] != "sparse":
+        return summarize_lottery(run_dirs[0])  # today's behaviour, its errors included
+    if {"lottery", "sparse"} <= set(kinds.values()):
+        raise SummaryError("cannot mix lottery and sparse-training run folders: " + ", ".join(
+            f"{d} ({k})" for d, k in kinds.items() if k))
+    if "lottery" in kinds.values():
+        raise SummaryError(f"{', '.join(run_dirs)}: several lottery run folders; summarise them one at a time")
+    for d, kind in kinds.items():
+        if kind is None:
+            raise SummaryError(f"{d}: not a directory" if not os.path.isdir(d) else
+                               f"{d}: not a run folder (expected seed_<s>/metrics.json or "
+                               "replicate_<seed>/level_<L>/<branch>/metrics.json)")
+    return summarize_sparse(run_dirs)
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run_dir", help="run folder with replicate_<seed>/level_<L>/<branch>/metrics.json")
-    parser.add_argument("--out", help="output folder (default: the run folder)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     usage="%(prog)s RUN [RUN ...] [--out DIR] [--format md|json]")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN",
+                        help="one lottery run folder (replicate_<seed>/level_<L>/<branch>/metrics.json), or one "
+                             "or more sparse-training run folders (sparse_<hash>/seed_<s>/metrics.json)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: the first run folder)")
     parser.add_argument("--format", choices=("md", "json"), default="md", help="what to print on stdout")
     args = parser.parse_args(argv)
     try:
-        records = collect(args.run_dir)
+        markdown, text, write_plots = summarize(args.run_dirs)
     except SummaryError as e:
         print(f"summarize: {e}", file=sys.stderr)
         return 2
-    rows, gaps, title = aggregate(records), missing(records), read_title(args.run_dir)
-    markdown = to_markdown(rows, gaps, title)
-    text = json.dumps({"run_dir": os.path.abspath(args.run_dir), "title": title, "spread": "sample std (ddof=1)",
-                       "accuracy_unit": "percent", "levels": rows, "missing": gaps}, indent=2) + "\n"
-    out = args.out or args.run_dir
+    out = args.out or args.run_dirs[0]
     try:
         os.makedirs(out, exist_ok=True)
         _atomic_write(os.path.join(out, "summary.md"), markdown)
         _atomic_write(os.path.join(out, "summary.json"), text)
-        plot(rows, out, title, records)
+        write_plots(out)
     except OSError as e:
         print(f"summarize: cannot write to {out}: {e}", file=sys.stderr)
         return 1

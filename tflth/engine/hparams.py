@@ -37,6 +37,9 @@ class TrainingHparams:
     lr_drops: str = field("", "Comma-separated iterations at which the learning rate is multiplied by --lr_gamma.")
     lr_gamma: float = field(0.1, "Learning-rate drop factor.")
     eval_every: int = field(500, "Evaluate on the validation set every this many iterations.")
+    ema: float = field(0.0, "Momentum of an exponential moving average of the weights (Keras' use_ema) that "
+                            "replaces them at the end of training and gives the final row; 0: none. The L0 "
+                            "paper's code evaluates such an average (beta_ema = 0.999).")
     jit_compile: bool = field(True, "Compile training and evaluation with XLA (faster on CPU and GPU).")
 
     def __post_init__(self):
@@ -50,6 +53,8 @@ class TrainingHparams:
             fail("iterations", self.iterations, "must be >= 1")
         if not 1 <= self.eval_every <= self.iterations:
             fail("eval_every", self.eval_every, f"must be in [1, --iterations={self.iterations}]")
+        if not 0 <= self.ema < 1:
+            fail("ema", self.ema, "must be in [0, 1) (0: no moving average)")
         if self.warmup < 0:
             fail("warmup", self.warmup, "must be >= 0")
         try:

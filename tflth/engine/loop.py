@@ -111,21 +111,27 @@ class _Recorder(keras.callbacks.Callback):
 
     def _evaluate(self, step):
         """Validation always; test at a new best validation loss, at the end, or always if asked."""
-        val = self.model.evaluate(self.data["validation"], verbose=0, return_dict=True)
+        val = self.evaluate(self.data["validation"])
         best = min((r["val_loss"] for r in self.rows if r["step"] > self.start and not math.isnan(r["val_loss"])),
                    default=math.inf)
         test = {"loss": None, "accuracy": None}
         last = step == self.stop or self.model.stop_training  # a callback may end training early
         if self.test_every_eval or last or (step > self.start and val["loss"] < best):
-            test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
+            test = self.evaluate(self.data["test"])
         return {"val_loss": val["loss"], "val_acc": val["accuracy"],
                 "test_loss": test["loss"], "test_acc": test["accuracy"]}
+
+    def evaluate(self, stream):
+        """{"loss", "accuracy"}: the loss is the data term ("cross_entropy", compile_model's
+        metric) where the model has it, not Keras' loss with the layers' penalties added."""
+        result = self.model.evaluate(stream, verbose=0, return_dict=True)
+        return {"loss": result.get("cross_entropy", result["loss"]), "accuracy": result["accuracy"]}
 
     def test_last_row(self):
         """The last row of a run a callback stopped gets the test set too, like the end's."""
         row = self.rows[-1]
         if row["test_acc"] is None:
-            test = self.model.evaluate(self.data["test"], verbose=0, return_dict=True)
+            test = self.evaluate(self.data["test"])
             row.update(test_loss=test["loss"], test_acc=test["accuracy"])
 
     def _report(self, row, per_step):
@@ -148,6 +154,12 @@ class _Recorder(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         keep_masks_after_ema(self.model)
+        if getattr(self.model.optimizer, "use_ema", False) and self.rows:
+            # Keras has just replaced the weights with their moving averages (`--ema`): the
+            # last row is what those give, the model the run ends with.
+            val, test = self.evaluate(self.data["validation"]), self.evaluate(self.data["test"])
+            self.rows[-1].update(val_loss=val["loss"], val_acc=val["accuracy"], test_loss=test["loss"],
+                                 test_acc=test["accuracy"], ema=True)
 
 
 def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="train", extra_points=(),
@@ -182,6 +194,12 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
         # Keras would run the last execution of an epoch in full and skip batches silently.
         raise ValueError(f"steps_per_execution={every} must divide every interval between evaluations "
                          f"{sorted({interval for _, interval, _ in runs})}; see engine.steps_per_execution")
+    if getattr(model.optimizer, "use_ema", False) and len(runs) > 1:
+        # Keras writes the averages into the weights at the end of every fit: training would go on
+        # from them. One fit per training needs evaluation points at equal intervals.
+        raise ValueError(f"ema: the moving average needs one fit per training, i.e. evaluations at equal "
+                         f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
+                         "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
                          test_every_eval, label)
     recorder.set_model(model)

@@ -68,6 +68,8 @@ def make_optimizer(training, offset=0):
     if training.warmup or training.drops:
         rate = StepSchedule(training.lr, training.warmup, training.drops, training.lr_gamma, offset)
     kwargs = {"weight_decay": training.weight_decay or None}
+    if training.ema:
+        kwargs.update(use_ema=True, ema_momentum=training.ema)
     if training.optimizer == "sgd":
         kwargs["momentum"] = training.momentum
     if training.l2:
@@ -79,7 +81,10 @@ def make_optimizer(training, offset=0):
 
 def compile_model(model, training, steps_per_execution=1, offset=0):
     """Compiles `model` for classification with a fresh optimizer (built, so its state exists)."""
+    # "cross_entropy" is the data term alone: Keras' loss also holds the penalties layers add
+    # (L0, KL, kernel regularizers), which early stopping must not read as validation loss.
+    metrics = ["accuracy", keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")]
     model.compile(make_optimizer(training, offset), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], steps_per_execution=steps_per_execution,
+                  metrics=metrics, steps_per_execution=steps_per_execution,
                   jit_compile=training.jit_compile)
     model.optimizer.build(model.trainable_variables)

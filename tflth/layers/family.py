@@ -15,6 +15,9 @@ class LayerFamily:
     name: str
     dense: Callable[..., keras.layers.Layer]
     conv2d: Callable[..., keras.layers.Layer]
+    # Layers whose penalty is scaled by the number of training examples (L0 gates, Bayesian
+    # KL terms) take `dataset_size=`; runners pass it for families that say so.
+    takes_dataset_size: bool = False
 
 
 _FAMILIES = {}

@@ -9,16 +9,24 @@ every pruned position, so the forward pass costs what Keras' own layer costs:
 Checkpoints therefore hold true zeros. After assigning the kernel variable by hand,
 call `tflth.pruning.apply_mask(layer)`.
 
+Optionally, training applies targeted dropout (Gomez et al. 2019; `tflth.ops.targeted_dropout`)
+to the masked kernel: `targeted_dropout` (alpha) > 0 turns it on. Evaluation and the
+default path run Keras' own `call`.
+
 Weight files (`.weights.h5`, `.keras`) load across plain and masked models of the
 same architecture. A masked layer is filed where Keras files its plain layer
 (`layers/dense/vars`: kernel, bias) and its mask under its own path
 (`layers/dense/_mask_holder/vars/0`), which a plain model never asks for. A masked
 model loading a plain file finds no mask there and starts from all ones.
 """
+import numbers
+
 import keras
 from keras import ops
 
+from tflth.layers._forward import forward
 from tflth.layers.family import LayerFamily, register_family
+from tflth.ops import targeted_dropout as td
 
 
 class _KeepMasked:
@@ -76,16 +84,46 @@ class _MaskHolder(keras.layers.Layer):
         self._on_load()
 
 
+def _check_targeted(rate, fraction, unit):
+    def number(x):  # numpy scalars too (keras-tuner, numpy grids); not bools
+        return isinstance(x, numbers.Real) and not isinstance(x, bool)
+    if not (number(rate) and 0.0 <= rate < 1.0):
+        raise ValueError(f"targeted_dropout={rate!r}: the drop rate alpha must be a number in [0, 1)")
+    if not (number(fraction) and 0.0 <= fraction <= 1.0):
+        raise ValueError(f"targeted_fraction={fraction!r}: the targeting proportion gamma must be a number in [0, 1]")
+    if unit not in td.UNITS:
+        raise ValueError(f"targeted_unit={unit!r} is unknown; allowed: {', '.join(td.UNITS)}")
+
+
 class _MaskedMixin:
-    """Adds a `mask` weight beside the kernel of a Keras Dense/Conv layer.
+    """Adds a `mask` weight beside the kernel of a Keras Dense/Conv layer, and optional
+    targeted dropout in training.
 
     `layer.weights` is kernel, bias, mask: a layer lists its own variables first.
     """
 
     _default_prefix = None  # set by each class
 
-    def __init__(self, *args, name=None, **kwargs):
+    def __init__(self, *args, name=None, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
+                 **kwargs):
+        _check_targeted(targeted_dropout, targeted_fraction, targeted_unit)
         super().__init__(*args, name=name or _default_name(self._default_prefix), **kwargs)
+        self.targeted_dropout = float(targeted_dropout)
+        self.targeted_fraction = float(targeted_fraction)
+        self.targeted_unit = targeted_unit
+        if self.targeted_dropout > 0:  # a seed state only where it is used: default layers keep their variables
+            self._targeted_seed = keras.random.SeedGenerator()
+
+    def call(self, inputs, training=None):
+        if not (training and self.targeted_dropout > 0):
+            return super().call(inputs)  # Keras' own forward pass, untouched
+        kernel = td.DROPOUTS[self.targeted_unit](
+            self.kernel, self.targeted_fraction, self.targeted_dropout, self._targeted_seed)
+        return forward(self, inputs, kernel, self.bias)
+
+    def get_config(self):
+        return {**super().get_config(), "targeted_dropout": self.targeted_dropout,
+                "targeted_fraction": self.targeted_fraction, "targeted_unit": self.targeted_unit}
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -115,7 +153,16 @@ class _MaskedMixin:
 @_filed_as(keras.layers.Dense)
 @keras.saving.register_keras_serializable(package="tflth", name="MaskedDense")
 class MaskedDense(_MaskedMixin, keras.layers.Dense):
-    """`keras.layers.Dense` with a pruning mask; same arguments."""
+    """`keras.layers.Dense` with a pruning mask; Dense's arguments, and:
+
+    Args:
+      targeted_dropout: alpha, the probability in [0, 1) that a candidate is dropped in a
+        training step (0: off, the default; the paper uses 0.5).
+      targeted_fraction: gamma in [0, 1], the share of lowest-magnitude weights (per output
+        unit) or units that are candidates (the paper: 0.5).
+      targeted_unit: "weight" (candidates are weights, ranked by |w| within each output
+        unit) or "unit" (whole output units, ranked by their L2 norm).
+    """
 
     _default_prefix = "masked_dense"
 
@@ -123,7 +170,9 @@ class MaskedDense(_MaskedMixin, keras.layers.Dense):
 @_filed_as(keras.layers.Conv2D)
 @keras.saving.register_keras_serializable(package="tflth", name="MaskedConv2D")
 class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
-    """`keras.layers.Conv2D` with a pruning mask; same arguments."""
+    """`keras.layers.Conv2D` with a pruning mask; Conv2D's arguments and the targeted
+    dropout ones of `MaskedDense` (an output unit is a filter: its kernel is ranked as
+    one column of the kernel reshaped to (-1, filters))."""
 
     _default_prefix = "masked_conv2d"
 

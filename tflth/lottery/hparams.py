@@ -8,7 +8,7 @@ The data and training sections are the engine's (tflth.engine.hparams).
 import dataclasses
 
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
-from tflth.hparams import fail, field, fields, one_of
+from tflth.hparams import Sections, fail, field, fields, one_of
 
 OPTIMIZER_STATES = ("fresh", "rewind")
 
@@ -74,7 +74,7 @@ class PruningHparams:
 
 
 @dataclasses.dataclass(frozen=True)
-class LotteryHparams:
+class LotteryHparams(Sections):
     """Everything that determines a run's results; hashed into the run folder name."""
     dataset: DatasetHparams = dataclasses.field(default_factory=DatasetHparams)
     model: ModelHparams = dataclasses.field(default_factory=ModelHparams)
@@ -82,20 +82,12 @@ class LotteryHparams:
     pruning: PruningHparams = dataclasses.field(default_factory=PruningHparams)
 
     def __post_init__(self):
+        if self.training.ema and self.pruning.rewind_iteration:
+            # The rewind point would hold the average of iterations 0..k, not the weights at k.
+            fail("ema", self.training.ema, "the moving average cannot be combined with --rewind_iteration > 0")
         if self.pruning.rewind_iteration >= self.training.iterations:
             fail("rewind_iteration", self.pruning.rewind_iteration,
                  f"must be < --iterations={self.training.iterations}")
-
-    @property
-    def sections(self):
-        return (self.dataset, self.model, self.training, self.pruning)
-
-    def to_dict(self):
-        return {f.name: dataclasses.asdict(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(**{f.name: f.type(**d[f.name]) for f in dataclasses.fields(cls)})
 
 
 SECTIONS = (DatasetHparams, ModelHparams, TrainingHparams, PruningHparams)

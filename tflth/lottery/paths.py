@@ -13,13 +13,13 @@ import os
 
 from tflth.engine import progress_file as progress
 from tflth.engine import tensorboard_dir as tensorboard
-from tflth.hparams import digest
+from tflth import runs
 
 BRANCHES = ("main", "reinit", "random_prune", "continue")
 
 
 def run_dir(root, hparams):
-    return os.path.join(root, f"lottery_{digest(hparams.sections)}")
+    return runs.run_dir(root, "lottery", hparams)
 
 
 def replicate_dir(run, seed):
@@ -34,12 +34,7 @@ def branch_dir(replicate, level, branch):
     return os.path.join(level_dir(replicate, level), branch)
 
 
-def hparams_file(run):
-    return os.path.join(run, "hparams.json")
-
-
-def flags_file(run):
-    return os.path.join(run, "flags.txt")
+hparams_file, flags_file = runs.hparams_file, runs.flags_file
 
 
 def level_masks(replicate, level):

@@ -10,33 +10,21 @@ All training goes through `tflth.engine.train`.
 import os
 import time
 
-import keras
 import numpy as np
 
-from tflth import data as tdata
-from tflth import engine, io, models, pruning
-from tflth.hparams import to_flagfile
+from tflth import engine, io, pruning, runs
 from tflth.lottery import branches as br
 from tflth.lottery import paths
 from tflth.lottery.hparams import LotteryHparams
 
 
-def load_data(hparams, data_dir=None):
-    """The arrays a run needs; raises ValueError/RuntimeError before anything is written."""
-    name, held_out = hparams.dataset.dataset, hparams.dataset.validation_size
-    x, y = tdata.arrays(name, "train", data_dir=data_dir, validation_size=held_out)
-    return {"x": x, "y": y,
-            "validation": engine.eval_stream(*tdata.arrays(name, "validation", data_dir=data_dir,
-                                                           validation_size=held_out)),
-            "test": engine.eval_stream(*tdata.arrays(name, "test", data_dir=data_dir))}
+load_data = runs.load_data
 
 
-def build_model(hparams, seed):
-    """The architecture, freshly initialised from `seed`."""
-    keras.utils.set_random_seed(seed)
-    info = tdata.info(hparams.dataset.dataset)
-    return models.get_model(hparams.model.model, family=hparams.model.family,
-                            input_shape=info.input_shape, num_classes=info.num_classes)
+def build_model(hparams, seed, dataset_size=None):
+    """The architecture, freshly initialised from `seed` (penalties of families like L0 scaled by
+    `dataset_size` training examples; default: the dataset's training-set size)."""
+    return runs.build_model(hparams, hparams.model.model, hparams.model.family, seed, dataset_size)
 
 
 # The layout of a run folder's files; a folder of another format cannot be resumed.
@@ -47,24 +35,12 @@ FORMAT = 2
 
 def check_run_dir(hparams, root):
     """Raises ValueError if the run folder exists with other hyperparameters or another format."""
-    run = paths.run_dir(root, hparams)
-    if os.path.exists(paths.hparams_file(run)):
-        saved = io.read_json(paths.hparams_file(run))
-        if saved.get("format", 1) != FORMAT:
-            raise ValueError(f"{run} was written by another tflth (run-folder format {saved.get('format', 1)}, "
-                             f"this one writes {FORMAT}) and cannot be resumed; move it away or pass another --root")
-        if LotteryHparams.from_dict(saved) != hparams:
-            raise ValueError(f"{run} holds different hyperparameters; was a field renamed?")
-    return run
+    return runs.check_run_dir(paths.run_dir(root, hparams), hparams, FORMAT)
 
 
 def prepare_run_dir(hparams, root):
     """Creates the run folder with its hyperparameters (checked if it already exists)."""
-    run = check_run_dir(hparams, root)
-    if not os.path.exists(paths.hparams_file(run)):
-        io.write_json(paths.hparams_file(run), {"format": FORMAT, **hparams.to_dict()})
-        io.write_text(paths.flags_file(run), to_flagfile(hparams.sections))
-    return run
+    return runs.prepare_run_dir(paths.run_dir(root, hparams), hparams, FORMAT)
 
 
 def _prune_args(hparams):
@@ -81,7 +57,7 @@ class Replicate:
     def __init__(self, hparams, run, seed, data, verbose=True, **train_kw):
         self.hparams, self.seed, self.data, self.verbose, self.train_kw = hparams, seed, data, verbose, train_kw
         self.dir = paths.replicate_dir(run, seed)
-        self.model = build_model(hparams, seed)
+        self.model = build_model(hparams, seed, len(data["y"]))
         self.init = self.model.get_weights()  # iteration 0, masks all ones
         t, k = hparams.training, hparams.pruning.rewind_iteration
         self.steps_per_execution = engine.steps_per_execution(*(n for n in (t.eval_every, t.iterations, k) if n))

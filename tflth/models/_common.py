@@ -24,20 +24,33 @@ BATCHNORM_INITS = ("uniform", "fixed")
 class Builder:
     """Builds the family's Dense/Conv2D layers with the arguments one model shares.
 
-    `layer_kw` (e.g. `kernel_regularizer`, or a later family's prior) goes to every
-    Dense and Conv2D; arguments given to one layer override it.
+    `layer_kw` (e.g. `kernel_regularizer`, or a family's arguments) goes to every Dense and
+    Conv2D; `per_layer={layer name: {argument: value}}` overrides it for named layers (the L0
+    paper's input layer starts with other gates than the rest), and wins over the model's own.
     """
 
     def __init__(self, family, kernel_initializer, layer_kw):
         self.family = get_family(family)
+        self.per_layer = dict(layer_kw.pop("per_layer", None) or {})
         self.shared = dict(kernel_initializer=kernel_initializer, **layer_kw)
 
+    def _kw(self, name, kw):
+        return {**self.shared, **kw, **self.per_layer.get(name, {})}
+
     def dense(self, units, name, **kw):
-        return self.family.dense(units=units, name=name, **{**self.shared, **kw})
+        return self.family.dense(units=units, name=name, **self._kw(name, kw))
 
     def conv2d(self, filters, kernel_size, name, **kw):
-        return self.family.conv2d(
-            filters=filters, kernel_size=kernel_size, name=name, **{**self.shared, **kw})
+        return self.family.conv2d(filters=filters, kernel_size=kernel_size, name=name, **self._kw(name, kw))
+
+    def model(self, inputs, outputs, name):
+        """The keras.Model, once `per_layer` is known to name only layers it has."""
+        model = keras.Model(inputs, outputs, name=name)
+        names = [layer.name for layer in model.layers if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))]
+        unknown = sorted(set(self.per_layer) - set(names))
+        if unknown:
+            raise ValueError(f"per_layer names {unknown}, not Dense/Conv2D layers of {name}; allowed: {names}")
+        return model
 
 
 def model_input(input_shape, num_classes):

@@ -17,7 +17,7 @@ def lenet5(family="masked", input_shape=(28, 28, 1), num_classes=10,
     x = apply_plan(inputs, (20, "M", 50, "M"), conv)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = dense_head(x, b, (500,), num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return b.model(inputs, outputs, name)
 
 
 _CONV_PLANS = {
@@ -39,7 +39,7 @@ def _conv_n(plan_name, family, input_shape, num_classes, kernel_initializer, nam
     x = apply_plan(inputs, _CONV_PLANS[plan_name], conv)
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = dense_head(x, b, (256, 256), num_classes)
-    return keras.Model(inputs, outputs, name=name or plan_name)
+    return b.model(inputs, outputs, name or plan_name)
 
 
 def conv2(family="masked", input_shape=(32, 32, 3), num_classes=10,

@@ -11,4 +11,4 @@ def lenet_300_100(family="masked", input_shape=(28, 28, 1), num_classes=10,
     inputs = model_input(input_shape, num_classes)
     x = keras.layers.Flatten(name="flatten")(inputs)
     outputs = dense_head(x, b, (300, 100), num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return b.model(inputs, outputs, name)

@@ -65,7 +65,7 @@ def _cifar_resnet(depth, family, input_shape, num_classes, kernel_initializer, w
                        batchnorm_init)
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
     outputs = dense_head(x, b, (), num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return b.model(inputs, outputs, name)
 
 
 def resnet20(family="masked", input_shape=(32, 32, 3), num_classes=10,

@@ -41,7 +41,7 @@ def _vgg(plan_name, family, input_shape, num_classes, kernel_initializer, batchn
     x = apply_plan(inputs, _PLANS[plan_name], conv_bn_relu)
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
     outputs = dense_head(x, b, (), num_classes)
-    return keras.Model(inputs, outputs, name=name)
+    return b.model(inputs, outputs, name)
 
 
 def vgg16(family="masked", input_shape=(32, 32, 3), num_classes=10,

@@ -1,0 +1,148 @@
+"""The sparse-training runner and its command line (recipes/mnist_l0.py), on tiny real-format data."""
+import dataclasses
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+
+from idx_files import learnable_digits, write_mnist
+from tflth import io, l0, pruning
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.trainer import cli, runner
+from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HPARAMS = TrainerHparams(DatasetHparams(batch_size=20, validation_size=40), ModelHparams(),
+                         TrainingHparams(iterations=30, eval_every=10), SparsityHparams(strength=50.0))
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("digits"))
+    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
+    return d
+
+
+def _metrics(run, seed=0):
+    return io.read_json(os.path.join(runner.seed_dir(run, seed), "metrics.json"))
+
+
+def test_l0_run_records_the_architecture_and_resumes_by_skipping(tmp_path, digits_dir):
+    run = runner.run(HPARAMS, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    metrics = _metrics(run)
+    assert [r["step"] for r in metrics["rows"]] == [0, 10, 20, 30]
+    assert metrics["rows"][-1]["test_acc"] is not None and metrics["final_test_acc"] == metrics["rows"][-1]["test_acc"]
+    arch = metrics["architecture"]
+    assert arch["original"] == "784-300-100" and 0 < metrics["weights_remaining"] <= 100
+    assert os.path.exists(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
+    # The saved weights carry the masks the closed gates gave: they match the architecture.
+    model = runner.build_model(HPARAMS, 0, n=200)
+    model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
+    assert abs(l0.architecture(model).weights_kept - metrics["weights_remaining"]) < 1e-9
+    stamp = os.path.getmtime(os.path.join(runner.seed_dir(run, 0), "metrics.json"))
+    assert runner.run(HPARAMS, root=str(tmp_path), data_dir=digits_dir, verbose=False) == run
+    assert os.path.getmtime(os.path.join(runner.seed_dir(run, 0), "metrics.json")) == stamp  # skipped
+
+
+def test_validation_loss_is_the_data_term_without_the_penalty(tmp_path, digits_dir):
+    run = runner.run(HPARAMS, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    row = _metrics(run)["rows"][-1]
+    # strength=50 makes the L0 penalty dominate Keras' loss; val_loss must not include it.
+    assert row["val_loss"] < 5 < row["train_loss"]
+
+
+@pytest.mark.parametrize("penalty", ["log_uniform", "l1"])
+def test_map_penalty_pruned_to_a_matched_percentage(tmp_path, digits_dir, penalty):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty=penalty, strength=1.0, keep_percent=5.0))
+    model = runner.build_model(hparams, 0, n=200)
+    assert all(layer.kernel_regularizer is not None for layer in pruning.prunable_layers(model))
+    run = runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    pruned = _metrics(run)["pruned"]
+    assert abs(pruned["weights_remaining"] - 5.0) < 0.5 and 0 <= pruned["test_acc"] <= 1
+    assert _metrics(run)["weights_remaining"] == 100.0  # a MAP penalty alone leaves no exact zeros
+
+
+def test_prune_to_keeps_the_largest_deployed_weights():
+    model = runner.build_model(HPARAMS, 0, n=200)
+    runner.prune_to(model, 10.0)
+    assert abs(100 * (1 - pruning.sparsity(model)["total"]) - 10.0) < 0.01
+    runner.prune_to(model, 20.0)  # already sparser: nothing changes
+    assert abs(100 * (1 - pruning.sparsity(model)["total"]) - 10.0) < 0.01
+
+
+def test_per_layer_overrides_reach_the_layers():
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        strength=0.1, per_layer="fc1.droprate_init=0.2,output.strength=0.7"))
+    model = runner.build_model(hparams, 0, n=200)
+    assert model.get_layer("fc1").droprate_init == 0.2 and model.get_layer("fc2").droprate_init == 0.5
+    assert model.get_layer("output").l0_lambda == 0.7 and model.get_layer("fc2").l0_lambda == 0.1
+
+
+def _variants(*args):
+    values = flags.FlagValues()
+    cli.define_run_flags(values)
+    values(["recipe", *args])
+    return cli.variants(values)
+
+
+def test_a_list_of_penalties_is_one_run_folder_each(tmp_path):
+    variants = _variants("--penalty=l0,l1,horseshoe", "--strength=0.1,0.01,0.001")
+    assert [(v.sparsity.penalty, v.sparsity.strength) for v in variants] == [
+        ("l0", 0.1), ("l1", 0.01), ("horseshoe", 0.001)]
+    assert len({runner.run_dir(str(tmp_path), v) for v in variants}) == 3
+    assert [v.sparsity.strength for v in _variants("--penalty=l1,lp", "--strength=0.5")] == [0.5, 0.5]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--penalty=l7"], "--penalty='l7'"),
+    (["--strength=-1"], "--strength=-1.0"),
+    (["--gates=channel"], "--gates='channel'"),
+    (["--keep_percent=100"], "--keep_percent=100.0"),
+    (["--per_layer=fc1.foo=1"], "--per_layer="),
+    (["--per_layer=fc1.strength=-1"], "--per_layer="),
+    (["--per_layer=fc1.droprate_init=1.5"], "--per_layer="),
+    (["--penalty=l1,lp", "--strength=1,2,3"], "--strength='1,2,3'"),
+    (["--strength=a"], "--strength='a'"),
+])
+def test_bad_flags_name_the_flag(args, message):
+    with pytest.raises(ValueError) as error:
+        _variants(*args)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_unknown_layer_in_per_layer_names_the_flag():
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(per_layer="fc9.strength=1"))
+    with pytest.raises(ValueError, match=r"^--per_layer: .*fc9.*allowed: \['fc1', 'fc2', 'output'\]"):
+        runner.check_run_args(hparams)
+
+
+def _recipe(*args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, os.path.join(REPO, "recipes", "mnist_l0.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_recipe_end_to_end_and_bad_input(tmp_path, digits_dir):
+    bad = _recipe("--gates=channel", f"--root={tmp_path}/runs", cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: --gates='channel'")
+    assert not os.path.exists(tmp_path / "runs")
+    out = _recipe("--iterations=20", "--eval_every=10", "--batch_size=20", "--validation_size=40", "--strength=5",
+                  f"--data_dir={digits_dir}", f"--root={tmp_path}/runs", "--penalty=l0,student_t", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "architecture" in out.stdout and "summarize with: python tools/summarize.py" in out.stdout
+    assert len(os.listdir(tmp_path / "runs")) == 2
+
+
+def test_run_folder_hashes_are_pinned():
+    """Renaming a field would orphan existing run folders: these hashes must not change."""
+    assert runner.run_dir("r", TrainerHparams()) == "r/sparse_ee06e33c2b"
+    assert runner.run_dir("r", HPARAMS) == "r/sparse_aefd3a2e62"
+
+
+def test_penalty_none_refuses_per_layer_values():
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", per_layer="fc1.strength=1"))
+    with pytest.raises(ValueError, match="^--per_layer=.*penalty=none"):
+        runner.check_run_args(hparams)

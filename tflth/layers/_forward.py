@@ -1,0 +1,21 @@
+"""The forward pass of Keras' Dense and Conv layers with a kernel (and bias) given.
+
+Families that change the weights a step sees (L0 gates, targeted dropout, sampled
+Bayesian weights) compute those weights and call this, so the rest of Keras' `call`
+(matmul or convolution, bias, activation) is written once.
+"""
+from keras import ops
+
+
+def forward(layer, inputs, kernel, bias):
+    """`layer.call(inputs)` of a Keras Dense or Conv layer, with `kernel` and `bias` in place
+    of its own (bias is ignored when the layer has none)."""
+    if len(kernel.shape) == 2:
+        x = ops.matmul(inputs, kernel)
+    else:
+        x = layer.convolution_op(inputs, kernel)
+    if layer.use_bias:
+        if len(kernel.shape) > 2 and layer.data_format != "channels_last":
+            bias = ops.reshape(bias, (1, -1) + (1,) * (len(kernel.shape) - 2))
+        x = ops.add(x, bias)
+    return layer.activation(x) if layer.activation is not None else x

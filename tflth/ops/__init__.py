@@ -1,0 +1,1 @@
+"""Pure tensor math (no Keras state): hard-concrete gates, targeted dropout, ..."""

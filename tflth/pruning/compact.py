@@ -1,0 +1,136 @@
+"""From a sparse network to a smaller plain Keras model: neurons and filters that cannot
+change the output are removed, and the next layer's inputs with them.
+
+A unit of a weighted layer (Dense or Conv2D, of any family) is removed when its output is
+identically zero (all its weights and its bias are zero, and its activation maps 0 to 0) or
+when the next weighted layer gives it only zero weights. Each layer computes with its
+*deployed* weights: `layer.deterministic_weights()` where a family defines it (L0 gates at
+their test-time value, later Bayesian posterior means), else its (masked) kernel and bias.
+The model's inputs are kept whole (an input pixel no weight reads is a zero row of the first
+kernel). Supported: chains of Dense, Conv2D, pooling, Flatten, activation and dropout
+layers (the MLPs and LeNet / Conv-n networks of `tflth.models`); BatchNorm and branches are not.
+"""
+import dataclasses
+
+import keras
+import numpy as np
+
+_PASS_THROUGH = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+                 keras.layers.Activation, keras.layers.ReLU, keras.layers.Dropout, keras.layers.Flatten)
+
+
+def deployed_weights(layer):
+    """(kernel, bias) as numpy arrays, the weights the layer computes with in evaluation."""
+    if hasattr(layer, "deterministic_weights"):
+        kernel, bias = layer.deterministic_weights()
+    else:
+        kernel, bias = layer.kernel, layer.bias
+    return np.asarray(kernel), None if bias is None else np.asarray(bias)
+
+
+def _weighted(layer):
+    return isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
+
+
+def _chain(model):
+    layers = list(model.layers)
+    for layer in layers:
+        if not (_weighted(layer) or isinstance(layer, _PASS_THROUGH)):
+            raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be compacted; supported: "
+                             "Dense, Conv2D, pooling, Flatten, activation and dropout layers in a chain")
+        if len(layer._inbound_nodes) > 1 or (layer._inbound_nodes and len(layer._inbound_nodes[0].input_tensors) > 1):
+            raise ValueError(f"layer {layer.name!r} is not in a chain (it has several inputs or is reused)")
+        if isinstance(layer, keras.layers.Conv2D) and layer.data_format != "channels_last":
+            raise ValueError(f"layer {layer.name!r}: only channels_last convolutions can be compacted")
+    return layers
+
+
+def _zero_at_zero(layers):
+    """Whether a zero output of the first (weighted) layer stays zero through its activation and the
+    pass-through layers up to the next weighted layer (relu, pooling: yes; sigmoid: no)."""
+    x = np.zeros((1, 1), np.float32)
+    for layer in layers:
+        if _weighted(layer):
+            x = layer.activation(x)
+        elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)):
+            x = layer(x)
+    return bool(np.all(np.asarray(x) == 0.0))
+
+
+@dataclasses.dataclass
+class Plan:
+    """What compaction keeps: for each weighted layer (by name) its deployed weights, the indices
+    of the input entries it reads and of the units it keeps, and its output positions."""
+    weights: dict
+    inputs: dict
+    units: dict
+    positions: dict
+
+
+def plan(model):
+    """Decides which units of every weighted layer survive (see the module docstring)."""
+    layers = _chain(model)
+    weighted = [layer for layer in layers if _weighted(layer)]
+    if not weighted:
+        raise ValueError("model has no Dense or Conv2D layer to compact")
+    weights = {layer.name: deployed_weights(layer) for layer in weighted}
+    alive = {}
+    for layer in weighted:
+        kernel, bias = weights[layer.name]
+        silent = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
+        if bias is not None:
+            silent &= bias == 0
+        start = layers.index(layer)
+        after = next((i for i in range(start + 1, len(layers)) if _weighted(layers[i])), len(layers))
+        alive[layer.name] = ~silent if _zero_at_zero(layers[start:after]) else np.ones_like(silent)
+    for layer, after in zip(weighted, weighted[1:]):
+        kernel = weights[after.name][0]
+        channels = kernel.shape[-2] if kernel.ndim > 2 else None
+        if kernel.ndim == 2:  # a Dense after a Dense, or after Flatten of (H, W, C) maps
+            units = alive[layer.name].size
+            rows = kernel.reshape(-1, units, kernel.shape[-1])
+            used = np.any(rows != 0, axis=(0, 2))
+        else:
+            used = np.any(kernel.reshape(-1, channels, kernel.shape[-1]) != 0, axis=(0, 2))
+        alive[layer.name] &= used
+    alive[weighted[-1].name][:] = True  # the logits stay
+    inputs, units, positions, kept, size = {}, {}, {}, None, None
+    for layer in layers:
+        if isinstance(layer, keras.layers.Flatten) and kept is not None:
+            spatial = int(np.prod(layer.input.shape[1:-1]))
+            channels = layer.input.shape[-1]
+            kept = (np.arange(spatial)[:, None] * channels + kept[None, :]).reshape(-1)
+        elif _weighted(layer):
+            fan_in = weights[layer.name][0].shape[-2]
+            inputs[layer.name] = np.arange(fan_in) if kept is None else kept
+            kept = units[layer.name] = np.flatnonzero(alive[layer.name])
+            positions[layer.name] = int(np.prod(layer.output.shape[1:-1])) if layer.output.shape[1:-1] else 1
+    return Plan(weights, inputs, units, positions)
+
+
+def compact(model, name=None):
+    """A plain Keras model (Dense, Conv2D, ...) without the removed units, whose outputs equal
+    `model`'s in evaluation mode. Raises ValueError for architectures it cannot compact."""
+    p = plan(model)
+    x = inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
+    assigned = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if not _weighted(layer):
+            x = type(layer).from_config(layer.get_config())(x)
+            continue
+        kernel, bias = p.weights[layer.name]
+        kernel = np.take(np.take(kernel, p.inputs[layer.name], axis=-2), p.units[layer.name], axis=-1)
+        common = dict(activation=layer.activation, use_bias=layer.use_bias, name=layer.name)
+        if kernel.ndim == 2:
+            new = keras.layers.Dense(kernel.shape[-1], **common)
+        else:
+            new = keras.layers.Conv2D(kernel.shape[-1], layer.kernel_size, strides=layer.strides,
+                                      padding=layer.padding, dilation_rate=layer.dilation_rate, **common)
+        x = new(x)
+        assigned.append((new, [kernel] + ([bias[p.units[layer.name]]] if layer.use_bias else [])))
+    out = keras.Model(inputs, x, name=name or f"{model.name}_compact")
+    for new, values in assigned:
+        new.set_weights(values)
+    return out

@@ -1,0 +1,75 @@
+"""What every recipe's runner shares: the data a run trains on, models built from a seed,
+and run folders named by a hash of the hyperparameters (checked on resume).
+
+`hparams` is any frozen hparams object with `.dataset` (DatasetHparams), `.sections`,
+`to_dict()` and `from_dict()` (the lottery's and the sparse-training runner's).
+"""
+import os
+
+import keras
+
+from tflth import data as tdata
+from tflth import engine, io, models
+from tflth.hparams import digest, to_flagfile
+from tflth.layers.family import get_family
+
+
+def load_data(hparams, data_dir=None):
+    """The arrays and evaluation streams a run needs; raises ValueError/RuntimeError before
+    anything is written."""
+    name, held_out = hparams.dataset.dataset, hparams.dataset.validation_size
+    x, y = tdata.arrays(name, "train", data_dir=data_dir, validation_size=held_out)
+    return {"x": x, "y": y,
+            "validation": engine.eval_stream(*tdata.arrays(name, "validation", data_dir=data_dir,
+                                                           validation_size=held_out)),
+            "test": engine.eval_stream(*tdata.arrays(name, "test", data_dir=data_dir))}
+
+
+def train_size(hparams):
+    """The number of training examples (what penalties scaled per example divide by)."""
+    return tdata.info(hparams.dataset.dataset).num_train - hparams.dataset.validation_size
+
+
+def build_model(hparams, model, family, seed, dataset_size=None, **layer_kw):
+    """Architecture `model` of `family`, freshly initialised from `seed`; families whose penalties
+    are scaled per training example get `dataset_size` (default: `train_size(hparams)`)."""
+    keras.utils.set_random_seed(seed)
+    info = tdata.info(hparams.dataset.dataset)
+    if get_family(family).takes_dataset_size:
+        layer_kw["dataset_size"] = dataset_size or train_size(hparams)
+    return models.get_model(model, family=family, input_shape=info.input_shape, num_classes=info.num_classes,
+                            **layer_kw)
+
+
+def run_dir(root, prefix, hparams):
+    return os.path.join(root, f"{prefix}_{digest(hparams.sections)}")
+
+
+def hparams_file(run):
+    return os.path.join(run, "hparams.json")
+
+
+def flags_file(run):
+    return os.path.join(run, "flags.txt")
+
+
+def check_run_dir(run, hparams, file_format):
+    """Raises ValueError if `run` exists with other hyperparameters or another format."""
+    if os.path.exists(hparams_file(run)):
+        saved = io.read_json(hparams_file(run))
+        if saved.get("format", 1) != file_format:
+            raise ValueError(f"{run} was written by another tflth (run-folder format {saved.get('format', 1)}, "
+                             f"this one writes {file_format}) and cannot be resumed; move it away or pass "
+                             "another --root")
+        if type(hparams).from_dict(saved) != hparams:
+            raise ValueError(f"{run} holds different hyperparameters; was a field renamed?")
+    return run
+
+
+def prepare_run_dir(run, hparams, file_format):
+    """Creates the run folder with its hyperparameters (checked if it already exists)."""
+    check_run_dir(run, hparams, file_format)
+    if not os.path.exists(hparams_file(run)):
+        io.write_json(hparams_file(run), {"format": file_format, **hparams.to_dict()})
+        io.write_text(flags_file(run), to_flagfile(hparams.sections))
+    return run

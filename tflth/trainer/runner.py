@@ -1,0 +1,141 @@
+"""Sparse training, one model per seed, through the one engine (`tflth.engine.train`).
+
+    <root>/sparse_<hash>/hparams.json, flags.txt
+      seed_<s>/metrics.json          written last: the seed is done
+               final.weights.h5      the trained weights (L0 gates turned into masks; before --keep_percent)
+               progress.npz, tb/     resume point, TensorBoard
+
+After training, L0 gates that are closed at test time become masks, the remaining
+architecture is measured (`tflth.l0.architecture`), and with --keep_percent the deployed
+weights are pruned by magnitude to that % and tested again. Rerunning the same command skips
+finished seeds and resumes a killed one.
+"""
+import math
+import os
+import time
+
+import numpy as np
+
+from tflth import engine, io, l0, pruning, regularizers, runs
+from tflth.pruning.compact import deployed_weights
+
+FORMAT = 1
+_LAYER_KEYS = {"strength": "l0_lambda", "droprate_init": "droprate_init", "gate_l2": "l2"}
+
+
+def run_dir(root, hparams):
+    return runs.run_dir(root, "sparse", hparams)
+
+
+def seed_dir(run, seed):
+    return os.path.join(run, f"seed_{seed}")
+
+
+def layer_arguments(hparams, n):
+    """(family, keyword arguments of every Dense/Conv2D) for the penalty of `hparams`, with `n`
+    training examples."""
+    s = hparams.sparsity
+    if s.penalty == "l0":
+        per_layer = {name: {_LAYER_KEYS[k]: v for k, v in kw.items()} for name, kw in s.overrides.items()}
+        return "l0", dict(gates=s.gates, l0_lambda=s.strength, l2=s.gate_l2, droprate_init=s.droprate_init,
+                          per_layer=per_layer)
+    if any(set(kw) - {"strength"} for kw in s.overrides.values()):
+        raise ValueError(f"--per_layer={s.per_layer!r}: only 'strength' applies to --penalty={s.penalty}")
+    if s.penalty == "none":
+        if s.overrides:
+            raise ValueError(f"--per_layer={s.per_layer!r}: --penalty=none has nothing to set per layer")
+        return "masked", {}
+    def penalty(strength):
+        return regularizers.PENALTIES[s.penalty](strength / n, **scale_arguments(s.penalty, s.penalty_scale))
+    per_layer = {name: {"kernel_regularizer": penalty(kw["strength"])} for name, kw in s.overrides.items()}
+    return "masked", dict(kernel_regularizer=penalty(s.strength), per_layer=per_layer)
+
+
+def scale_arguments(penalty, tau):
+    """--penalty_scale as the arguments of each penalty that has a weight scale (the others,
+    l1, lp, log_uniform and igg, have none; a list of penalties shares the flag)."""
+    if tau and penalty in ("student_t", "horseshoe", "horseshoe_plus"):
+        return {"scale": tau}
+    if tau and penalty in ("log_t", "log_scale_t"):
+        return {"loc": math.log(tau)}
+    return {}
+
+
+def build_model(hparams, seed, n=None):
+    """The model of `hparams` from `seed`, its penalties scaled by `n` training examples (default:
+    the dataset's training-set size)."""
+    n = n or runs.train_size(hparams)
+    family, kw = layer_arguments(hparams, n)
+    try:
+        return runs.build_model(hparams, hparams.model.model, family, seed, dataset_size=n, **kw)
+    except ValueError as e:  # the flags were checked: what the layers refuse comes from --per_layer
+        flag = "per_layer" if hparams.sparsity.per_layer else "model"
+        raise ValueError(f"--{flag}: {e}") from None
+
+
+def prune_to(model, keep_percent):
+    """Global magnitude pruning of the deployed weights (L0 kernels times their gates) down to
+    `keep_percent` % of all prunable weights; nothing if the model is already that sparse."""
+    remaining = 100.0 * (1.0 - pruning.sparsity(model)["total"])
+    if remaining <= keep_percent:
+        return
+    score = lambda layer, **_: np.abs(deployed_weights(layer)[0])  # noqa: E731
+    pruning.prune(model, 1.0 - keep_percent / remaining, score=score, scope="global")
+
+
+def _evaluate(model, data):
+    result = model.evaluate(data["test"], verbose=0, return_dict=True)
+    return result["accuracy"]
+
+
+def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
+    """Trains (or resumes, or skips) one seed; returns its metrics."""
+    folder = seed_dir(run, seed)
+    if os.path.exists(os.path.join(folder, "metrics.json")):
+        return io.read_json(os.path.join(folder, "metrics.json"))
+    t = hparams.training
+    model = build_model(hparams, seed, n=len(data["y"]))
+    engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations))
+    label = f"{hparams.sparsity.penalty} seed {seed}"
+    started = time.time()
+    rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose, **train_kw)
+    if hparams.sparsity.penalty == "l0":
+        l0.masks_from_gates(model)
+    arch = l0.architecture(model)
+    metrics = {"seed": seed, "penalty": hparams.sparsity.penalty, "strength": hparams.sparsity.strength,
+               "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
+               "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None}
+    io.save_weights(model, os.path.join(folder, "final.weights.h5"))  # the trained model, before any pruning
+    if hparams.sparsity.keep_percent:
+        prune_to(model, hparams.sparsity.keep_percent)
+        pruned = l0.architecture(model)
+        metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent, "weights_remaining": pruned.weights_kept,
+                             "test_acc": _evaluate(model, data), "architecture": pruned.to_dict()}
+    if verbose:
+        print(f"[{label}] {arch}\n[{label}] final test error {100 * (1 - rows[-1]['test_acc']):.2f}%"
+              + (f"; pruned to {metrics['pruned']['weights_remaining']:.2f}% of weights: test error "
+                 f"{100 * (1 - metrics['pruned']['test_acc']):.2f}%" if metrics["pruned"] else ""), flush=True)
+    io.write_json(os.path.join(folder, "metrics.json"), metrics)
+    if os.path.exists(engine.progress_file(folder)):
+        os.remove(engine.progress_file(folder))
+    return metrics
+
+
+def check_run_args(hparams, root=None):
+    """Everything that can be checked before data is read or a folder written."""
+    build_model(hparams, 0)
+    if root is not None:
+        runs.check_run_dir(run_dir(root, hparams), hparams, FORMAT)
+
+
+def run(hparams, *, seeds=(0,), root="runs", data_dir=None, data=None, verbose=True, **train_kw):
+    """Runs (or resumes) every seed of one sparse-training configuration; returns the run folder.
+    `train_kw` goes to `tflth.engine.train` (checkpoint_seconds, test_every_eval)."""
+    check_run_args(hparams, root)
+    data = data or runs.load_data(hparams, data_dir)
+    folder = runs.prepare_run_dir(run_dir(root, hparams), hparams, FORMAT)
+    if verbose:
+        print(f"[tflth] run folder {folder}", flush=True)
+    for seed in seeds:
+        train_seed(hparams, folder, seed, data, verbose, **train_kw)
+    return folder
