@@ -219,3 +219,8 @@ def test_tabulated_call_matches_the_exact_quadrature(make):
         exact = reg.strength * tf.reduce_sum(reg.penalty(w))
     np.testing.assert_allclose(float(fast), float(exact), rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(tape.gradient(fast, w), exact_tape.gradient(exact, w), rtol=1e-4, atol=1e-7)
+
+
+def test_log_penalty_is_the_log_uniform_penalty():
+    model = __import__("tflth").models.lenet_300_100(kernel_regularizer=R.LogPenalty(1e-4))
+    assert isinstance(model.get_layer("fc1").kernel_regularizer, R.LogUniform)

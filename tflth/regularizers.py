@@ -430,6 +430,9 @@ class LogScaleT(_Penalty):
         return log_scale_t_penalty(x, self.nu, self.loc, self.scale, self.epsilon)
 
 
+# The name the L0 issue's example uses for the log penalty (log|w|, the log-uniform prior).
+LogPenalty = LogUniform
+
 # The names recipes use (--penalty), for each class.
 PENALTIES = {"l1": L1, "lp": Lp, "student_t": StudentT, "log_t": LogT, "log_uniform": LogUniform,
              "horseshoe": Horseshoe, "horseshoe_plus": HorseshoePlus, "igg": InverseGammaGamma,
