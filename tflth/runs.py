@@ -53,6 +53,22 @@ def flags_file(run):
     return os.path.join(run, "flags.txt")
 
 
+def metrics_file(folder):
+    """A training's results, written last: the training is done."""
+    return os.path.join(folder, "metrics.json")
+
+
+def final_weights(folder):
+    return os.path.join(folder, "final.weights.h5")
+
+
+def remove_checkpoint(folder):
+    """Drops a finished training's resume point (`engine.train`'s checkpoint), once its results
+    are written."""
+    if os.path.exists(engine.progress_file(folder)):
+        os.remove(engine.progress_file(folder))
+
+
 def check_run_dir(run, hparams, file_format):
     """Raises ValueError if `run` exists with other hyperparameters or another format."""
     if os.path.exists(hparams_file(run)):

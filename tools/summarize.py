@@ -43,12 +43,16 @@ def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _read_metrics(path, seed, level, branch):
+def _load_metrics(path):
     try:
         with open(path) as f:
-            data = json.load(f)
+            return json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise SummaryError(f"{path}: corrupt metrics.json ({type(e).__name__}: {e})") from None
+
+
+def _read_metrics(path, seed, level, branch):
+    data = _load_metrics(path)
     rows = (data.get("rows") or []) if isinstance(data, dict) else None
     if (rows is None or not _number(data.get("weights_remaining"))
             or any(data.get(k) is not None and not _number(data[k]) for k in _OPTIONAL)
@@ -313,11 +317,7 @@ def _number_or_null(value):
 
 
 def _read_sparse_metrics(path, seed):
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise SummaryError(f"{path}: corrupt metrics.json ({type(e).__name__}: {e})") from None
+    data = _load_metrics(path)
     ok = isinstance(data, dict) and _number(data.get("weights_remaining")) and all(
         _number_or_null(data.get(k)) for k in _SPARSE_OPTIONAL) and isinstance(data.get("rows", []), list)
     arch, pruned = (data.get("architecture"), data.get("pruned")) if ok else (None, None)

@@ -53,12 +53,7 @@ def pretrain_dir(replicate):
     return os.path.join(replicate, "pretrain")
 
 
-def metrics(branch):
-    return os.path.join(branch, "metrics.json")
-
-
-def final_weights(branch):
-    return os.path.join(branch, "final.weights.h5")
+metrics, final_weights = runs.metrics_file, runs.final_weights
 
 
 def branch_masks(branch):

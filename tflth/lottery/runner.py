@@ -100,8 +100,7 @@ class Replicate:
         if branch == "main":
             metrics["movement"] = self._prune_next_level(level, masks)
         io.write_json(paths.metrics(folder), metrics)
-        if os.path.exists(paths.progress(folder)):
-            os.remove(paths.progress(folder))
+        runs.remove_checkpoint(folder)
         return metrics
 
     def rewind_point(self):
@@ -123,8 +122,7 @@ class Replicate:
                                 seed=self.seed, label=label, verbose=self.verbose, **self.train_kw)
             io.write_json(paths.metrics(paths.pretrain_dir(self.dir)), {"seed": self.seed, "rows": rows})
         engine.state.save(paths.rewind_state(self.dir), model, masks=False)
-        if os.path.exists(paths.progress(paths.pretrain_dir(self.dir))):
-            os.remove(paths.progress(paths.pretrain_dir(self.dir)))
+        runs.remove_checkpoint(paths.pretrain_dir(self.dir))
 
     def _compile(self, offset):
         """A fresh optimizer whose step starts at 0, its schedule shifted to resume at `offset`.

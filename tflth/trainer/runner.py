@@ -91,8 +91,8 @@ def _evaluate(model, data):
 def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     """Trains (or resumes, or skips) one seed; returns its metrics."""
     folder = seed_dir(run, seed)
-    if os.path.exists(os.path.join(folder, "metrics.json")):
-        return io.read_json(os.path.join(folder, "metrics.json"))
+    if os.path.exists(runs.metrics_file(folder)):
+        return io.read_json(runs.metrics_file(folder))
     t = hparams.training
     model = build_model(hparams, seed, n=len(data["y"]))
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations))
@@ -105,7 +105,7 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     metrics = {"seed": seed, "penalty": hparams.sparsity.penalty, "strength": hparams.sparsity.strength,
                "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
                "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None}
-    io.save_weights(model, os.path.join(folder, "final.weights.h5"))  # the trained model, before any pruning
+    io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)
         pruned = l0.architecture(model)
@@ -115,9 +115,8 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
         print(f"[{label}] {arch}\n[{label}] final test error {100 * (1 - rows[-1]['test_acc']):.2f}%"
               + (f"; pruned to {metrics['pruned']['weights_remaining']:.2f}% of weights: test error "
                  f"{100 * (1 - metrics['pruned']['test_acc']):.2f}%" if metrics["pruned"] else ""), flush=True)
-    io.write_json(os.path.join(folder, "metrics.json"), metrics)
-    if os.path.exists(engine.progress_file(folder)):
-        os.remove(engine.progress_file(folder))
+    io.write_json(runs.metrics_file(folder), metrics)
+    runs.remove_checkpoint(folder)
     return metrics
 
 
