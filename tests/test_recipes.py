@@ -61,13 +61,15 @@ def test_cifar_recipe_smoke(flagfile, tmp_path):
         assert os.path.exists(paths.metrics(paths.branch_dir(replicate, 1, branch)))
 
 
-SPARSE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith(("mnist_l0", "mnist_penalties"))]
+SPARSE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith(("mnist_l0", "mnist_penalties",
+                                                                              "mnist_bayes"))]
 
 
 def test_every_flagfile_parses_with_its_recipe():
     from tflth.trainer import cli as trainer_cli
-    assert {"mnist_l0_neuron.cfg", "mnist_l0_weight.cfg", "mnist_l0_lenet5.cfg",
-            "mnist_penalties.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
+    assert {"mnist_l0_neuron.cfg", "mnist_l0_weight.cfg", "mnist_l0_lenet5.cfg", "mnist_penalties.cfg",
+            "mnist_bayes_svd.cfg", "mnist_bayes_horseshoe.cfg", "mnist_bayes_snr.cfg",
+            "mnist_bayes_lenet5.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
     for flagfile in FLAGFILES:
         if flagfile in SPARSE_FLAGFILES:
             values = flags.FlagValues()
@@ -84,7 +86,8 @@ def test_sparse_recipe_smoke(flagfile, tmp_path):
     from tflth.trainer import runner as trainer_runner
     values = flags.FlagValues()
     trainer_cli.define_run_flags(values)
-    values(["recipe", f"--flagfile={flagfile}", "--iterations=4", "--eval_every=2", "--batch_size=4"])
+    values(["recipe", f"--flagfile={flagfile}", "--iterations=4", "--eval_every=2", "--batch_size=4",
+            "--lr_linear_decay=0", "--prune_start=0", "--prune_end=3", "--prune_every=2", "--mc_samples=2"])
     for hparams in trainer_cli.variants(values)[:3]:  # the penalty list: its first three are enough here
         run = trainer_runner.run(hparams, root=str(tmp_path), data=_tiny_data((28, 28, 1)), verbose=False)
         assert os.path.exists(os.path.join(trainer_runner.seed_dir(run, 0), "metrics.json"))

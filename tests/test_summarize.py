@@ -1,4 +1,5 @@
 """tools/summarize.py on a fake, partial lottery-ticket run folder with known numbers."""
+import glob
 import importlib.util
 import json
 import math
@@ -351,3 +352,252 @@ def test_cli_usage_line():
     result = _cli("--help")
     assert result.returncode == 0
     assert "RUN [RUN ...] [--out DIR] [--format md|json]" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Bayesian networks and pruning while training (--prior, --estimator, --prune_score): the new
+# metrics.json keys prior, estimator, prune_score, calibration; against the lottery runner.
+
+_BAYES = {"penalty": "none", "strength": 1.0, "gates": "neuron", "keep_percent": 0.0, "estimator": "flipout",
+          "prior_args": "", "scale_init": 0.0067, "kl_warmup": 0, "kl_warmup_start": 0, "mc_samples": 30,
+          "prune_score": "", "prune_to": 0.0, "prune_threshold": "", "prune_every": 1000, "prune_start": 0,
+          "prune_end": 0, "prune_scope": "global"}
+
+
+def _calibration(error, nll, ece, mc=None):
+    out = {"mean": {"error": error, "nll": nll, "ece": ece}}
+    if mc:
+        out["mc"] = {"samples": 30, "error": mc[0], "nll": mc[1], "ece": mc[2]}
+    return out
+
+
+def _bayes_run(root, name, sparsity, seeds, **training):
+    """A sparse run folder of the runner today: every hparams field, the new metrics.json keys.
+    seeds: {seed: (weights_remaining, final_test_acc, es_test_acc, neurons, calibration)}."""
+    sparsity = {**_BAYES, **sparsity}
+    run = _sparse_run(root, name, sparsity, {s: v[:4] + (None,) for s, v in seeds.items()}, **training)
+    for seed, values in seeds.items():
+        path = os.path.join(run, f"seed_{seed}", "metrics.json")
+        bayesian = sparsity.get("prior", "none") != "none"
+        _write(path, {**json.load(open(path)), "prior": sparsity.get("prior", "none"),
+                      "estimator": sparsity["estimator"] if bayesian else None,
+                      "prune_score": sparsity["prune_score"] or None, "calibration": values[4]})
+    return run
+
+
+@pytest.fixture
+def bayes_runs(tmp_path):
+    svd = _bayes_run(tmp_path / "runs", "sparse_svd", {
+        "prior": "log_uniform", "estimator": "local_reparam", "prune_score": "log_alpha", "prune_threshold": "-3",
+        "kl_warmup": 8250}, {0: (1.4, 0.98, 0.981, "500-60-40", _calibration(0.02, 0.07, 0.010, (0.019, 0.06, 0.004))),
+                             1: (1.6, 0.98, 0.979, "520-62-41", _calibration(0.02, 0.09, 0.014, (0.021, 0.08, 0.006)))},
+        iterations=110000)
+    snr = _bayes_run(tmp_path / "runs", "sparse_snr", {"prior": "normal", "prune_score": "snr", "prune_to": 7.0},
+                     {0: (7.2, 0.975, 0.976, "784-300-100", _calibration(0.025, 0.1, 0.02))}, iterations=50000)
+    return svd, snr
+
+
+def test_sparse_bayesian_rows_and_calibration(sparse_runs, bayes_runs, tmp_path, capsys):
+    svd, snr = bayes_runs
+    assert summarize.main([svd, sparse_runs[0], snr, "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    rows = _table(stdout)
+    assert rows[0] == ("| Method | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Test error % "
+                       "| ES test error % | NLL | ECE % | MC NLL | MC ECE % | Other settings |")
+    # the old metrics.json (no prior, calibration...): its row as before, — for calibration and other settings
+    assert rows[1] == ("| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 2.00 ± 1.00 "
+                       "| 1.97 ± 0.50 | — | — | — | — | --iterations=1000 |")
+    # Bayesian rows after the penalties, by prior; strength —; settings with a column not repeated
+    assert rows[2] == ("| log_uniform prior (local_reparam), pruned by log_alpha (threshold -3) | — | 2 (0-1) "
+                       "| 1.50 ± 0.14 | 500-60-40, 520-62-41 | 2.00 ± 0.00 | 2.00 ± 0.14 | 0.080 ± 0.014 "
+                       "| 1.20 ± 0.28 | 0.070 ± 0.014 | 0.50 ± 0.14 | --iterations=110000, --kl_warmup=8250 |")
+    assert rows[3] == ("| normal prior (flipout), pruned by snr to 7% | — | 1 (0) | 7.20 | 784-300-100 | 2.50 "
+                       "| 2.40 | 0.100 | 2.00 | — | — | --iterations=50000, --kl_warmup=0 |")
+    assert "average over 30 weight samples (--mc_samples)" in stdout
+    assert "and the masks of pruning while training" in stdout
+    assert ("- log_uniform prior (local_reparam), pruned by log_alpha (threshold -3), iterations=110000, "
+            "kl_warmup=8250 (sparse_svd): no seed 2 (other variants have them)") in stdout.splitlines()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    l0, v_svd, v_snr = summary["variants"]
+    assert (l0["prior"], l0["estimator"], l0["prune_score"], l0["calibration"]) == ("none", None, None, None)
+    assert (v_svd["prior"], v_svd["estimator"], v_svd["prune_score"], v_svd["prune_threshold"]) == (
+        "log_uniform", "local_reparam", "log_alpha", "-3")
+    assert v_svd["iterations"] == 110000 and v_snr["prune_to"] == 7.0
+    cal = v_svd["calibration"]
+    assert cal["mean"]["nll"]["mean"] == pytest.approx(0.08)
+    assert cal["mean"]["ece"]["mean"] == pytest.approx(1.2)  # percent
+    assert cal["mc"]["samples"] == [30] and cal["mc"]["error"]["mean"] == pytest.approx(2.0)
+    assert v_snr["calibration"]["mc"] is None
+    assert "lottery" not in summary
+
+
+def test_sparse_old_metrics_header_stays_penalty(sparse_runs, tmp_path, capsys):
+    """Without Bayesian or pruned-while-training variants, the table is the one of old: 'Penalty', no calibration."""
+    for path in glob.glob(os.path.join(sparse_runs[0], "seed_*", "metrics.json")):
+        assert "prior" not in json.load(open(path)) and "calibration" not in json.load(open(path))
+    assert summarize.main([sparse_runs[0], "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    assert _table(stdout)[0].startswith("| Penalty | Strength |") and "NLL" not in stdout
+    assert "IMP" not in stdout and "after the gates. Mean" in stdout
+
+
+def test_sparse_calibration_without_mc_has_no_mc_columns(bayes_runs, tmp_path, capsys):
+    assert summarize.main([bayes_runs[1], "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    assert _table(stdout)[0].endswith("| ES test error % | NLL | ECE % |")
+    assert "MC" not in stdout and "weight samples" not in stdout
+
+
+def test_sparse_method_names_and_markers():
+    assert summarize._method("l0", "neuron") == "l0 (neuron gates)"
+    assert summarize._method("l1", None, prune_score="magnitude", prune_to=5.0) == "l1, pruned by magnitude to 5%"
+    assert summarize._method("none", None, "horseshoe", "reparam") == "horseshoe prior (reparam)"
+    assert summarize._method("none", None, "log_uniform", "local_reparam", "log_alpha", None, "-3") == \
+        "log_uniform prior (local_reparam), pruned by log_alpha (threshold -3)"
+    markers = [summarize._marker({"penalty": "log_uniform", "prior": "none"}),
+               summarize._marker({"penalty": "none", "prior": "none"}),
+               *(summarize._marker({"penalty": "none", "prior": p}) for p in summarize.PRIOR_MARKERS)]
+    assert len(set(markers)) == len(markers)  # a prior's marker is not its namesake penalty's
+
+
+def test_sparse_other_settings_only_where_they_apply():
+    flat = {"l0": {"penalty": "l0", "prior": "none", "droprate_init": 0.2, "kl_warmup": 0, "prune_score": "",
+                   "prune_every": 1000},
+            "svd": {"penalty": "none", "prior": "log_uniform", "droprate_init": 0.5, "kl_warmup": 8250,
+                    "prune_score": "log_alpha", "prune_every": 500, "estimator": "local_reparam"},
+            "old": {"penalty": "l1"}}  # an older hparams.json: none of the new fields
+    assert summarize._differing(flat) == {"l0": {"droprate_init": 0.2}, "svd": {"kl_warmup": 8250, "prune_every": 500},
+                                          "old": {}}
+
+
+def test_sparse_corrupt_calibration_exits_2(bayes_runs, tmp_path):
+    bad = os.path.join(bayes_runs[1], "seed_0", "metrics.json")
+    _write(bad, json.dumps({**json.load(open(bad)), "calibration": {"mean": {"nll": "low"}}}))
+    result = _cli(bayes_runs[1], "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and bad in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+# A lottery summary.json as this tool writes it (docs/mnist_lth/summary.json): per level, the
+# winning ticket's ("main") final test accuracy in percent.
+LOTTERY_LEVELS = [(0, 100.0, 98.0), (1, 21.0, 98.2), (2, 7.0, 98.1), (3, 3.6, 97.9)]
+
+
+@pytest.fixture
+def lottery_summary(tmp_path):
+    levels = [{"level": level, "weights_remaining": wr, "seeds": [0, 1], "branches": {"main": {
+        "seeds": [0, 1], "final_test_acc": {"mean": acc, "std": 0.1, "min": acc - 0.05, "max": acc + 0.05, "n": 2}}},
+        "ticket_vs_dense": None} for level, wr, acc in LOTTERY_LEVELS]
+    path = tmp_path / "lth" / "summary.json"
+    _write(str(path), {"run_dir": "/elsewhere/lottery_x", "title": "lenet_300_100 on mnist",
+                       "accuracy_unit": "percent", "levels": levels, "missing": []})
+    return str(path)
+
+
+def test_lottery_comparison_from_summary_json(sparse_runs, bayes_runs, lottery_summary, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [sparse_runs[0], *bayes_runs, "--lottery", lottery_summary, "--out", str(out)]
+    assert summarize.main([*args, "--lottery_iterations", "1000"]) == 0
+    stdout = capsys.readouterr().out
+    section = stdout[stdout.index("## Against iterative magnitude pruning"):]
+    assert stdout.index("## Against") < stdout.index("Run folders:")
+    assert _table(section)[:4] == [
+        "| Method | Weights kept % | Test error % | Iterations | IMP level | IMP weights % | IMP test error % "
+        "| IMP iterations | Match |",
+        # 12% kept: nearest level 2 (7%, by ratio closer than 21%), 42% fewer weights: flagged
+        "| l0 (neuron gates), strength 0.1, iterations=1000 | 12.00 ± 2.00 | 2.00 ± 1.00 | 1,000 | 2 | 7.00 "
+        "| 1.90 ± 0.10 | 3,000 | -42% ⚠ |",
+        # 1.5% kept: sparser than the lottery's sparsest level (3.6%) by more than 15%
+        "| log_uniform prior (local_reparam), pruned by log_alpha (threshold -3), iterations=110000, "
+        "kl_warmup=8250 | 1.50 ± 0.14 | 2.00 ± 0.00 | 110,000 | — | — | — | — | not reached |",
+        "| normal prior (flipout), pruned by snr to 7%, iterations=50000, kl_warmup=0 | 7.20 | 2.50 | 50,000 | 2 "
+        "| 7.00 | 1.90 ± 0.10 | 3,000 | -3% |"]
+    assert "1,000 iterations (--lottery_iterations, default 50,000: the lottery run's hparams.json was not found)" \
+        in section
+    assert "sparsest level (3.60%, level 3)" in section
+    summary = json.loads((out / "summary.json").read_text())
+    lottery = summary["lottery"]
+    assert (lottery["iterations_per_level"], lottery["iterations_from"]) == (1000, "--lottery_iterations")
+    assert [lv["iterations"] for lv in lottery["levels"]] == [1000, 2000, 3000, 4000]
+    assert lottery["levels"][1]["final_test_error"]["mean"] == pytest.approx(1.8)  # 100 - 98.2
+    assert [c["match"] for c in lottery["comparison"]] == ["far", "not reached", "matched"]
+    assert lottery["comparison"][2]["level"]["level"] == 2
+    assert lottery["comparison"][2]["gap"] == pytest.approx(7.0 / 7.2 - 1)
+    assert os.path.getsize(out / "sparsity.png") > 5000
+    assert summarize.main(args) == 0  # default: 50,000 iterations per level
+    assert "| 2 | 7.00 | 1.90 ± 0.10 | 150,000 |" in capsys.readouterr().out
+
+
+def test_lottery_comparison_from_run_folder(run, sparse_runs, tmp_path, capsys):
+    # the fake lottery run: levels 0-2 at 100, 51.3, 21.1% weights; its iterations per level in hparams.json
+    _write(os.path.join(run, "hparams.json"), {"dataset": {"dataset": "mnist"}, "model": {"model": "lenet_300_100"},
+                                               "training": {"iterations": 20000}, "pruning": {}})
+    assert summarize.main([*sparse_runs, "--lottery", run, "--lottery_iterations", "7", "--format", "json",
+                           "--out", str(tmp_path / "out")]) == 0
+    lottery = json.loads(capsys.readouterr().out)["lottery"]
+    assert (lottery["iterations_per_level"], lottery["iterations_from"]) == (20000, "hparams.json")
+    assert [(lv["level"], lv["weights_remaining"], lv["iterations"]) for lv in lottery["levels"]] == [
+        (0, 100.0, 20000), (1, 51.3, 40000), (2, 21.1, 60000)]
+    markdown = (tmp_path / "out" / "summary.md").read_text()
+    rows = _table(markdown[markdown.index("## Against"):])
+    assert rows[1].endswith("| 12.00 ± 2.00 | 2.00 ± 1.00 | 1,000 | — | — | — | — | not reached |")
+    # level 0's final test accuracy: 97.5% and 96.9% over two seeds
+    assert rows[2] == ("| l1, strength 1 | 100.00 ± 0.00 | 2.00 ± 0.71 | 1,000 | 0 | 100.00 | 2.80 ± 0.42 | 20,000 "
+                       "| +0% |")
+    assert "20,000 iterations (its hparams.json)" in markdown
+    # the lottery run's own summary.json (written into the run folder) has its hparams.json beside it
+    assert summarize.main([run, "--format", "json"]) == 0
+    capsys.readouterr()
+    from_json = summarize.read_lottery(os.path.join(run, "summary.json"), 7)
+    assert (from_json["iterations_from"], from_json["levels"]) == (lottery["iterations_from"], lottery["levels"])
+
+
+def test_sparse_plot_with_lottery_is_a_png(sparse_runs, bayes_runs, lottery_summary, tmp_path):
+    variants, _ = summarize.aggregate_sparse([*sparse_runs, *bayes_runs])
+    lottery = summarize.read_lottery(lottery_summary)
+    assert lottery["iterations_per_level"] == 50000
+    out = tmp_path / "plots"
+    out.mkdir()
+    path = summarize.plot_sparse(variants, str(out), None, lottery)
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(out) == ["sparsity.png"]
+
+
+@pytest.mark.parametrize("case", ["absent", "sparse_folder", "not_a_lottery_json", "corrupt_json", "bad_level",
+                                  "lottery_as_run", "iterations_without_lottery", "zero_iterations"])
+def test_cli_bad_lottery_exits_2_and_writes_nothing(run, sparse_runs, lottery_summary, tmp_path, case):
+    path, extra = lottery_summary, []
+    if case == "absent":
+        path, expect = str(tmp_path / "no_such"), "no such file or folder"
+    if case == "sparse_folder":
+        path, expect = sparse_runs[1], "not a lottery run folder"
+    if case == "not_a_lottery_json":
+        path, expect = str(tmp_path / "sparse.json"), "no 'levels'"
+        _write(path, {"kind": "sparse", "variants": []})
+    if case == "corrupt_json":
+        path, expect = str(tmp_path / "half.json"), "half.json"
+        _write(path, '{"levels": [')
+    if case == "bad_level":
+        path, expect = str(tmp_path / "bad.json"), "corrupt level"
+        _write(path, {"levels": [{"level": 0, "branches": {}}]})
+    if case == "lottery_as_run":
+        expect = "compares sparse-training run folders"
+    if case == "iterations_without_lottery":
+        expect, extra = "needs --lottery", ["--lottery_iterations", "100"]
+    if case == "zero_iterations":
+        expect, extra = "must be >= 1", ["--lottery_iterations", "0"]
+    args = [run] if case == "lottery_as_run" else list(sparse_runs)
+    args += extra if case == "iterations_without_lottery" else ["--lottery", path, *extra]
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    result = _cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("summarize: ")
+    assert expect in result.stderr
+    assert result.stdout == ""
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_usage_mentions_lottery():
+    result = _cli("--help")
+    assert "--lottery PATH [--lottery_iterations N]" in result.stdout

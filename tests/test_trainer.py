@@ -146,3 +146,70 @@ def test_penalty_none_refuses_per_layer_values():
     hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", per_layer="fc1.strength=1"))
     with pytest.raises(ValueError, match="^--per_layer=.*penalty=none"):
         runner.check_run_args(hparams)
+
+
+BAYES = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+    penalty="none", strength=1.0, prior="log_uniform", estimator="local_reparam", kl_warmup=10, mc_samples=3,
+    prune_score="log_alpha", prune_threshold="-3", prune_every=10, prune_end=29))
+
+
+def test_bayesian_run_prunes_while_training_and_measures_calibration(tmp_path, digits_dir):
+    run = runner.run(BAYES, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    metrics = _metrics(run)
+    assert metrics["prior"] == "log_uniform" and metrics["estimator"] == "local_reparam"
+    calibration = metrics["calibration"]
+    assert calibration["mc"]["samples"] == 3 and 0 <= calibration["mean"]["ece"] <= 1
+    # The mean mode is what the engine evaluates: its error is the last row's.
+    assert abs(calibration["mean"]["error"] - (1 - metrics["final_test_acc"])) < 1e-6
+    model = runner.build_model(BAYES, 0, n=200)
+    model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
+    # Pruned while training by the threshold: no kept weight of the saved model has log alpha > 3
+    # at the last pruning step, and the masks are what the architecture counts.
+    assert abs(l0.architecture(model).weights_kept - metrics["weights_remaining"]) < 1e-9
+    assert metrics["weights_remaining"] < 100
+
+
+def test_prune_to_a_target_while_training_reaches_it(tmp_path, digits_dir):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", strength=1.0, prior="normal", mc_samples=0, prune_score="snr", prune_to=20.0,
+        prune_every=10, prune_end=20))
+    metrics = _metrics(runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False))
+    assert abs(metrics["weights_remaining"] - 20.0) < 0.5 and "mc" not in metrics["calibration"]
+
+
+def test_magnitude_pruning_while_training_needs_no_bayesian_layers(tmp_path, digits_dir):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", prune_score="magnitude", prune_to=50.0, prune_every=10, prune_end=20))
+    metrics = _metrics(runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False))
+    assert abs(metrics["weights_remaining"] - 50.0) < 0.5 and metrics["calibration"] is None
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(prior="normal"), "--penalty='l0': must be none"),
+    (dict(penalty="none", prior="normal", strength=0.5), "--strength=0.5"),
+    (dict(penalty="none", prior="gauss", strength=1.0), "--prior='gauss'"),
+    (dict(penalty="none", prior="normal", strength=1.0, prior_args="scale=-1"), "--prior_args='scale=-1'"),
+    (dict(penalty="none", prior="normal", strength=1.0, prior_args="tau=1"), "--prior_args='tau=1'"),
+    (dict(penalty="none", prior_args="scale=1"), "--prior_args='scale=1'"),
+    (dict(penalty="none", prior="normal", strength=1.0, estimator="mc"), "--estimator='mc'"),
+    (dict(penalty="none", prune_score="snr"), "--prune_score='snr': needs --prune_to"),
+    (dict(penalty="none", prune_to=5.0), "--prune_score='': is required"),
+    (dict(penalty="none", prune_score="snr", prune_threshold="x"), "--prune_threshold='x'"),
+    (dict(penalty="none", prune_score="snr", prune_to=100.0), "--prune_to=100.0"),
+    (dict(penalty="none", scale_init=0.0), "--scale_init=0.0"),
+])
+def test_bad_bayesian_and_pruning_flags_name_the_flag(kw, message):
+    with pytest.raises(ValueError) as error:
+        SparsityHparams(**kw)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_score_the_layers_cannot_give_is_refused_before_training():
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", strength=1.0, prior="normal", prune_score="inclusion", prune_to=5.0))
+    with pytest.raises(ValueError, match=r"^--prune_score=inclusion: score 'inclusion' needs"):
+        runner.check_run_args(hparams)
+    conv = dataclasses.replace(HPARAMS, model=ModelHparams("lenet5"), sparsity=SparsityHparams(
+        penalty="none", strength=1.0, prior="horseshoe", prior_args="group=input"))
+    with pytest.raises(ValueError, match=r"^--prior_args: Horseshoe\(group='input'\) does not fit conv layer"):
+        runner.check_run_args(conv)

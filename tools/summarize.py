@@ -1,14 +1,19 @@
 """Summarise run folders: lottery tickets (a table per level, paper-style plots) or sparse
-training (one table and one plot comparing the penalties of several run folders).
+training (one table and one plot comparing the penalties or priors of several run folders).
 
     python tools/summarize.py RUN [RUN ...] [--out DIR] [--format md|json]
+    python tools/summarize.py SPARSE_RUN [...] --lottery PATH [--lottery_iterations N] [--out DIR]
 
 One lottery-ticket run folder (<run>/replicate_<seed>/level_<L>/<branch>/metrics.json):
 summary.md, summary.json, accuracy.png, early_stop.png, curves.png (Frankle & Carbin 2019,
 Figures 3-4). One or more sparse-training run folders (tflth.trainer.runner:
 <root>/sparse_<hash>/seed_<s>/metrics.json): summary.md (one row per folder = variant),
-summary.json and sparsity.png (test error against % of weights kept, log x). Folders of the
-two kinds cannot be mixed, and lottery folders are summarised one at a time.
+summary.json and sparsity.png (test error against % of weights kept, log x); Bayesian
+networks (--prior) are named by prior and estimator, with calibration columns (NLL, ECE).
+With --lottery (a lottery run folder or its summary.json), the sparse summary also compares
+each variant with the lottery level nearest in weights kept (test error, training iterations
+spent) and draws the lottery's levels in sparsity.png. Folders of the two kinds cannot be
+mixed, and lottery folders are summarised one at a time.
 
 Reads the metrics.json that exist (partial runs are fine; gaps are listed) and writes
 atomically to --out (default: the first run folder given). Spread = sample std over seeds
@@ -284,10 +289,17 @@ def read_title(run_dir):
 
 _SEED = re.compile(r"seed_(\d+)$")
 _SPARSE_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc")
-_SHOWN = ("penalty", "strength", "gates", "keep_percent")  # hparams with a column of their own
-_L0_ONLY = ("gates", "gate_l2", "droprate_init")
+# hparams with a column of their own (the method's name or Strength): never in "Other settings"
+_SHOWN = ("penalty", "strength", "gates", "keep_percent", "prior", "estimator", "prune_score", "prune_to",
+          "prune_threshold")
+# hparams that mean something only for some rows: not listed in the other rows' "Other settings"
+_ONLY_FOR = {"l0": ("gates", "gate_l2", "droprate_init"),
+             "bayes": ("prior_args", "scale_init", "kl_warmup", "kl_warmup_start", "mc_samples"),
+             "prune": ("prune_every", "prune_start", "prune_end", "prune_scope")}
 MARKERS = {"l0": "o", "none": "*", "l1": "s", "lp": "D", "student_t": "^", "log_t": "v", "log_uniform": "P",
-           "horseshoe": "X", "horseshoe_plus": "h", "igg": "<", "log_scale_t": ">"}
+           "horseshoe": "X", "horseshoe_plus": "h", "igg": "<", "log_scale_t": ">"}  # by penalty
+PRIOR_MARKERS = {"normal": "p", "log_uniform": "d", "horseshoe": "8", "spike_and_slab": "H"}  # Bayesian, by prior
+_MATCH = 0.15  # the lottery level nearest in weights kept is a match within 15% (relative)
 
 
 def run_kind(run_dir):
@@ -326,10 +338,14 @@ def _read_sparse_metrics(path, seed):
     ok = ok and (pruned is None or isinstance(pruned, dict) and _number(pruned.get("weights_remaining"))
                  and _number_or_null(pruned.get("test_acc")) and _number_or_null(pruned.get("keep_percent")))
     ok = ok and isinstance(data.get("penalty"), (str, type(None))) and _number_or_null(data.get("strength"))
+    ok = ok and all(isinstance(data.get(k), (str, type(None))) for k in ("prior", "estimator", "prune_score"))
+    calibration = data.get("calibration") if ok else None
+    ok = ok and _calibration_ok(calibration)
     if not ok:
         raise SummaryError(f"{path}: corrupt metrics.json (expected an object with a number 'weights_remaining', "
                            f"numbers or null for {', '.join(_SPARSE_OPTIONAL)}, 'architecture' an object or null, "
-                           "'pruned' null or an object with a number 'weights_remaining')")
+                           "'pruned' null or an object with a number 'weights_remaining', 'calibration' null or "
+                           "an object whose 'mean' and 'mc' hold numbers)")
     arch = arch or {}
     if pruned is not None:
         pruned = {"keep_percent": pruned.get("keep_percent"), "weights_remaining": float(pruned["weights_remaining"]),
@@ -337,8 +353,19 @@ def _read_sparse_metrics(path, seed):
                   "neurons": (pruned.get("architecture") or {}).get("neurons")
                   if isinstance(pruned.get("architecture"), dict) else None}
     return {"seed": seed, "path": path, "penalty": data.get("penalty"), "strength": data.get("strength"),
-            "weights_remaining": float(data["weights_remaining"]), "neurons": arch.get("neurons"),
-            "original": arch.get("original"), "pruned": pruned, **{k: data.get(k) for k in _SPARSE_OPTIONAL}}
+            "prior": data.get("prior"), "estimator": data.get("estimator"), "prune_score": data.get("prune_score"),
+            "calibration": calibration, "weights_remaining": float(data["weights_remaining"]),
+            "neurons": arch.get("neurons"), "original": arch.get("original"), "pruned": pruned,
+            **{k: data.get(k) for k in _SPARSE_OPTIONAL}}
+
+
+def _calibration_ok(calibration):
+    """Null, or the runner's {"mean": {"error", "nll", "ece"}, "mc": {"samples", ...} (may be absent)} of numbers."""
+    if calibration is None:
+        return True
+    modes = [calibration.get("mean"), calibration.get("mc") or {}] if isinstance(calibration, dict) else [None]
+    return all(isinstance(m, dict) and all(_number_or_null(m.get(k)) for k in ("error", "nll", "ece", "samples"))
+               for m in modes)
 
 
 def collect_sparse(run_dir):
@@ -389,8 +416,10 @@ def _differing(flat_by_dir):
     differ = [k for k in keys if len({json.dumps(flat[k], sort_keys=True) for flat in known if k in flat}) > 1]
     out = {}
     for run_dir, flat in flat_by_dir.items():
-        l0 = flat.get("penalty") == "l0"
-        out[run_dir] = {k: flat[k] for k in differ if k in flat and (l0 or k not in _L0_ONLY)}
+        applies = {"l0": flat.get("penalty") == "l0", "bayes": flat.get("prior", "none") != "none",
+                   "prune": bool(flat.get("prune_score"))}
+        hidden = {k for kind, keys in _ONLY_FOR.items() if not applies[kind] for k in keys}
+        out[run_dir] = {k: flat[k] for k in differ if k in flat and k not in hidden}
     return out
 
 
@@ -398,12 +427,23 @@ def _error(acc):
     return None if acc is None else 100.0 * (1.0 - acc)
 
 
+def _section(hp, name):
+    section = (hp or {}).get(name)
+    return section if isinstance(section, dict) else {}
+
+
 def _variant(run_dir, records, unfinished, hp, settings):
-    sparsity = (hp or {}).get("sparsity") if isinstance((hp or {}).get("sparsity"), dict) else {}
+    sparsity = _section(hp, "sparsity")
     first = records[0] if records else {}
     penalty = sparsity.get("penalty", first.get("penalty"))
     strength = sparsity.get("strength", first.get("strength"))
     gates = sparsity.get("gates") if penalty == "l0" else None
+    prior = sparsity.get("prior", first.get("prior")) or "none"  # older runs: no Bayesian layers
+    estimator = sparsity.get("estimator", first.get("estimator")) if prior != "none" else None
+    prune_score = sparsity.get("prune_score", first.get("prune_score")) or None
+    prune_to, prune_threshold = (sparsity.get("prune_to") or None, sparsity.get("prune_threshold") or None) \
+        if prune_score else (None, None)
+    method = _method(penalty, gates, prior, estimator, prune_score, prune_to, prune_threshold)
     with_pruned = [r for r in records if r["pruned"]]
     pruned = None if not with_pruned else {
         "seeds": [r["seed"] for r in with_pruned],
@@ -412,9 +452,11 @@ def _variant(run_dir, records, unfinished, hp, settings):
         "test_error": _stats([_error(r["pruned"]["test_acc"]) for r in with_pruned]),
         "neurons": [r["pruned"]["neurons"] for r in with_pruned]}
     originals = sorted({r["original"] for r in records if r["original"]})
-    return {"run_dir": os.path.normpath(run_dir), "label": _variant_label(penalty, gates, strength, settings),
-            "penalty": penalty, "gates": gates, "strength": strength,
-            "keep_percent": sparsity.get("keep_percent"), "settings": settings,
+    return {"run_dir": os.path.normpath(run_dir), "label": _variant_label(method, penalty, strength, settings),
+            "method": method, "penalty": penalty, "gates": gates, "strength": strength,
+            "keep_percent": sparsity.get("keep_percent"), "prior": prior, "estimator": estimator,
+            "prune_score": prune_score, "prune_to": prune_to, "prune_threshold": prune_threshold,
+            "iterations": _section(hp, "training").get("iterations"), "settings": settings,
             "seeds": [r["seed"] for r in records], "unfinished_seeds": unfinished,
             "weights_kept": _stats([r["weights_remaining"] for r in records]),
             "architecture": {"original": originals[0] if len(originals) == 1 else None,
@@ -422,22 +464,45 @@ def _variant(run_dir, records, unfinished, hp, settings):
             "final_test_error": _stats([_error(r["final_test_acc"]) for r in records]),
             "early_stop_test_error": _stats([_error(r["early_stop_test_acc"]) for r in records]),
             "early_stop_step": _stats([r["early_stop_step"] for r in records]),
+            "calibration": _calibration([r["calibration"] for r in records if r["calibration"]]),
             "pruned": pruned}
+
+
+def _calibration(found):
+    """Statistics over seeds of the Bayesian calibration (error and ECE in percent), None if no seed has it."""
+    def stats(modes):
+        return {"error": _stats([m.get("error") for m in modes], 100.0), "nll": _stats([m.get("nll") for m in modes]),
+                "ece": _stats([m.get("ece") for m in modes], 100.0)}
+    mc = [c["mc"] for c in found if c.get("mc")]
+    return None if not found else {
+        "mean": stats([c["mean"] for c in found]),
+        "mc": {"samples": sorted({m.get("samples") for m in mc}, key=str), **stats(mc)} if mc else None}
 
 
 def _penalty_name(penalty, gates):
     return f"{penalty or '?'}" + (f" ({gates} gates)" if gates else "")
 
 
-def _variant_label(penalty, gates, strength, settings):
-    label = _penalty_name(penalty, gates)
+def _method(penalty, gates, prior="none", estimator=None, prune_score=None, prune_to=None, prune_threshold=None):
+    """'l0 (neuron gates)', 'log_uniform prior (local_reparam)', '..., pruned by snr to 5%'."""
+    name = _penalty_name(penalty, gates) if prior == "none" else f"{prior} prior" + (
+        f" ({estimator})" if estimator else "")
+    if prune_score:
+        name += f", pruned by {prune_score}" + (f" to {_flag(float(prune_to))}%" if prune_to else "") + (
+            f" (threshold {prune_threshold})" if prune_threshold else "")
+    return name
+
+
+def _variant_label(method, penalty, strength, settings):
+    label = method
     if penalty != "none" and strength is not None:
         label += f", strength {_flag(float(strength))}"
     return label + "".join(f", {k}={_flag(v)}" for k, v in settings.items())
 
 
 def _variant_key(v):
-    return (v["penalty"] != "none", str(v["penalty"]), str(v["gates"]), v["strength"] or 0.0,
+    return (v["prior"] != "none", v["penalty"] != "none", str(v["penalty"]), str(v["gates"]), v["strength"] or 0.0,
+            v["prior"], str(v["estimator"]), str(v["prune_score"]), -(v["prune_to"] or 100.0),
             json.dumps(v["settings"], sort_keys=True), v["run_dir"])
 
 
@@ -493,45 +558,170 @@ def _architecture_cell(neurons, original=None, limit=3):
     return cell + (f" of {original}" if original else "")
 
 
-def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines=()):
-    """The summary as markdown: one table row per variant (run folder); pruned columns only when
-    some seed was pruned to a matched %, an 'Other settings' column only when folders differ in
-    more than penalty, gates, strength and keep_percent."""
+def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines=(), lottery=None):
+    """The summary as markdown: one table row per variant (run folder); the first column is
+    'Method' when some variant is Bayesian or pruned while training ('Penalty' otherwise, as
+    before); calibration columns only when some variant has them, pruned columns only when some
+    seed was pruned to a matched %, an 'Other settings' column only when folders differ in more
+    than the settings with a column; then, given `lottery` (`read_lottery`), the comparison with
+    iterative magnitude pruning."""
     pruned, others = any(v["pruned"] for v in variants), any(v["settings"] for v in variants)
+    calibrated = [v["calibration"] for v in variants if v["calibration"]]
+    mc = [c["mc"] for c in calibrated if c["mc"]]
+    new_methods = any(v["prior"] != "none" or v["prune_score"] for v in variants)
     originals = {v["architecture"]["original"] for v in variants}
     common = next(iter(originals)) if len(originals) == 1 else None
-    head = [("Penalty", "---"), ("Strength", "---:"), ("Seeds", "---"), ("Weights kept %", "---:"),
-            (f"Architecture (of {common})" if common else "Architecture", "---"),
+    head = [("Method" if new_methods else "Penalty", "---"), ("Strength", "---:"), ("Seeds", "---"),
+            ("Weights kept %", "---:"), (f"Architecture (of {common})" if common else "Architecture", "---"),
             ("Test error %", "---:"), ("ES test error %", "---:")]
+    if calibrated:
+        head += [("NLL", "---:"), ("ECE %", "---:")] + ([("MC NLL", "---:"), ("MC ECE %", "---:")] if mc else [])
     if pruned:
         head += [("Pruned: weights kept %", "---:"), ("Pruned: test error %", "---:")]
     if others:
         head += [("Other settings", "---")]
-    lines = ([f"# {title}", ""] if title else []) + [
-        "| " + " | ".join(h for h, _ in head) + " |", "|" + "|".join(a for _, a in head) + "|"]
+    lines = ([f"# {title}", ""] if title else []) + _table_head(head)
     for v in variants:
-        n, p = len(v["seeds"]), v["pruned"]
-        cells = [_penalty_name(v["penalty"], v["gates"]),
-                 "—" if v["penalty"] == "none" or v["strength"] is None else _flag(float(v["strength"])),
+        n, p, c = len(v["seeds"]), v["pruned"], v["calibration"] or {}
+        bayesian_or_none = v["prior"] != "none" or v["penalty"] == "none"
+        cells = [v["method"], "—" if bayesian_or_none or v["strength"] is None else _flag(float(v["strength"])),
                  f"{n} ({_seed_list(v['seeds'])})", _fmt(v["weights_kept"], 2, n),
                  _architecture_cell(v["architecture"]["neurons"], None if common else v["architecture"]["original"]),
                  _fmt(v["final_test_error"], 2, n), _fmt(v["early_stop_test_error"], 2, n)]
+        for mode in ("mean", "mc") if mc else ("mean",) if calibrated else ():
+            stats = c.get(mode) or {}
+            cells += [_fmt(stats.get("nll"), 3, n), _fmt(stats.get("ece"), 2, n)]
         if pruned:
             cells += [_fmt(p["weights_kept"], 2, n), _fmt(p["test_error"], 2, n)] if p else ["—", "—"]
         if others:
             cells.append(", ".join(f"--{k}={_flag(val)}" for k, val in v["settings"].items()) or "—")
         lines.append("| " + " | ".join(cells) + " |")
+    masks = " and the masks of pruning while training" if any(v["prune_score"] for v in variants) else ""
     lines += ["", "Test error = 100 × (1 − test accuracy) at the end of training; ES = early stop (minimum "
-              "validation loss). Weights kept: % of weights non-zero after the gates. Mean ± sample std over "
-              "seeds; (n=k) when fewer seeds than the row has."]
+              f"validation loss). Weights kept: % of weights non-zero after the gates{masks}. Mean ± sample std "
+              "over seeds; (n=k) when fewer seeds than the row has."]
+    if calibrated:
+        samples = sorted({n for m in mc for n in m["samples"]}, key=str)
+        lines.append("NLL (nats) and ECE (expected calibration error, 15 equal-width confidence bins) on the test "
+                     "set, of the Bayesian network's mean mode (posterior means)" + (
+                         f"; MC: of its predictive distribution, the average over {' or '.join(map(str, samples))} "
+                         "weight samples (--mc_samples)" if mc else "") + ". —: not measured (a deterministic network"
+                     + (", or --mc_samples=0" if mc else "") + ").")
     if pruned:
         lines.append("Pruned: the trained model pruned by weight magnitude (global) to a matched % and tested again.")
+    if lottery:
+        lines += ["", *lottery_markdown(compare_lottery(variants, lottery), lottery)]
     lines += ["", "Run folders: " + ", ".join(f"`{d}`" for d in run_dirs)]
     if pending:
         lines += ["", "No finished seed yet (not in the table):"] + [f"- `{d}`" for d in pending]
     if missing_lines:
         lines += ["", "Missing (partial runs):"] + [f"- {m}" for m in missing_lines]
     return "\n".join(lines) + "\n"
+
+
+def _table_head(head):
+    """The header and alignment lines of a markdown table of (title, alignment) columns."""
+    return ["| " + " | ".join(h for h, _ in head) + " |", "|" + "|".join(a for _, a in head) + "|"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the lottery-ticket runner: iterative magnitude pruning (IMP) with rewinding, level L
+# trained (L + 1) times for the same number of iterations.
+
+def read_lottery(path, iterations=None):
+    """{"source", "levels": [{"level", "weights_remaining", "final_test_error" (stats, percent),
+    "iterations" spent to get there}], "iterations_per_level", "iterations_from"} of a lottery
+    run folder or of a lottery summary.json written by this tool. Iterations per level come from
+    the hparams.json of the run folder (or next to the summary.json), else `iterations` (default
+    50,000). Raises SummaryError when `path` is neither."""
+    expected = "expected a lottery run folder or the summary.json this tool wrote for one"
+    if os.path.isdir(path):
+        if run_kind(path) != "lottery":
+            raise SummaryError(f"{path}: --lottery: not a lottery run folder ({expected})")
+        rows, folder = aggregate(collect(path)), path
+    elif os.path.isfile(path):
+        data = _load_metrics(path)
+        rows, folder = data.get("levels") if isinstance(data, dict) else None, os.path.dirname(path)
+        if not isinstance(rows, list) or not rows:
+            raise SummaryError(f"{path}: --lottery: no 'levels' ({expected})")
+    else:
+        raise SummaryError(f"{path}: --lottery: no such file or folder ({expected})")
+    hp = read_hparams(folder) or {}
+    per_level = _section(hp, "training").get("iterations") if "pruning" in hp else None  # a lottery run's only
+    source = "hparams.json" if _number(per_level) else "--lottery_iterations"
+    per_level = per_level if _number(per_level) else iterations or 50000
+    try:
+        levels = [{"level": row["level"], "weights_remaining": float(row["weights_remaining"]),
+                   "final_test_error": _complement(((row.get("branches") or {}).get("main") or {})
+                                                   .get("final_test_acc")),
+                   "iterations": (row["level"] + 1) * per_level} for row in rows]
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise SummaryError(f"{path}: --lottery: corrupt level ({type(e).__name__}: {e}; {expected})") from None
+    return {"source": os.path.normpath(path), "iterations_per_level": per_level, "iterations_from": source,
+            "levels": sorted((lv for lv in levels if lv["weights_remaining"] > 0), key=lambda lv: lv["level"])}
+
+
+def _complement(stats):
+    """Accuracy statistics in percent as error statistics (100 - accuracy)."""
+    if not stats:
+        return None
+    return {"mean": 100.0 - stats["mean"], "std": stats.get("std"), "min": 100.0 - stats["max"],
+            "max": 100.0 - stats["min"], "n": stats["n"]}
+
+
+def compare_lottery(variants, lottery):
+    """Per variant, the lottery level nearest in weights kept (log scale): 'gap' = its weights
+    relative to the variant's, 'match' = 'matched' (within _MATCH), 'far', or 'not reached'
+    (the lottery's sparsest level has over _MATCH more weights; 'level' is then None)."""
+    levels, out = lottery["levels"], []
+    for v in variants:
+        kept = v["weights_kept"]["mean"]
+        nearest = lambda lv: abs(math.log(lv["weights_remaining"] / kept))  # noqa: E731 (log scale)
+        level = min(levels, key=nearest) if levels and kept > 0 else None
+        gap = None if level is None else level["weights_remaining"] / kept - 1.0
+        match = "not reached" if gap is None or gap > _MATCH and level["weights_remaining"] == min(
+            lv["weights_remaining"] for lv in levels) else "matched" if abs(gap) <= _MATCH else "far"
+        out.append({"run_dir": v["run_dir"], "label": v["label"], "weights_kept": v["weights_kept"],
+                    "test_error": v["final_test_error"], "iterations": v["iterations"],
+                    "level": None if match == "not reached" else level, "gap": gap, "match": match})
+    return out
+
+
+def _iterations(n):
+    return "—" if n is None else f"{n:,}"
+
+
+def lottery_markdown(comparison, lottery):
+    """Lines of the section 'Against iterative magnitude pruning' (see compare_lottery)."""
+    head = [("Method", "---"), ("Weights kept %", "---:"), ("Test error %", "---:"), ("Iterations", "---:"),
+            ("IMP level", "---:"), ("IMP weights %", "---:"), ("IMP test error %", "---:"),
+            ("IMP iterations", "---:"), ("Match", "---")]
+    lines = ["## Against iterative magnitude pruning", ""] + _table_head(head)
+    for c in comparison:
+        n, level = (c["weights_kept"] or {}).get("n", 0), c["level"]
+        imp = ["—"] * 4 if level is None else [
+            str(level["level"]), f"{level['weights_remaining']:.2f}",
+            _fmt(level["final_test_error"], 2, (level["final_test_error"] or {}).get("n", 0)),
+            _iterations(level["iterations"])]
+        match = "not reached" if c["match"] == "not reached" else f"{round(c['gap'], 2) + 0.0:+.0%}" + (
+            " ⚠" if c["match"] == "far" else "")
+        lines.append("| " + " | ".join([c["label"], _fmt(c["weights_kept"], 2, n), _fmt(c["test_error"], 2, n),
+                                        _iterations(c["iterations"]), *imp, match]) + " |")
+    sparsest = min(lottery["levels"], key=lambda lv: lv["weights_remaining"], default=None)
+    per_level = lottery["iterations_per_level"]
+    lines += ["", f"IMP: iterative magnitude pruning with rewinding, the lottery runner (`{lottery['source']}`); "
+              f"level L trains L + 1 times for {per_level:,} iterations ("
+              + ("its hparams.json" if lottery["iterations_from"] == "hparams.json" else
+                 "--lottery_iterations, default 50,000: the lottery run's hparams.json was not found")
+              + "), so (L + 1) × that many iterations spent; its test error: the winning ticket's at the end of "
+              "training. Iterations: the variant's --iterations (one training run). Weights kept and test error "
+              "of the variant: after training (before any --keep_percent)."]
+    lines.append(f"Match: the IMP level nearest in weights kept, its weights relative to the variant's; ⚠ more "
+                 f"than {_MATCH:.0%} apart" + ("" if sparsest is None else
+                                              f"; not reached: sparser than the lottery run's sparsest level "
+                                              f"({sparsest['weights_remaining']:.2f}%, level {sparsest['level']}) "
+                                              f"by more than {_MATCH:.0%}") + ".")
+    return lines
 
 
 def _spread_ticks(values, min_gap=0.08):
@@ -544,10 +734,15 @@ def _spread_ticks(values, min_gap=0.08):
     return ticks
 
 
-def plot_sparse(variants, out_dir, title=None):
-    """Write sparsity.png: test error against % of weights kept (log x), one colour per variant,
-    error bars over seeds; hollow markers after training, filled ones after pruning to a
-    matched %, joined by a dotted line. Returns the path."""
+def _marker(v):
+    return PRIOR_MARKERS.get(v["prior"], "o") if v["prior"] != "none" else MARKERS.get(v["penalty"], "o")
+
+
+def plot_sparse(variants, out_dir, title=None, lottery=None):
+    """Write sparsity.png: test error against % of weights kept (log x), one colour per variant
+    (markers by penalty, or by prior for Bayesian networks), error bars over seeds; hollow
+    markers after training, filled ones after pruning to a matched %, joined by a dotted line;
+    given `lottery` (`read_lottery`), its levels' final test error as a gray line. Returns the path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -556,7 +751,7 @@ def plot_sparse(variants, out_dir, title=None):
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     handles, xs, any_pruned = [], [], False
     for i, v in enumerate(variants):
-        color, marker = plt.cm.tab10(i % 10), MARKERS.get(v["penalty"], "o")
+        color, marker = plt.cm.tab10(i % 10), _marker(v)
         points = [(v["weights_kept"], v["final_test_error"], "none")]
         if v["pruned"]:
             points.append((v["pruned"]["weights_kept"], v["pruned"]["test_error"], color))
@@ -571,21 +766,29 @@ def plot_sparse(variants, out_dir, title=None):
         if points:
             handles.append(Line2D([], [], color=color, marker=marker, mfc=color, ls="none", ms=7,
                                   label=f"{v['label']} (n={len(v['seeds'])})"))
+    imp = [(lv["weights_remaining"], lv["final_test_error"]) for lv in (lottery or {}).get("levels", [])
+           if lv["final_test_error"]]
+    if imp:
+        ax.errorbar([x for x, _ in imp], [e["mean"] for _, e in imp], yerr=[e["std"] or 0.0 for _, e in imp],
+                    color="gray", marker=".", ms=6, lw=1, capsize=2, elinewidth=0.8, zorder=1)
+        handles.append(Line2D([], [], color="gray", marker=".", ms=6, lw=1, label="IMP + rewinding (lottery runner)"))
     if any_pruned:
         handles += [Line2D([], [], color="gray", marker="o", mfc="none", ls="none", label="after training"),
                     Line2D([], [], color="gray", marker="o", mfc="gray", ls="none", label="pruned to matched %")]
     ax.set(xlabel="Weights kept (%)", ylabel="Test error (%)")
-    if xs:
+    span = xs + [x for x, _ in imp]
+    if span:
         ax.set_xscale("log")
-        ax.set_xlim(min(xs) / 1.4, min(100.0, max(xs)) * 1.4)
-        ax.xaxis.set_major_locator(FixedLocator(_spread_ticks(xs)))
+        ax.set_xlim(min(span) / 1.4, min(100.0, max(span)) * 1.4)
+        # the variants' and the ends: every lottery level would crowd the axis
+        ax.xaxis.set_major_locator(FixedLocator(_spread_ticks(xs + [min(span), max(span)])))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: _label(x)))
         ax.xaxis.set_minor_locator(NullLocator())
     else:
         ax.text(0.5, 0.5, "no test accuracy recorded", ha="center", va="center", transform=ax.transAxes)
     n_seeds = max((len(v["seeds"]) for v in variants), default=0)
     spread = "error bars: ±1 std over seeds" if n_seeds > 1 else "1 seed"
-    outside = len(handles) > 6
+    outside = len(handles) > 6 or max((len(h.get_label()) for h in handles), default=0) > 60
     legend = dict(handles=handles, fontsize=8)
     if outside:
         legend.update(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
@@ -594,17 +797,21 @@ def plot_sparse(variants, out_dir, title=None):
                    os.path.join(out_dir, "sparsity.png"))
 
 
-def summarize_sparse(run_dirs):
-    """(markdown, json text, write plots(out)) of one or more sparse-training run folders."""
+def summarize_sparse(run_dirs, lottery=None):
+    """(markdown, json text, write plots(out)) of one or more sparse-training run folders, and
+    the comparison with `lottery` (`read_lottery`) if given."""
     variants, pending = aggregate_sparse(run_dirs)
     titles = {read_title(d) for d in run_dirs}
     title = next(iter(titles)) if len(titles) == 1 else None
     gaps, dirs = missing_sparse(variants), [os.path.normpath(d) for d in run_dirs]
-    markdown = sparse_markdown(variants, title, dirs, pending, gaps)
-    text = json.dumps({"kind": "sparse", "run_dirs": dirs, "title": title, "spread": "sample std (ddof=1)",
-                       "unit": "percent (weights kept, test error = 100 * (1 - accuracy))",
-                       "variants": variants, "pending": pending, "missing": gaps}, indent=2) + "\n"
-    return markdown, text, lambda out: [plot_sparse(variants, out, title)]
+    markdown = sparse_markdown(variants, title, dirs, pending, gaps, lottery)
+    summary = {"kind": "sparse", "run_dirs": dirs, "title": title, "spread": "sample std (ddof=1)",
+               "unit": "percent (weights kept, test error = 100 * (1 - accuracy))",
+               "variants": variants, "pending": pending, "missing": gaps}
+    if lottery:
+        summary["lottery"] = {**lottery, "comparison": compare_lottery(variants, lottery)}
+    text = json.dumps(summary, indent=2) + "\n"
+    return markdown, text, lambda out: [plot_sparse(variants, out, title, lottery)]
 
 
 def summarize_lottery(run_dir):
@@ -617,12 +824,19 @@ def summarize_lottery(run_dir):
     return markdown, text, lambda out: plot(rows, out, title, records)
 
 
-def summarize(run_dirs):
-    """Dispatch on the kind of the folders; SummaryError for a mix, several lottery folders, or
-    a folder of neither kind among several."""
+def summarize(run_dirs, lottery=None, lottery_iterations=None):
+    """Dispatch on the kind of the folders; SummaryError for a mix, several lottery folders, a
+    folder of neither kind among several, or a bad `lottery` (the path of --lottery, for sparse
+    folders only)."""
     seen = set()  # a folder given twice counts once
     run_dirs = [d for d in run_dirs if not (os.path.realpath(d) in seen or seen.add(os.path.realpath(d)))]
     kinds = {d: run_kind(d) for d in run_dirs}
+    if lottery_iterations is not None and (lottery is None or lottery_iterations < 1):
+        raise SummaryError(f"--lottery_iterations={lottery_iterations}: " + (
+            "needs --lottery" if lottery is None else "must be >= 1"))
+    if lottery is not None and "sparse" not in kinds.values():
+        raise SummaryError(f"--lottery={lottery}: compares sparse-training run folders with a lottery run; "
+                           f"{', '.join(run_dirs)} holds none")
     if len(run_dirs) == 1 and kinds[run_dirs[0]] != "sparse":
         return summarize_lottery(run_dirs[0])  # today's behaviour, its errors included
     if {"lottery", "sparse"} <= set(kinds.values()):
@@ -635,20 +849,29 @@ def summarize(run_dirs):
             raise SummaryError(f"{d}: not a directory" if not os.path.isdir(d) else
                                f"{d}: not a run folder (expected seed_<s>/metrics.json or "
                                "replicate_<seed>/level_<L>/<branch>/metrics.json)")
-    return summarize_sparse(run_dirs)
+    return summarize_sparse(run_dirs, None if lottery is None else read_lottery(lottery, lottery_iterations))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     usage="%(prog)s RUN [RUN ...] [--out DIR] [--format md|json]")
+                                     usage="%(prog)s RUN [RUN ...] [--out DIR] [--format md|json]\n"
+                                           "       %(prog)s SPARSE_RUN [SPARSE_RUN ...] --lottery PATH "
+                                           "[--lottery_iterations N] [--out DIR] [--format md|json]")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN",
                         help="one lottery run folder (replicate_<seed>/level_<L>/<branch>/metrics.json), or one "
                              "or more sparse-training run folders (sparse_<hash>/seed_<s>/metrics.json)")
     parser.add_argument("--out", metavar="DIR", help="output folder (default: the first run folder)")
     parser.add_argument("--format", choices=("md", "json"), default="md", help="what to print on stdout")
+    parser.add_argument("--lottery", metavar="PATH",
+                        help="sparse-training folders only: compare them with iterative magnitude pruning, a "
+                             "lottery run folder or the summary.json this tool wrote for one (a second table; "
+                             "its levels in sparsity.png)")
+    parser.add_argument("--lottery_iterations", metavar="N", type=int,
+                        help="the lottery's training iterations per level when PATH has no hparams.json "
+                             "(a summary.json elsewhere; default 50000)")
     args = parser.parse_args(argv)
     try:
-        markdown, text, write_plots = summarize(args.run_dirs)
+        markdown, text, write_plots = summarize(args.run_dirs, args.lottery, args.lottery_iterations)
     except SummaryError as e:
         print(f"summarize: {e}", file=sys.stderr)
         return 2

@@ -36,6 +36,8 @@ class TrainingHparams:
     warmup: int = field(0, "Linear learning-rate warm-up iterations.")
     lr_drops: str = field("", "Comma-separated iterations at which the learning rate is multiplied by --lr_gamma.")
     lr_gamma: float = field(0.1, "Learning-rate drop factor.")
+    lr_linear_decay: int = field(0, "From this iteration on, the learning rate decays linearly to 0 at "
+                                    "--iterations (the sparse VD authors' code: from half-way). 0: no decay.")
     eval_every: int = field(500, "Evaluate on the validation set every this many iterations.")
     ema: float = field(0.0, "Momentum of an exponential moving average of the weights (Keras' use_ema) that "
                             "replaces them at the end of training and gives the final row; 0: none. The L0 "
@@ -57,6 +59,9 @@ class TrainingHparams:
             fail("ema", self.ema, "must be in [0, 1) (0: no moving average)")
         if self.warmup < 0:
             fail("warmup", self.warmup, "must be >= 0")
+        if not 0 <= self.lr_linear_decay < self.iterations:
+            fail("lr_linear_decay", self.lr_linear_decay, f"must be in [0, --iterations={self.iterations}) "
+                                                          "(0: no decay)")
         try:
             drops = self.drops
         except ValueError:

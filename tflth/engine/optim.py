@@ -12,11 +12,12 @@ import tensorflow as tf
 
 @keras.saving.register_keras_serializable(package="tflth")
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up, then the learning rate times `gamma` at each drop; read at step + offset."""
+    """Linear warm-up, then the learning rate times `gamma` at each drop, and with `decay=(a, b)`
+    a linear decay to 0 from step a to step b; read at step + offset."""
 
-    def __init__(self, lr, warmup=0, drops=(), gamma=0.1, offset=0):
+    def __init__(self, lr, warmup=0, drops=(), gamma=0.1, offset=0, decay=None):
         self.lr, self.warmup, self.drops, self.gamma = lr, int(warmup), tuple(drops), gamma
-        self.offset = int(offset)
+        self.offset, self.decay = int(offset), tuple(decay) if decay else None
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32) + self.offset
@@ -24,11 +25,14 @@ class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
         rate = self.lr * tf.pow(self.gamma, passed)
         if self.warmup:
             rate *= tf.minimum(1.0, (step + 1.0) / self.warmup)
+        if self.decay:
+            begin, end = self.decay
+            rate *= tf.clip_by_value((end - step) / (end - begin), 0.0, 1.0)
         return rate
 
     def get_config(self):
         return {"lr": self.lr, "warmup": self.warmup, "drops": list(self.drops), "gamma": self.gamma,
-                "offset": self.offset}
+                "offset": self.offset, "decay": list(self.decay) if self.decay else None}
 
 
 class _CoupledL2:
@@ -65,8 +69,9 @@ class CoupledL2Adam(_CoupledL2, keras.optimizers.Adam):
 def make_optimizer(training, offset=0):
     """The optimizer of `TrainingHparams`, its schedule resuming at iteration `offset`."""
     rate = training.lr
-    if training.warmup or training.drops:
-        rate = StepSchedule(training.lr, training.warmup, training.drops, training.lr_gamma, offset)
+    if training.warmup or training.drops or training.lr_linear_decay:
+        decay = (training.lr_linear_decay, training.iterations) if training.lr_linear_decay else None
+        rate = StepSchedule(training.lr, training.warmup, training.drops, training.lr_gamma, offset, decay)
     kwargs = {"weight_decay": training.weight_decay or None}
     if training.ema:
         kwargs.update(use_ema=True, ema_momentum=training.ema)

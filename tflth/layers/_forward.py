@@ -7,15 +7,23 @@ Bayesian weights) compute those weights and call this, so the rest of Keras' `ca
 from keras import ops
 
 
+def linear(layer, inputs, kernel):
+    """The matmul (dense) or convolution (conv) of a Keras Dense or Conv layer with `kernel`."""
+    if len(kernel.shape) == 2:
+        return ops.matmul(inputs, kernel)
+    return layer.convolution_op(inputs, kernel)
+
+
+def finish(layer, x, bias):
+    """Adds `bias` (ignored when the layer has none) and applies the layer's activation."""
+    if layer.use_bias:
+        if len(x.shape) > 2 and getattr(layer, "data_format", "channels_last") != "channels_last":
+            bias = ops.reshape(bias, (1, -1) + (1,) * (len(x.shape) - 2))
+        x = ops.add(x, bias)
+    return layer.activation(x) if layer.activation is not None else x
+
+
 def forward(layer, inputs, kernel, bias):
     """`layer.call(inputs)` of a Keras Dense or Conv layer, with `kernel` and `bias` in place
     of its own (bias is ignored when the layer has none)."""
-    if len(kernel.shape) == 2:
-        x = ops.matmul(inputs, kernel)
-    else:
-        x = layer.convolution_op(inputs, kernel)
-    if layer.use_bias:
-        if len(kernel.shape) > 2 and layer.data_format != "channels_last":
-            bias = ops.reshape(bias, (1, -1) + (1,) * (len(kernel.shape) - 2))
-        x = ops.add(x, bias)
-    return layer.activation(x) if layer.activation is not None else x
+    return finish(layer, linear(layer, inputs, kernel), bias)

@@ -12,8 +12,6 @@ where E[L0] counts the parameters each gate switches (pruned ones excluded). The
 are masked layers too (`tflth.layers.MaskedDense`), so `prune`, `sparsity` and the lottery
 runner treat them alike, and `tflth.l0.masks_from_gates` turns closed gates into masks.
 """
-import zlib
-
 import keras
 from keras import ops
 
@@ -79,9 +77,7 @@ class _L0Mixin:
         self.gates, self.l0_lambda, self.dataset_size, self.l2 = gates, float(l0_lambda), dataset_size, float(l2)
         self.droprate_init, self.beta, self.gamma, self.zeta = float(droprate_init), beta, gamma, zeta
         self.seed = seed
-        # A model function passes one `seed` to every layer: mixing in the name keeps their noise apart.
-        self.seed_generator = keras.random.SeedGenerator(None if seed is None else
-                                                         (seed ^ zlib.crc32(self.name.encode())) & 0x7FFFFFFF)
+        self.seed_generator = noise.layer_seed_generator(seed, self.name)
 
     def build(self, input_shape):
         super().build(input_shape)

@@ -1,4 +1,4 @@
-"""Uniform noise for the layers that sample every step (L0 gates, targeted dropout).
+"""Noise for the layers that sample every step (L0 gates, targeted dropout, Bayesian weights).
 
 `keras.random.uniform` calls `tf.random.stateless_uniform` with alg="auto_select", which
 XLA on CPU compiles to a generator about 100x slower than Philox (115 ms against 1 ms for a
@@ -7,6 +7,9 @@ So this one function reaches past Keras to TensorFlow (tflth's only backend) and
 Philox, which runs at the same speed with and without XLA. Seeds still come from a Keras
 `SeedGenerator`, so the draws are saved and resumed with the model like any Keras noise.
 """
+import zlib
+
+import keras
 import tensorflow as tf
 from keras import ops
 
@@ -16,3 +19,15 @@ def uniform(shape, seed, dtype="float32"):
     an int (the same draws every call)."""
     seed = [int(seed), 0] if isinstance(seed, int) else ops.cast(seed.next(), "int32")
     return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="philox")
+
+
+def normal(shape, seed, dtype="float32"):
+    """N(0, 1) noise of `shape`, drawn like `uniform` (Philox, for the same reason)."""
+    seed = [int(seed), 0] if isinstance(seed, int) else ops.cast(seed.next(), "int32")
+    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
+
+
+def layer_seed_generator(seed, name):
+    """A layer's SeedGenerator: a model function passes one `seed` to every layer, and mixing in
+    the layer's name keeps their noise apart (None: drawn from Keras' global seed)."""
+    return keras.random.SeedGenerator(None if seed is None else (seed ^ zlib.crc32(name.encode())) & 0x7FFFFFFF)

@@ -162,13 +162,15 @@ class Rewind:
 class PruneCallback(_StepCallback):
     """Prunes on a schedule (see schedules.py), then optionally rewinds.
 
-    The arguments after `schedule` are those of `tflth.pruning.prune`.
+    The arguments after `schedule` are those of `tflth.pruning.prune`: with `threshold`, every
+    pruning step also removes the weights scoring below it (`Every(1000)` with
+    `score="log_alpha", threshold=-3` prunes as sparse variational dropout, while training).
     """
 
     def __init__(self, schedule, score="magnitude", scope="layerwise", rates=None,
-                 exclude=(), rewind=None, seed=0, verbose=1):
+                 exclude=(), rewind=None, seed=0, verbose=1, threshold=None):
         super().__init__()
-        self.schedule, self.score, self.scope = schedule, score, scope
+        self.schedule, self.score, self.scope, self.threshold = schedule, score, scope, threshold
         self.rates, self.exclude, self.rewind = rates, tuple(exclude), rewind
         self.seed, self.verbose = seed, verbose
         self.pruned_at = []
@@ -183,7 +185,7 @@ class PruneCallback(_StepCallback):
         if not due:
             return
         prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates,
-              exclude=self.exclude, seed=self.seed + step)
+              exclude=self.exclude, seed=self.seed + step, threshold=self.threshold)
         if self.rewind is not None:
             self.rewind(self.model)
         self.pruned_at.append(step)

@@ -63,20 +63,24 @@ def global_masks(scores, masks, fraction):
     return out
 
 
-def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=(), **context):
-    """Removes `fraction` of the remaining weights of every prunable layer.
+def prune(model, fraction=0.0, score="magnitude", scope="layerwise", rates=None, exclude=(), threshold=None,
+          **context):
+    """Removes `fraction` of the remaining weights of every prunable layer, and with `threshold`
+    every weight scoring below it.
 
     Args:
-      fraction: share of the *remaining* weights to remove, in [0, 1).
+      fraction: share of the *remaining* weights to remove, in [0, 1) (after the threshold's).
       score: a registered score name (see `available_scores()`) or a callable.
       scope: "layerwise" (each layer loses its fraction) or "global" (one threshold).
       rates: {layer name or role ("conv", "dense", "output"): fraction}, layerwise only;
         a name wins over a role, a role over `fraction`.
       exclude: layer names or roles left untouched.
+      threshold: weights whose score is below it are removed first (sparse variational dropout:
+        score="log_alpha", threshold=-3; spike-and-slab: score="inclusion", threshold=0.5).
       **context: passed to the score (e.g. `seed=` for "random").
     Returns the new masks {layer name: array}. Nothing is changed if an argument is bad.
     """
-    score_fn, layers, rates, roles = check_prune_args(model, fraction, score, scope, rates, exclude)
+    score_fn, layers, rates, roles = check_prune_args(model, fraction, score, scope, rates, exclude, threshold)
     masks = get_masks(model)
     scores = {layer.name: score_fn(layer, **context) for layer in layers}
     for layer in layers:
@@ -84,6 +88,9 @@ def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exc
             raise ValueError(f"score {score!r} returned shape {np.shape(scores[layer.name])} for layer "
                              f"{layer.name!r}; expected {masks[layer.name].shape}")
     current = {name: masks[name] for name in scores}
+    if threshold is not None:
+        current = {name: np.where(np.asarray(scores[name]) < threshold, 0.0, mask).astype(np.float32)
+                   for name, mask in current.items()}
     if scope == "global":
         new = global_masks(scores, current, fraction)
     else:
@@ -93,10 +100,13 @@ def prune(model, fraction, score="magnitude", scope="layerwise", rates=None, exc
     return new
 
 
-def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=()):
+def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=(), threshold=None):
     """Checks `prune`'s arguments against `model` (ValueError naming the bad one); returns
     (score function, layers to prune, rates, {layer name: role})."""
     _check_fraction(fraction, "fraction")
+    number = isinstance(threshold, (int, float, np.floating)) and not isinstance(threshold, bool)
+    if threshold is not None and not (number and np.isfinite(threshold)):
+        raise ValueError(f"threshold={threshold!r} must be a finite number (or None)")
     if scope not in SCOPES:
         raise ValueError(f"scope={scope!r} is unknown; allowed: {list(SCOPES)}")
     score_fn = get_score(score)

@@ -29,9 +29,10 @@ class OneShot:
 
 @dataclasses.dataclass(frozen=True)
 class Every:
-    """Prune `fraction` of what remains at steps start + every, start + 2 * every, ... before `end`."""
+    """Prune `fraction` of what remains at steps start + every, start + 2 * every, ... before `end`
+    (fraction 0 with a callback's `threshold`: prune by the threshold alone)."""
     every: int
-    fraction: float
+    fraction: float = 0.0
     start: int = 0
     end: int | None = None
 

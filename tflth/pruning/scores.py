@@ -3,11 +3,15 @@
 A score is a function `score(layer, **context) -> array` of the kernel's shape:
 a higher score means the weight is more worth keeping. Context carries what some
 scores need (`seed` for random, later a data batch for SNIP); each score takes
-the keys it uses and ignores the rest.
+the keys it uses and ignores the rest. Magnitude and random fit every masked layer;
+the uncertainty scores (snr, log_alpha, inclusion, horseshoe_scale) read the Bayesian
+and L0 families' variational parameters.
 """
 import zlib
 
 import numpy as np
+
+from tflth.ops import hard_concrete as hc
 
 _SCORES = {}
 
@@ -44,3 +48,57 @@ def random(layer, *, seed=0, **_):
     """Uniform noise; the random-pruning control. Same seed and layer name, same score."""
     layer_seed = zlib.crc32(layer.name.encode()) ^ (seed & 0xFFFFFFFF)
     return np.random.default_rng(layer_seed).random(tuple(layer.kernel.shape))
+
+
+# Uncertainty scores: computed from a family's variational parameters, so pruning can happen
+# while training. Each names the layers it needs when a model lacks them.
+
+def _need(layer, attribute, score, what):
+    if not hasattr(layer, attribute):
+        raise ValueError(f"score {score!r} needs {what}; layer {layer.name!r} ({type(layer).__qualname__}) has none")
+
+
+@register_score("snr")
+def snr(layer, **_):
+    """Signal-to-noise ratio |mean| / scale of each weight's posterior (Graves 2011; Blundell et
+    al. 2015): Bayesian layers (`tflth.layers.DenseFlipout`, ...)."""
+    _need(layer, "kernel_scale", "snr", "Bayesian layers (family='flipout', 'reparam' or 'local_reparam')")
+    return np.abs(np.asarray(layer.kernel)) / np.asarray(layer.kernel_scale)
+
+
+@register_score("log_alpha")
+def log_alpha(layer, **_):
+    """-log alpha = log(mean^2 / scale^2), so that a higher score keeps (sparse variational
+    dropout, Molchanov et al. 2017: drop log alpha > 3, i.e. `threshold=-3`). It ranks weights
+    exactly as "snr" does (-log alpha = 2 log snr); the threshold is what differs."""
+    _need(layer, "kernel_scale", "log_alpha", "Bayesian layers (family='flipout', 'reparam' or 'local_reparam')")
+    return 2.0 * np.log(np.maximum(snr(layer), 1e-30))
+
+
+@register_score("inclusion")
+def inclusion(layer, **_):
+    """The posterior probability that a weight is in the network: P(z = 1) of a spike-and-slab
+    prior, or P(z != 0) of an L0 gate (expanded to the weights it switches)."""
+    if hasattr(layer, "log_alpha") and hasattr(layer, "zeta"):  # L0 layers (tflth.layers.L0Dense)
+        p = hc.prob_nonzero(layer.log_alpha, layer.beta, layer.gamma, layer.zeta)
+    else:
+        variables = getattr(layer, "prior_variables", {})
+        if "inclusion_logits" not in variables:
+            raise ValueError(f"score 'inclusion' needs L0 layers or Bayesian layers with a SpikeAndSlab prior; "
+                             f"layer {layer.name!r} ({type(layer).__qualname__}) has neither")
+        p = 1.0 / (1.0 + np.exp(-np.asarray(variables["inclusion_logits"])))
+    return np.broadcast_to(np.asarray(p), tuple(layer.kernel.shape)).copy()
+
+
+@register_score("horseshoe_scale")
+def horseshoe_scale(layer, **_):
+    """E[s z] / sd[s z]: the signal-to-noise ratio of a horseshoe's scale over each weight's group
+    (an input neuron of a dense layer, a filter of a conv), the same for the whole group, so whole
+    neurons go together (node pruning; `threshold=1` drops groups whose scale is back at the
+    prior). See `tflth.priors.Horseshoe.scale_snr` for why not E[s z] itself."""
+    variables = getattr(layer, "prior_variables", {})
+    if "group_loc" not in variables:
+        raise ValueError(f"score 'horseshoe_scale' needs Bayesian layers with a Horseshoe prior; layer "
+                         f"{layer.name!r} ({type(layer).__qualname__}) has none")
+    snr = layer.prior.scale_snr(variables)
+    return np.broadcast_to(np.asarray(snr), tuple(layer.kernel.shape)).copy()

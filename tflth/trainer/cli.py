@@ -1,6 +1,6 @@
-"""The command line of the sparse-training recipes (`recipes/mnist_l0.py`): flags generated
-from the hparams, one line and exit status 2 for bad input, nothing written before the data
-is found.
+"""The command line of the sparse-training recipes (`recipes/mnist_l0.py`, `recipes/mnist_bayes.py`):
+flags generated from the hparams, one line and exit status 2 for bad input, nothing written
+before the data is found.
 
 --penalty and --strength take comma-separated lists to compare penalties in one command:
 each (penalty, strength) pair is its own run folder, and the summarize line names them all.
@@ -64,6 +64,9 @@ def _main(argv):
     print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
 
 
-def main():
+def main(defaults=None):
+    """Runs the command line; `defaults` ({flag: value}) are a recipe's own flag defaults."""
     define_run_flags()
+    for name, value in (defaults or {}).items():
+        FLAGS.set_default(name, value)
     app.run(_main, flags_parser=parse(FLAGS))

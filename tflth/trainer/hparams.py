@@ -4,8 +4,13 @@ learned. Every field is a flag of the same name; the run folder is named by thei
 Strength is per training example, as in Louizos et al. (2018): the loss is
 cross-entropy + strength / N * sum(penalty), N the training-set size. For L0 the penalty is
 E[L0] (the paper's lambda = 0.1 is --strength=0.1); for a MAP penalty it is -log prior(w).
+With --prior the layers are Bayesian and the penalty is KL(q || p): strength 1 is the ELBO.
+
+Pruning while training (--prune_score) works for every family: to --prune_to % of the
+weights along Zhu & Gupta's (2017) cubic schedule, and/or by --prune_threshold.
 """
 import dataclasses
+import math
 
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import Sections, fail, field, one_of
@@ -14,6 +19,11 @@ from tflth.hparams import Sections, fail, field, one_of
 PENALTIES = ("none", "l0", "l1", "lp", "student_t", "log_t", "log_uniform", "horseshoe", "horseshoe_plus", "igg",
              "log_scale_t")
 GATES = ("neuron", "weight")
+PRIORS = ("none", "normal", "log_uniform", "horseshoe", "spike_and_slab")  # tflth.priors by name
+ESTIMATORS = ("flipout", "reparam", "local_reparam")  # the Bayesian layer families
+PRUNE_SCORES = ("", "magnitude", "random", "snr", "log_alpha", "inclusion", "horseshoe_scale")
+SCOPES = ("global", "layerwise")
+SCALE_INIT = 0.006737946999085467  # exp(-5), tflth.layers.bayesian.SCALE_INIT (sparse VD's log sigma^2 = -10)
 PER_LAYER_KEYS = ("strength", "droprate_init", "gate_l2")
 
 
@@ -45,6 +55,29 @@ class SparsityHparams:
     keep_percent: float = field(0.0, "After training, prune by magnitude of the deployed weights (global) to "
                                      "this % of weights and test again: penalties compared at matched "
                                      "sparsity. 0: no pruning.")
+    prior: str = field("none", "Bayesian layers with this prior (tflth.priors): " + ", ".join(PRIORS[1:])
+                               + "; none: deterministic layers. Needs --penalty=none.")
+    prior_args: str = field("", "Arguments of the prior, e.g. 'scale=0.1' (Normal), 'global_scale=1e-5,scale=1' "
+                                "(Horseshoe), 'inclusion=0.1,slab_scale=1' (SpikeAndSlab).")
+    estimator: str = field("flipout", "Bayesian layers' gradient estimator: " + ", ".join(ESTIMATORS) + ".")
+    scale_init: float = field(SCALE_INIT, "Initial posterior scale of every Bayesian weight (exp(-5): sparse "
+                                          "variational dropout's log sigma^2 = -10).")
+    kl_warmup: int = field(0, "Bayesian layers: the KL weight rises linearly from 0 to 1 over this many "
+                              "iterations, from --kl_warmup_start on (0: the whole ELBO from the start).")
+    kl_warmup_start: int = field(0, "Bayesian layers: the KL weight is 0 before this iteration (with --kl_warmup).")
+    mc_samples: int = field(30, "Bayesian layers: weight samples of the Monte-Carlo predictive distribution "
+                                "whose calibration is reported after training.")
+    prune_score: str = field("", "Prune while training by this score (tflth.pruning): "
+                                 + ", ".join(PRUNE_SCORES[1:]) + "; empty: no pruning while training.")
+    prune_to: float = field(0.0, "Prune while training down to this % of the weights, gradually (Zhu & Gupta's "
+                                 "cubic schedule from --prune_start to --prune_end). 0: no target.")
+    prune_threshold: str = field("", "Prune while training every weight whose score is below this, at every "
+                                     "pruning step (log_alpha: -3 drops log alpha > 3, sparse VD's rule). "
+                                     "Empty: none.")
+    prune_every: int = field(1000, "Iterations between pruning steps.")
+    prune_start: int = field(0, "First pruning step (the schedule starts here).")
+    prune_end: int = field(0, "Last pruning step; 0: three quarters of --iterations.")
+    prune_scope: str = field("global", "global (one threshold over all layers) or layerwise.")
 
     def __post_init__(self):
         one_of("penalty", self.penalty, PENALTIES)
@@ -60,6 +93,61 @@ class SparsityHparams:
         if not 0 <= self.keep_percent < 100:
             fail("keep_percent", self.keep_percent, "must be in [0, 100) (0: no pruning)")
         self.overrides  # checks --per_layer
+        one_of("prior", self.prior, PRIORS)
+        one_of("estimator", self.estimator, ESTIMATORS)
+        one_of("prune_score", self.prune_score, PRUNE_SCORES)
+        one_of("prune_scope", self.prune_scope, SCOPES)
+        if self.prior != "none" and self.penalty != "none":
+            fail("penalty", self.penalty, f"must be none with --prior={self.prior} (the KL is the penalty)")
+        if self.prior != "none" and self.strength != 1:
+            fail("strength", self.strength, f"must be 1 with --prior={self.prior}: the KL weight of the ELBO "
+                                            "(--kl_warmup ramps it up)")
+        if self.prior != "none" and self.per_layer:
+            fail("per_layer", self.per_layer, f"has no keys for Bayesian layers (--prior={self.prior})")
+        if self.prior == "none" and self.prior_args:
+            fail("prior_args", self.prior_args, "needs --prior")
+        self.prior_object  # checks --prior_args
+        if not self.scale_init > 0:
+            fail("scale_init", self.scale_init, "must be > 0")
+        for name in ("kl_warmup", "kl_warmup_start", "mc_samples", "prune_start", "prune_end"):
+            if getattr(self, name) < 0:
+                fail(name, getattr(self, name), "must be >= 0")
+        if self.prune_every < 1:
+            fail("prune_every", self.prune_every, "must be >= 1")
+        if not 0 <= self.prune_to < 100:
+            fail("prune_to", self.prune_to, "must be in [0, 100) (% of weights kept; 0: no target)")
+        if self.prune_threshold:
+            try:
+                if not math.isfinite(float(self.prune_threshold)):
+                    raise ValueError
+            except ValueError:
+                fail("prune_threshold", self.prune_threshold, "must be a number (or empty)")
+        if self.prune_score and not (self.prune_to or self.prune_threshold):
+            fail("prune_score", self.prune_score, "needs --prune_to or --prune_threshold (how far to prune)")
+        if not self.prune_score and (self.prune_to or self.prune_threshold):
+            fail("prune_score", self.prune_score, "is required with --prune_to or --prune_threshold")
+
+    @property
+    def prior_object(self):
+        """The tflth.priors.Prior of --prior and --prior_args (None for --prior=none)."""
+        if self.prior == "none":
+            return None
+        from tflth import priors
+        kwargs = {}
+        for item in filter(None, (part.strip() for part in self.prior_args.split(","))):
+            key, _, value = item.partition("=")
+            try:
+                kwargs[key.strip()] = value.strip() if key.strip() == "group" else float(value)
+            except ValueError:
+                fail("prior_args", self.prior_args, f"{item!r}: expected key=number")
+        try:
+            return priors.PRIORS[self.prior](**kwargs)
+        except TypeError:
+            allowed = [f.name for f in dataclasses.fields(priors.PRIORS[self.prior])]
+            fail("prior_args", self.prior_args, f"a key is not an argument of --prior={self.prior}; "
+                                                f"allowed: {', '.join(allowed)}")
+        except ValueError as e:
+            fail("prior_args", self.prior_args, str(e))
 
     @property
     def overrides(self):

@@ -5,6 +5,11 @@
                final.weights.h5      the trained weights (L0 gates turned into masks; before --keep_percent)
                progress.npz, tb/     resume point, TensorBoard
 
+With --prior the layers are Bayesian (the family of --estimator): the loss is the negative
+ELBO per example, and after training the calibration of the mean mode and of the Monte-Carlo
+predictive distribution (--mc_samples) is measured on the test set. With --prune_score any
+family is pruned while training (`tflth.pruning.PruneCallback`).
+
 After training, L0 gates that are closed at test time become masks, the remaining
 architecture is measured (`tflth.l0.architecture`), and with --keep_percent the deployed
 weights are pruned by magnitude to that % and tested again. Rerunning the same command skips
@@ -16,7 +21,7 @@ import time
 
 import numpy as np
 
-from tflth import engine, io, l0, pruning, regularizers, runs
+from tflth import bayes, engine, io, l0, pruning, regularizers, runs
 from tflth.pruning.compact import deployed_weights
 
 FORMAT = 1
@@ -35,6 +40,8 @@ def layer_arguments(hparams, n):
     """(family, keyword arguments of every Dense/Conv2D) for the penalty of `hparams`, with `n`
     training examples."""
     s = hparams.sparsity
+    if s.prior != "none":
+        return s.estimator, dict(prior=s.prior_object, scale_init=s.scale_init)
     if s.penalty == "l0":
         per_layer = {name: {_LAYER_KEYS[k]: v for k, v in kw.items()} for name, kw in s.overrides.items()}
         return "l0", dict(gates=s.gates, l0_lambda=s.strength, l2=s.gate_l2, droprate_init=s.droprate_init,
@@ -69,7 +76,8 @@ def build_model(hparams, seed, n=None):
     try:
         return runs.build_model(hparams, hparams.model.model, family, seed, dataset_size=n, **kw)
     except ValueError as e:  # the flags were checked: what the layers refuse comes from --per_layer
-        flag = "per_layer" if hparams.sparsity.per_layer else "model"
+        s = hparams.sparsity
+        flag = "per_layer" if s.per_layer else "prior_args" if s.prior_args else "model"
         raise ValueError(f"--{flag}: {e}") from None
 
 
@@ -81,6 +89,31 @@ def prune_to(model, keep_percent):
         return
     score = lambda layer, **_: np.abs(deployed_weights(layer)[0])  # noqa: E731
     pruning.prune(model, 1.0 - keep_percent / remaining, score=score, scope="global")
+
+
+def callbacks(hparams):
+    """The Keras callbacks of pruning while training and of the KL warm-up."""
+    s, iterations = hparams.sparsity, hparams.training.iterations
+    out = [bayes.KLWarmup(s.kl_warmup, s.kl_warmup_start)] if s.kl_warmup and s.prior != "none" else []
+    if s.prune_score:
+        end = s.prune_end or iterations * 3 // 4
+        if s.prune_to:
+            schedule = pruning.PolynomialDecay(1.0 - s.prune_to / 100.0, s.prune_start, end, s.prune_every)
+        else:
+            schedule = pruning.Every(s.prune_every, start=s.prune_start, end=end + 1)
+        out.append(pruning.PruneCallback(schedule, score=s.prune_score, scope=s.prune_scope, verbose=0, seed=0,
+                                         threshold=float(s.prune_threshold) if s.prune_threshold else None))
+    return out
+
+
+def calibration(model, data, samples):
+    """Test-set calibration of the mean mode and of the Monte-Carlo predictive distribution."""
+    x, y = zip(*((np.asarray(a), np.asarray(b)) for a, b in data["test"]))
+    x, y = np.concatenate(x), np.concatenate(y)
+    out = {"mean": bayes.calibration(bayes.predict(model, x, samples=0), y)}
+    if samples:
+        out["mc"] = {"samples": samples, **bayes.calibration(bayes.predict(model, x, samples=samples), y)}
+    return out
 
 
 def _evaluate(model, data):
@@ -96,21 +129,30 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     t = hparams.training
     model = build_model(hparams, seed, n=len(data["y"]))
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations))
-    label = f"{hparams.sparsity.penalty} seed {seed}"
+    s = hparams.sparsity
+    label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
     started = time.time()
-    rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose, **train_kw)
-    if hparams.sparsity.penalty == "l0":
+    rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
+                        callbacks=callbacks(hparams), **train_kw)
+    if s.penalty == "l0":
         l0.masks_from_gates(model)
     arch = l0.architecture(model)
-    metrics = {"seed": seed, "penalty": hparams.sparsity.penalty, "strength": hparams.sparsity.strength,
+    metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,
+               "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
                "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
-               "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None}
+               "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
+               "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None}
     io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)
         pruned = l0.architecture(model)
         metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent, "weights_remaining": pruned.weights_kept,
                              "test_acc": _evaluate(model, data), "architecture": pruned.to_dict()}
+    if verbose and metrics["calibration"]:
+        c = metrics["calibration"]
+        print(f"[{label}] calibration: mean mode NLL {c['mean']['nll']:.4f} ECE {100 * c['mean']['ece']:.2f}%"
+              + (f"; {c['mc']['samples']}-sample predictive error {100 * c['mc']['error']:.2f}% NLL "
+                 f"{c['mc']['nll']:.4f} ECE {100 * c['mc']['ece']:.2f}%" if "mc" in c else ""), flush=True)
     if verbose:
         print(f"[{label}] {arch}\n[{label}] final test error {100 * (1 - rows[-1]['test_acc']):.2f}%"
               + (f"; pruned to {metrics['pruned']['weights_remaining']:.2f}% of weights: test error "
@@ -122,7 +164,13 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
 
 def check_run_args(hparams, root=None):
     """Everything that can be checked before data is read or a folder written."""
-    build_model(hparams, 0)
+    model = build_model(hparams, 0)
+    score = hparams.sparsity.prune_score
+    try:  # a score the layers cannot give would fail at the first pruning step, mid-training
+        for layer in pruning.prunable_layers(model) if score else ():
+            pruning.get_score(score)(layer)
+    except ValueError as e:
+        raise ValueError(f"--prune_score={score}: {e}") from None
     if root is not None:
         runs.check_run_dir(run_dir(root, hparams), hparams, FORMAT)
 

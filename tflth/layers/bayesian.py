@@ -1,0 +1,215 @@
+"""Bayesian Dense and Conv2D layers: a mean-field Gaussian posterior over the kernel.
+
+Each kernel weight has a posterior N(mean, scale^2): the mean is the layer's `kernel` (so the
+layers are masked layers, and `prune`, `sparsity`, magnitude scores and the lottery runner
+treat them like any other), the scale is softplus(rho). The bias is a point estimate, as in
+TFP's layers. The prior (`tflth.priors`) may multiply the weights by its own variables (a
+horseshoe's scales, spike-and-slab inclusions) and gives KL(q || p), which the layer adds with
+`add_loss` divided by `dataset_size`, the number of training examples, so that the training
+loss is the negative ELBO per example. `kl_weight` (a variable, 1 by default) scales it for a
+warm-up (`tflth.bayes.KLWarmup`).
+
+Training samples weights; evaluation computes with the posterior mean (mean mode), unless the
+layer's `sampling` is set (`tflth.bayes.predict` sets it for Monte-Carlo prediction). The
+estimators of the sampled pass differ in one method, `_sampled_linear`:
+
+- Reparameterization (Kingma & Welling 2014; Blundell et al. 2015): one weight sample per batch.
+  With `local_reparameterization=True`, the pre-activations are sampled instead, one per
+  example (Kingma, Salimans & Welling 2015), as sparse variational dropout trains.
+- Flipout (Wen et al. 2018): one weight perturbation per batch, decorrelated across examples by
+  random sign flips of inputs and outputs; two matmuls (or convolutions) per step.
+
+Pruned weights have mean and scale 0: a pruned weight is exactly zero in every sample.
+"""
+import functools
+
+import keras
+from keras import ops
+
+from tflth import priors
+from tflth.layers._forward import finish, forward, linear
+from tflth.layers.family import LayerFamily, register_family
+from tflth.layers.masked import MaskedConv2D, MaskedDense
+from tflth.ops import noise
+from tflth.ops import variational as vi
+
+# The initial posterior scale: sparse variational dropout starts at log sigma^2 = -10.
+SCALE_INIT = 0.006737946999085467  # exp(-5)
+
+
+class _VariableHolder(keras.layers.Layer):
+    """Owns variables a Dense/Conv layer cannot save as its own (Keras checks that its entry holds
+    exactly kernel and bias): {name: (shape, initializer[, trainable])}. A file without them
+    leaves them as they are."""
+
+    def __init__(self, specs, **kwargs):
+        super().__init__(**kwargs)
+        self.v = {name: self.add_weight(name=name, shape=spec[0], initializer=spec[1],
+                                        trainable=spec[2] if len(spec) > 2 else True)
+                  for name, spec in specs.items()}
+        self.built = True
+
+    def load_own_variables(self, store):
+        if len(store.keys()):
+            super().load_own_variables(store)
+
+
+class _BayesianMixin:
+    """Posterior, prior, KL, modes and config; each estimator adds `_sampled_linear`."""
+
+    def __init__(self, *args, prior="normal", dataset_size=None, scale_init=SCALE_INIT, seed=None, **kwargs):
+        prior = priors.get(prior)
+        if dataset_size is None:
+            raise ValueError("dataset_size=None: the KL term is divided by the number of training examples "
+                             "(the loss is the negative ELBO per example); pass dataset_size=N, or 1 for an "
+                             "unscaled KL")
+        if not (isinstance(dataset_size, int) and not isinstance(dataset_size, bool) and dataset_size >= 1):
+            raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
+        if not (isinstance(scale_init, (int, float)) and not isinstance(scale_init, bool) and scale_init > 0):
+            raise ValueError(f"scale_init={scale_init!r}: the initial posterior scale must be a number > 0")
+        if kwargs.get("targeted_dropout"):
+            raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: Bayesian layers do not apply "
+                             "targeted dropout; allowed: 0")
+        super().__init__(*args, **kwargs)
+        self.prior, self.dataset_size, self.scale_init, self.seed = prior, dataset_size, float(scale_init), seed
+        self.sampling = False
+        self.seed_generator = noise.layer_seed_generator(seed, self.name)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.prior.check(self)
+        shape = tuple(self._kernel.shape)
+        rho = float(vi.softplus_inverse(self.scale_init))
+        self._posterior = _VariableHolder(
+            {"kernel_rho": (shape, keras.initializers.Constant(rho)),
+             "kl_weight": ((), keras.initializers.Constant(1.0), False),
+             **self.prior.variables(shape)}, name="posterior")
+
+    @property
+    def kernel_scale(self):
+        """softplus(rho): the posterior scale of every weight (pruned ones included; they are
+        masked where it is used)."""
+        return ops.softplus(self._posterior.v["kernel_rho"])
+
+    @property
+    def kl_weight(self):
+        return self._posterior.v["kl_weight"]
+
+    @property
+    def prior_variables(self):
+        return self._posterior.v
+
+    def kl(self):
+        """KL(q || p) of the layer's unpruned weights and the prior's variables."""
+        return self.prior.kl(self.kernel, self.kernel_scale, ops.cast(self.mask, self.kernel.dtype),
+                             self._posterior.v)
+
+    def mean_multiplier(self):
+        return self.prior.mean_multiplier(self._posterior.v)
+
+    def deterministic_weights(self):
+        """(kernel, bias) of the mean mode: the posterior mean of every weight."""
+        m = self.mean_multiplier()
+        return (self.kernel if m is None else self.kernel * m), self.bias
+
+    def call(self, inputs, training=None):
+        self.add_loss(ops.cast(self.kl_weight * self.kl() / self.dataset_size, self.compute_dtype))
+        if not (training or self.sampling):
+            return forward(self, inputs, *self.deterministic_weights())
+        mean, scale = self.kernel, self.kernel_scale * ops.cast(self.mask, self.kernel.dtype)
+        m = self.prior.multiplier(self._posterior.v, True, self.seed_generator)
+        if m is not None:
+            mean, scale = mean * m, scale * m
+        return finish(self, self._sampled_linear(inputs, mean, scale), self.bias)
+
+    def _sampled_linear(self, inputs, mean, scale):
+        """The pre-activation with weights drawn from N(mean, scale^2): each estimator's own."""
+        raise NotImplementedError
+
+    def get_config(self):
+        return {**super().get_config(), "prior": keras.saving.serialize_keras_object(self.prior),
+                "dataset_size": self.dataset_size, "scale_init": self.scale_init, "seed": self.seed}
+
+
+class _Reparameterization:
+    def __init__(self, *args, local_reparameterization=False, **kwargs):
+        if not isinstance(local_reparameterization, bool):
+            raise ValueError(f"local_reparameterization={local_reparameterization!r}: must be True or False")
+        super().__init__(*args, **kwargs)
+        self.local_reparameterization = local_reparameterization
+
+    def _sampled_linear(self, inputs, mean, scale):
+        if not self.local_reparameterization:
+            return linear(self, inputs, mean + scale * noise.normal(ops.shape(mean), self.seed_generator))
+        # N(x mean, x^2 scale^2) for every pre-activation of every example.
+        mu = linear(self, inputs, mean)
+        std = ops.sqrt(linear(self, ops.square(inputs), ops.square(scale)) + 1e-16)
+        return mu + std * noise.normal(ops.shape(mu), self.seed_generator)
+
+    def get_config(self):
+        return {**super().get_config(), "local_reparameterization": self.local_reparameterization}
+
+
+class _Flipout:
+    def _signs(self, x):
+        """+-1 per example and channel, the same across a conv's positions."""
+        shape = ops.shape(x)
+        channels_last = getattr(self, "data_format", "channels_last") == "channels_last"  # Dense: N-D inputs too
+        sign_shape = [shape[0]] + [1] * (len(x.shape) - 2)
+        sign_shape = sign_shape + [shape[-1]] if channels_last else [shape[0], shape[1]] + sign_shape[1:]
+        return vi.signs(noise.uniform(sign_shape, self.seed_generator))
+
+    def _sampled_linear(self, inputs, mean, scale):
+        perturbation = scale * noise.normal(ops.shape(mean), self.seed_generator)
+        flipped = linear(self, inputs * self._signs(inputs), perturbation)
+        return linear(self, inputs, mean) + flipped * self._signs(flipped)
+
+
+_DOC = """`keras.layers.{base}` with a mean-field Gaussian posterior over its kernel ({estimator}), a prior,
+    and a pruning mask; {base}'s arguments, and:
+
+    Args:
+      prior: a `tflth.priors.Prior`, or its name ("normal", "log_uniform", "horseshoe",
+        "spike_and_slab"); default Normal(1).
+      dataset_size: N, the number of training examples the KL is divided by (required; 1 for an
+        unscaled KL).
+      scale_init: the initial posterior scale of every weight (default exp(-5), sparse variational
+        dropout's log sigma^2 = -10).
+      seed: seed of the weight noise (None: drawn from Keras' global seed).{extra}
+    """
+_LOCAL = """
+      local_reparameterization: sample the pre-activations, one per example, instead of one
+        weight sample per batch (Kingma, Salimans & Welling 2015)."""
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class DenseReparameterization(_Reparameterization, _BayesianMixin, MaskedDense):
+    __doc__ = _DOC.format(base="Dense", estimator="reparameterization estimator", extra=_LOCAL)
+    _default_prefix = "dense_reparameterization"
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class DenseFlipout(_Flipout, _BayesianMixin, MaskedDense):
+    __doc__ = _DOC.format(base="Dense", estimator="Flipout estimator", extra="")
+    _default_prefix = "dense_flipout"
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class Conv2DReparameterization(_Reparameterization, _BayesianMixin, MaskedConv2D):
+    __doc__ = _DOC.format(base="Conv2D", estimator="reparameterization estimator", extra=_LOCAL)
+    _default_prefix = "conv2d_reparameterization"
+
+
+@keras.saving.register_keras_serializable(package="tflth")
+class Conv2DFlipout(_Flipout, _BayesianMixin, MaskedConv2D):
+    __doc__ = _DOC.format(base="Conv2D", estimator="Flipout estimator", extra="")
+    _default_prefix = "conv2d_flipout"
+
+
+BAYESIAN_LAYERS = (DenseReparameterization, DenseFlipout, Conv2DReparameterization, Conv2DFlipout)
+
+register_family(LayerFamily("reparam", DenseReparameterization, Conv2DReparameterization, takes_dataset_size=True))
+register_family(LayerFamily("flipout", DenseFlipout, Conv2DFlipout, takes_dataset_size=True))
+register_family(LayerFamily("local_reparam", functools.partial(DenseReparameterization, local_reparameterization=True),
+                            functools.partial(Conv2DReparameterization, local_reparameterization=True),
+                            takes_dataset_size=True))

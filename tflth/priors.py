@@ -1,0 +1,240 @@
+"""Priors of the Bayesian layers (`tflth.layers.DenseFlipout`, ...): small serializable objects.
+
+A layer's kernel has a mean-field Gaussian posterior N(mean, scale^2). A prior says
+
+- `variables(kernel_shape)`: the extra variational parameters it needs in the layer (a
+  hierarchical prior's scales, spike-and-slab inclusion logits), created by the layer;
+- `multiplier(v, sample, seed)`: what the Gaussian weights are multiplied by (a sampled or
+  mean group scale, an inclusion variable), or None;
+- `kl(mean, scale, mask, v)`: KL(q || p) summed over the unpruned weights and the prior's own
+  variables. The layer adds it with `add_loss`, divided by the number of training examples.
+
+The math is in `tflth.ops.variational`. A prior object holds only numbers, so configs saved in
+`.keras` files rebuild it (no lambdas); a layer accepts a prior, its registered name or its
+config.
+"""
+import dataclasses
+import math
+
+import keras
+from keras import ops
+
+from tflth.ops import noise
+from tflth.ops import variational as vi
+
+# The group of weights one horseshoe scale multiplies, by kernel rank: an input neuron's row of
+# a dense kernel (Louizos et al. 2017 prune input neurons, as L0's neuron gates do), an output
+# filter of a conv kernel.
+GROUPS = ("input", "output")
+
+# Registered as "tflth.priors>Name": tflth.regularizers already owns "tflth>LogUniform" and
+# "tflth>Horseshoe", and Keras keeps one class per registered name (the last imported).
+
+
+def _positive(prior, **values):
+    for name, value in values.items():
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{prior}: {name}={value!r} must be a number > 0")
+
+
+class Prior:
+    """Base class: a prior with no variables of its own, no multiplier, and the KL of `weight_kl`."""
+
+    def check(self, layer):
+        """Raises ValueError if this prior cannot be used on `layer` (called when it is built)."""
+
+    def variables(self, kernel_shape):
+        """{name: (shape, initializer)} of the prior's variational parameters."""
+        return {}
+
+    def multiplier(self, v, sample, seed):
+        return None
+
+    def mean_multiplier(self, v):
+        """The multiplier of the deterministic (posterior-mean) mode; None if there is none."""
+        return self.multiplier(v, False, None)
+
+    def weight_kl(self, mean, scale, v):
+        raise NotImplementedError
+
+    def kl(self, mean, scale, mask, v):
+        return ops.sum(mask * self.weight_kl(mean, scale, v))
+
+    def get_config(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="tflth.priors")
+@dataclasses.dataclass(frozen=True)
+class Normal(Prior):
+    """w ~ N(0, scale^2): Bayes by Backprop (Blundell et al. 2015); TFP's default prior is scale 1."""
+    scale: float = 1.0
+
+    def __post_init__(self):
+        _positive("Normal", scale=self.scale)
+
+    def weight_kl(self, mean, scale, v):
+        return vi.kl_normal(mean, scale, self.scale)
+
+
+@keras.saving.register_keras_serializable(package="tflth.priors")
+@dataclasses.dataclass(frozen=True)
+class LogUniform(Prior):
+    """p(|w|) ~ 1 / |w|: sparse variational dropout (Molchanov, Ashukha & Vetrov 2017). The KL
+    depends only on alpha = scale^2 / mean^2 (Eq. 14's approximation); the paper drops weights
+    with log alpha > 3 (`tflth.pruning.prune(score="log_alpha", threshold=-3)`)."""
+    threshold: float = 3.0  # the paper's log alpha threshold, for users and the recipe
+
+    def weight_kl(self, mean, scale, v):
+        return vi.kl_log_uniform(vi.log_alpha(mean, scale))
+
+
+@keras.saving.register_keras_serializable(package="tflth.priors")
+@dataclasses.dataclass(frozen=True)
+class Horseshoe(Prior):
+    """The horseshoe, non-centred (Louizos, Ullrich & Welling 2017; Ghosh & Doshi-Velez 2017):
+
+        w = s * z_g * w~,   s ~ C+(0, global_scale),  z_g ~ C+(0, scale),  w~ ~ N(0, 1)
+
+    with one z per group g (`group`: "input" neurons of a dense kernel and "output" filters of a
+    conv kernel by default). Each half-Cauchy is split as s^2 = s_a * s_b (s_a ~ Gamma(1/2,
+    rate 1/b^2), s_b ~ InvGamma(1/2, 1)) with log-normal posteriors, so every KL is analytic.
+    Training samples the scales once per batch; the mean mode uses E[s z]. The layer's kernel
+    holds w~; `tflth.pruning` score "horseshoe_scale" ranks groups by the signal-to-noise ratio
+    of s z (`scale_snr`; node pruning: threshold 1 drops the groups whose scale is back at the prior).
+
+    Defaults: global_scale 1e-5 and scale 1 (Ghosh & Doshi-Velez's b_g and b_0). The posteriors
+    start where s * z = 1, with s_a at its prior's typical value, so w~ starts as the kernel
+    initializer's weights.
+    """
+    global_scale: float = 1e-5
+    scale: float = 1.0
+    group: str = ""  # "" = by kernel rank: dense "input", conv "output"
+    scale_init: float = 0.1  # initial std of the log-normal posteriors' log
+
+    def __post_init__(self):
+        _positive("Horseshoe", global_scale=self.global_scale, scale=self.scale, scale_init=self.scale_init)
+        if self.group not in ("",) + GROUPS:
+            raise ValueError(f"Horseshoe: group={self.group!r} is unknown; allowed: {', '.join(GROUPS)} "
+                             "(or '' for dense 'input', conv 'output')")
+
+    def check(self, layer):
+        if self.group == "input" and len(layer.kernel.shape) > 2:
+            raise ValueError(f"Horseshoe(group='input') does not fit conv layer {layer.name!r}: a filter's "
+                             "input channels are not a neuron; use group='output' (filters) there")
+
+    def group_shape(self, kernel_shape):
+        group = self.group or ("input" if len(kernel_shape) == 2 else "output")
+        if group == "input":
+            return (kernel_shape[0],) + (1,) * (len(kernel_shape) - 1)
+        return (1,) * (len(kernel_shape) - 1) + (kernel_shape[-1],)
+
+    def variables(self, kernel_shape):
+        log_sa = 2.0 * math.log(self.global_scale)  # s_a at its prior's scale, s_b so that s = 1
+        rho = float(vi.softplus_inverse(self.scale_init))
+        shape = self.group_shape(kernel_shape)
+        return {"global_loc": ((2,), keras.initializers.Constant([log_sa, -log_sa])),
+                "global_rho": ((2,), keras.initializers.Constant(rho)),
+                "group_loc": ((2, *shape), keras.initializers.Zeros()),
+                "group_rho": ((2, *shape), keras.initializers.Constant(rho))}
+
+    def _log_multiplier(self, v, sample, seed):
+        """log(s * z) = (log s_a + log s_b + log a_g + log b_g) / 2, drawn or at its mean."""
+        global_log, group_log = v["global_loc"], v["group_loc"]
+        if sample:
+            global_log = global_log + ops.softplus(v["global_rho"]) * noise.normal((2,), seed)
+            group_log = group_log + ops.softplus(v["group_rho"]) * noise.normal(ops.shape(group_log), seed)
+        return 0.5 * (ops.sum(global_log) + ops.sum(group_log, axis=0))
+
+    def multiplier(self, v, sample, seed):
+        return ops.exp(self._log_multiplier(v, sample, seed))
+
+    def _log_variance(self, v):
+        """The variance of log(s z): a quarter of the four log-normals' summed variances."""
+        return 0.25 * (ops.sum(ops.square(ops.softplus(v["global_rho"])))
+                       + ops.sum(ops.square(ops.softplus(v["group_rho"])), axis=0))
+
+    def mean_multiplier(self, v):
+        """E[s z] of each group (log(s z) is normal)."""
+        return ops.exp(self._log_multiplier(v, False, None) + 0.5 * self._log_variance(v))
+
+    def scale_snr(self, v):
+        """E[s z] / sd[s z] = 1 / sqrt(exp(var log(s z)) - 1) of each group: how certain the posterior
+        is of the group's scale. A group the data does not use returns to the prior (a wide
+        log-normal, SNR < 1), while its E[s z] need not shrink (its w~ returns to N(0, 1) instead);
+        Louizos et al. prune groups by this dispersion (their log dropout rate of z)."""
+        return 1.0 / ops.sqrt(ops.expm1(self._log_variance(v)))
+
+    def weight_kl(self, mean, scale, v):
+        return vi.kl_normal(mean, scale, 1.0)
+
+    def kl(self, mean, scale, mask, v):
+        g_loc, g_scale = v["global_loc"], ops.softplus(v["global_rho"])
+        z_loc, z_scale = v["group_loc"], ops.softplus(v["group_rho"])
+        scales = (vi.kl_lognormal_gamma(g_loc[0], g_scale[0], self.global_scale ** -2)
+                  + vi.kl_lognormal_inverse_gamma(g_loc[1], g_scale[1], 1.0)
+                  + ops.sum(vi.kl_lognormal_gamma(z_loc[0], z_scale[0], self.scale ** -2))
+                  + ops.sum(vi.kl_lognormal_inverse_gamma(z_loc[1], z_scale[1], 1.0)))
+        return super().kl(mean, scale, mask, v) + scales
+
+
+@keras.saving.register_keras_serializable(package="tflth.priors")
+@dataclasses.dataclass(frozen=True)
+class SpikeAndSlab(Prior):
+    """w = z * w_slab, z ~ Bernoulli(inclusion), w_slab ~ N(0, slab_scale^2), with a Bernoulli
+    posterior per weight, relaxed to a binary concrete sample of `temperature` in training
+    (Bai, Song & Cheng 2020). KL = sum KL(Bern(p) || Bern(inclusion)) + p * KL(slab part), the
+    paper's; the mean mode multiplies by p = P(z = 1), the posterior mean of z, and `tflth.pruning`
+    score "inclusion" ranks weights by p (prune p < 0.5 with threshold=0.5).
+    """
+    inclusion: float = 0.5
+    slab_scale: float = 1.0
+    temperature: float = 0.5
+    inclusion_init: float = 0.9  # q(z = 1) at the start
+
+    def __post_init__(self):
+        _positive("SpikeAndSlab", slab_scale=self.slab_scale, temperature=self.temperature)
+        for name in ("inclusion", "inclusion_init"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and 0 < value < 1):
+                raise ValueError(f"SpikeAndSlab: {name}={value!r} must be a probability in (0, 1)")
+
+    def variables(self, kernel_shape):
+        logit = math.log(self.inclusion_init / (1.0 - self.inclusion_init))
+        return {"inclusion_logits": (tuple(kernel_shape), keras.initializers.Constant(logit))}
+
+    def multiplier(self, v, sample, seed):
+        logits = v["inclusion_logits"]
+        if sample:
+            return vi.relaxed_bernoulli(logits, noise.uniform(ops.shape(logits), seed), self.temperature)
+        return ops.sigmoid(logits)
+
+    def weight_kl(self, mean, scale, v):
+        p = ops.sigmoid(v["inclusion_logits"])
+        return vi.kl_bernoulli(p, self.inclusion) + p * vi.kl_normal(mean, scale, self.slab_scale)
+
+
+PRIORS = {"normal": Normal, "log_uniform": LogUniform, "horseshoe": Horseshoe, "spike_and_slab": SpikeAndSlab}
+
+
+def get(prior):
+    """A Prior given one, its registered name, or its Keras config (a saved layer's)."""
+    if isinstance(prior, Prior):
+        return prior
+    if isinstance(prior, str) and prior in PRIORS:
+        return PRIORS[prior]()
+    if isinstance(prior, dict):
+        try:  # a prior's own ValueError (a bad scale in the config) goes through
+            obj = keras.saving.deserialize_keras_object(prior)
+        except TypeError:  # Keras' answer for an unknown class
+            obj = None
+        if isinstance(obj, Prior):
+            return obj
+    raise ValueError(f"prior={prior!r} is not a prior; allowed: a tflth.priors.Prior or one of {sorted(PRIORS)}")
+
+
+__all__ = ["GROUPS", "PRIORS", "Horseshoe", "LogUniform", "Normal", "Prior", "SpikeAndSlab", "get"]

@@ -1,0 +1,69 @@
+"""Milliseconds per training step of Bayesian dense layers against plain Dense on LeNet-300-100, side by side.
+
+    python tools/bench_bayes.py                             # 500 steps per fit, 5 rounds, XLA
+    python tools/bench_bayes.py --no_jit                    # the same without XLA
+    python tools/bench_bayes.py --steps 200 --rounds 1      # a smoke run
+
+Models, all `tflth.models.lenet_300_100`, batch 100 (as sparse variational dropout trains),
+Adam 1e-3, compiled by `tflth.engine.compile_model` (XLA unless --no_jit,
+`--steps_per_execution` steps per call):
+
+  plain             family="plain" (keras.layers.Dense), the reference;
+  masked            family="masked" (MaskedDense);
+  flipout           family="flipout" (DenseFlipout), prior Normal(), dataset_size=55000;
+  reparam           family="reparam" (DenseReparameterization), the same prior;
+  local_reparam     family="local_reparam" (local_reparameterization=True), the same prior;
+  local_reparam_lu  local_reparam with the LogUniform prior: sparse variational dropout.
+
+Every model trains on the same in-memory stream (`tflth.engine.train_stream` over random
+uint8 MNIST-shaped images). After one warm-up fit each (tracing, XLA), the models take turns,
+one timed `model.fit` of --steps steps each, for --rounds rounds (plain, masked, flipout, ...),
+so that machine noise hits them alike. The report gives per model the median ms/step and the
+ratio to plain in each round and its median, by wall clock and by the process's CPU time (the
+steadier measure when other jobs share the machine).
+Targets: flipout / plain <= 2.5 (two matmuls), reparam / plain <= 1.6.
+"""
+import argparse
+import sys
+
+import _bench
+
+DATASET_SIZE = 55000
+MODELS = {"plain": dict(family="plain"),
+          "masked": dict(family="masked"),
+          "flipout": dict(family="flipout", prior="normal", dataset_size=DATASET_SIZE),
+          "reparam": dict(family="reparam", prior="normal", dataset_size=DATASET_SIZE),
+          "local_reparam": dict(family="local_reparam", prior="normal", dataset_size=DATASET_SIZE),
+          "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE)}
+TARGETS = {"flipout": 2.5, "reparam": 1.6}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    _bench.add_arguments(parser, steps=500, rounds=5)
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--out", default="runs/bench_bayes.json", help="the results as JSON")
+    args = parser.parse_args(argv)
+    names = [m for m in args.models.split(",") if m]
+    _bench.check_arguments(parser, args, names, MODELS, "plain")
+    _bench.setup_threads(args)
+    import tflth
+    from tflth import io
+    models, stream = _bench.build_models(names, lambda name: tflth.models.lenet_300_100(**MODELS[name]), args)
+
+    ms = _bench.time_interleaved(models, stream, args.steps, args.rounds)
+    median, ratio, median_ratio = _bench.summarize(ms, "plain")
+    _bench.print_table(names, median, ratio, median_ratio, "plain")
+    print()
+    for name, target in TARGETS.items():
+        if name in names:
+            wall, cpu = median_ratio["wall"][name], median_ratio["cpu"][name]
+            print(f"{name} / plain = {wall:.2f} wall ({'met' if wall <= target else 'not met'}), {cpu:.2f} CPU time "
+                  f"({'met' if cpu <= target else 'not met'}); target <= {target}")
+    io.write_json(args.out, _bench.result(args, ms, median, ratio, median_ratio, "plain"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
