@@ -24,6 +24,7 @@ def _data(n=64):
     (pruning.Every(every=4, fraction=0.2), [4, 8, 12]),
     (pruning.Every(every=4, fraction=0.2, start=2, end=11), [6, 10]),
     (pruning.PolynomialDecay(target=0.8, begin_step=3, end_step=12, frequency=3), [3, 6, 9, 12]),
+    (pruning.PolynomialDecay(target=0.8, begin_step=3, end_step=13, frequency=3), [3, 6, 9, 12, 13]),
 ])
 def test_schedules(schedule, pruned_steps):
     due = [step for step in range(16) if schedule(step)[0]]
@@ -31,8 +32,9 @@ def test_schedules(schedule, pruned_steps):
     assert all(0 <= schedule(step)[1] < 1 for step in due)
 
 
-def test_polynomial_decay_reaches_its_target():
-    schedule = pruning.PolynomialDecay(target=0.8, begin_step=0, end_step=100, frequency=10)
+@pytest.mark.parametrize("end_step", [100, 95])  # a multiple of the frequency from the start, or not
+def test_polynomial_decay_reaches_its_target(end_step):
+    schedule = pruning.PolynomialDecay(target=0.8, begin_step=0, end_step=end_step, frequency=10)
     remaining = 1.0
     for step in range(101):
         due, fraction = schedule(step)
@@ -49,6 +51,12 @@ def test_polynomial_decay_reaches_its_target():
 def test_schedule_arguments_are_checked(bad):
     with pytest.raises(ValueError):
         bad()
+
+
+def test_a_schedule_that_removes_nothing_needs_a_threshold():
+    with pytest.raises(ValueError, match="removes nothing without threshold="):
+        pruning.PruneCallback(pruning.Every(5), score="snr")
+    assert pruning.PruneCallback(pruning.Every(5), score="snr", threshold=1.0).threshold == 1.0
 
 
 @pytest.mark.parametrize("steps_per_execution", [1, 2])

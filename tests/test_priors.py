@@ -12,7 +12,7 @@ from tflth.layers import Conv2DFlipout, DenseFlipout
 from tflth.ops import variational as vi
 
 tfd = tfp.distributions
-PRIORS = [priors.Normal(0.3), priors.LogUniform(threshold=2.5),
+PRIORS = [priors.Normal(0.3), priors.LogUniform(),
           priors.Horseshoe(global_scale=1e-3, scale=2.0, group="output", scale_init=0.2),
           priors.SpikeAndSlab(inclusion=0.2, slab_scale=0.7, temperature=0.3, inclusion_init=0.6)]
 

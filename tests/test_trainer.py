@@ -204,6 +204,28 @@ def test_bad_bayesian_and_pruning_flags_name_the_flag(kw, message):
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("kw,message", [
+    (dict(prune_start=25), r"^--prune_start=25: pruning runs from --prune_start=25 to --prune_end=22"),
+    (dict(prune_end=40), r"^--prune_end=40: .*<= --iterations=30"),
+])
+def test_pruning_steps_outside_the_training_are_refused(kw, message):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", prune_score="magnitude", prune_to=50.0, **kw))
+    with pytest.raises(ValueError, match=message):
+        runner.check_run_args(hparams)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(prune_score="snr", prune_to=5.0, prune_threshold="1"), "--prune_threshold='1': cannot go with --prune_to"),
+    (dict(estimator="reparam"), "--estimator='reparam': applies to Bayesian layers only"),
+    (dict(kl_warmup=10), "--kl_warmup=10: applies to Bayesian layers only"),
+])
+def test_flags_that_would_do_nothing_or_overshoot_are_refused(kw, message):
+    with pytest.raises(ValueError) as error:
+        SparsityHparams(penalty="none", **kw)
+    assert str(error.value).startswith(message)
+
+
 def test_a_score_the_layers_cannot_give_is_refused_before_training():
     hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
         penalty="none", strength=1.0, prior="normal", prune_score="inclusion", prune_to=5.0))

@@ -87,7 +87,6 @@ class LogUniform(Prior):
     """p(|w|) ~ 1 / |w|: sparse variational dropout (Molchanov, Ashukha & Vetrov 2017). The KL
     depends only on alpha = scale^2 / mean^2 (Eq. 14's approximation); the paper drops weights
     with log alpha > 3 (`tflth.pruning.prune(score="log_alpha", threshold=-3)`)."""
-    threshold: float = 3.0  # the paper's log alpha threshold, for users and the recipe
 
     def weight_kl(self, mean, scale, v):
         return vi.kl_log_uniform(vi.log_alpha(mean, scale))

@@ -170,6 +170,9 @@ class PruneCallback(_StepCallback):
     def __init__(self, schedule, score="magnitude", scope="layerwise", rates=None,
                  exclude=(), rewind=None, seed=0, verbose=1, threshold=None):
         super().__init__()
+        if threshold is None and getattr(schedule, "fraction", None) == 0:
+            raise ValueError(f"PruneCallback: {schedule} removes nothing without threshold=; give it a fraction "
+                             "or pass threshold=")
         self.schedule, self.score, self.scope, self.threshold = schedule, score, scope, threshold
         self.rates, self.exclude, self.rewind = rates, tuple(exclude), rewind
         self.seed, self.verbose = seed, verbose

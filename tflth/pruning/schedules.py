@@ -50,7 +50,8 @@ class Every:
 @dataclasses.dataclass(frozen=True)
 class PolynomialDecay:
     """Gradual pruning (Zhu & Gupta 2017): sparsity rises from `initial` to `target`
-    between `begin_step` and `end_step`, with a step every `frequency` steps."""
+    between `begin_step` and `end_step`, with a step every `frequency` steps and one at
+    `end_step`, so the target is reached even when the two are not a multiple apart."""
     target: float
     begin_step: int
     end_step: int
@@ -71,10 +72,12 @@ class PolynomialDecay:
         return self.target + (self.initial - self.target) * (1.0 - t) ** self.power
 
     def __call__(self, step):
-        due = (self.begin_step <= step <= self.end_step
-               and (step - self.begin_step) % self.frequency == 0)
+        due = self.begin_step <= step <= self.end_step and (
+            (step - self.begin_step) % self.frequency == 0 or step == self.end_step)
         if not due:
             return False, 0.0
-        previous = self.sparsity(step - self.frequency) if step > self.begin_step else 0.0
+        # The sparsity of the last pruning step (the end step may fall between two frequencies).
+        last = self.begin_step + (step - self.begin_step - 1) // self.frequency * self.frequency
+        previous = self.sparsity(last) if step > self.begin_step else 0.0
         # Fraction of the remaining weights that takes sparsity from `previous` to now.
         return True, 1.0 - (1.0 - self.sparsity(step)) / (1.0 - previous)

@@ -7,12 +7,13 @@ E[L0] (the paper's lambda = 0.1 is --strength=0.1); for a MAP penalty it is -log
 With --prior the layers are Bayesian and the penalty is KL(q || p): strength 1 is the ELBO.
 
 Pruning while training (--prune_score) works for every family: to --prune_to % of the
-weights along Zhu & Gupta's (2017) cubic schedule, and/or by --prune_threshold.
+weights along Zhu & Gupta's (2017) cubic schedule, or by --prune_threshold.
 """
 import dataclasses
 import math
 
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.layers.bayesian import SCALE_INIT
 from tflth.hparams import Sections, fail, field, one_of
 
 # "none", the L0 family, and the MAP penalties of tflth.regularizers by their names there.
@@ -23,7 +24,7 @@ PRIORS = ("none", "normal", "log_uniform", "horseshoe", "spike_and_slab")  # tfl
 ESTIMATORS = ("flipout", "reparam", "local_reparam")  # the Bayesian layer families
 PRUNE_SCORES = ("", "magnitude", "random", "snr", "log_alpha", "inclusion", "horseshoe_scale")
 SCOPES = ("global", "layerwise")
-SCALE_INIT = 0.006737946999085467  # exp(-5), tflth.layers.bayesian.SCALE_INIT (sparse VD's log sigma^2 = -10)
+
 PER_LAYER_KEYS = ("strength", "droprate_init", "gate_l2")
 
 
@@ -126,6 +127,13 @@ class SparsityHparams:
             fail("prune_score", self.prune_score, "needs --prune_to or --prune_threshold (how far to prune)")
         if not self.prune_score and (self.prune_to or self.prune_threshold):
             fail("prune_score", self.prune_score, "is required with --prune_to or --prune_threshold")
+        if self.prune_to and self.prune_threshold:
+            fail("prune_threshold", self.prune_threshold, "cannot go with --prune_to (the threshold would push the "
+                                                          "schedule past its target); choose one")
+        if self.prior == "none":
+            for name in ("estimator", "scale_init", "kl_warmup", "kl_warmup_start"):
+                if getattr(self, name) != SparsityHparams.__dataclass_fields__[name].default:
+                    fail(name, getattr(self, name), "applies to Bayesian layers only: it needs --prior")
 
     @property
     def prior_object(self):

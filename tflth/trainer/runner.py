@@ -91,12 +91,17 @@ def prune_to(model, keep_percent):
     pruning.prune(model, 1.0 - keep_percent / remaining, score=score, scope="global")
 
 
+def prune_end(hparams):
+    """--prune_end, or three quarters of --iterations."""
+    return hparams.sparsity.prune_end or hparams.training.iterations * 3 // 4
+
+
 def callbacks(hparams):
     """The Keras callbacks of pruning while training and of the KL warm-up."""
-    s, iterations = hparams.sparsity, hparams.training.iterations
+    s = hparams.sparsity
     out = [bayes.KLWarmup(s.kl_warmup, s.kl_warmup_start)] if s.kl_warmup and s.prior != "none" else []
     if s.prune_score:
-        end = s.prune_end or iterations * 3 // 4
+        end = prune_end(hparams)
         if s.prune_to:
             schedule = pruning.PolynomialDecay(1.0 - s.prune_to / 100.0, s.prune_start, end, s.prune_every)
         else:
@@ -164,6 +169,12 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
 
 def check_run_args(hparams, root=None):
     """Everything that can be checked before data is read or a folder written."""
+    s, iterations = hparams.sparsity, hparams.training.iterations
+    if s.prune_score and not s.prune_start < prune_end(hparams) <= iterations:
+        flag, value = ("prune_end", s.prune_end) if s.prune_end else ("prune_start", s.prune_start)
+        raise ValueError(f"--{flag}={value}: pruning runs from --prune_start={s.prune_start} to --prune_end="
+                         f"{prune_end(hparams)} (0: three quarters of --iterations), which must be later and "
+                         f"<= --iterations={iterations}")
     model = build_model(hparams, 0)
     score = hparams.sparsity.prune_score
     try:  # a score the layers cannot give would fail at the first pruning step, mid-training
