@@ -69,7 +69,7 @@ def test_every_flagfile_parses_with_its_recipe():
     from tflth.trainer import cli as trainer_cli
     assert {"mnist_l0_neuron.cfg", "mnist_l0_weight.cfg", "mnist_l0_lenet5.cfg", "mnist_penalties.cfg",
             "mnist_bayes_svd.cfg", "mnist_bayes_horseshoe.cfg", "mnist_bayes_snr.cfg",
-            "mnist_bayes_lenet5.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
+            "mnist_bayes_lenet5.cfg", "mnist_bayes_spike_slab.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
     for flagfile in FLAGFILES:
         if flagfile in SPARSE_FLAGFILES:
             values = flags.FlagValues()

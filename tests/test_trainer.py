@@ -235,3 +235,25 @@ def test_a_score_the_layers_cannot_give_is_refused_before_training():
         penalty="none", strength=1.0, prior="horseshoe", prior_args="group=input"))
     with pytest.raises(ValueError, match=r"^--prior_args: Horseshoe\(group='input'\) does not fit conv layer"):
         runner.check_run_args(conv)
+
+
+def test_a_killed_bayesian_run_resumes_to_the_same_result(tmp_path, digits_dir, monkeypatch):
+    """The KL warm-up and the pruning schedule are functions of the step: a run killed right after a
+    checkpoint and resumed gives the rows, masks and calibration of an uninterrupted one."""
+    from tflth import engine
+    expected = _metrics(runner.run(BAYES, root=str(tmp_path / "a"), data_dir=digits_dir, verbose=False,
+                                   checkpoint_seconds=0))
+    save = engine.state.save
+
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        if int(kw["step"]) == 20:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(engine.state, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(BAYES, root=str(tmp_path / "b"), data_dir=digits_dir, verbose=False, checkpoint_seconds=0)
+    monkeypatch.setattr(engine.state, "save", save)
+    resumed = _metrics(runner.run(BAYES, root=str(tmp_path / "b"), data_dir=digits_dir, verbose=False,
+                                  checkpoint_seconds=0))
+    for key in ("rows", "weights_remaining", "architecture", "calibration"):
+        assert resumed[key] == expected[key], key

@@ -6,6 +6,7 @@ by `tflth.engine.compile_model`; after one warm-up fit each, the models take tur
 Each fit is timed by wall clock and by the process's CPU time. Imported by the scripts as
 `_bench` (run as `python tools/<script>.py`, tools/ is on the path).
 """
+import argparse
 import os
 import platform
 import statistics
@@ -99,3 +100,28 @@ def result(args, ms, median, ratio, median_ratio, reference):
                          "keras": keras.__version__},
             "args": vars(args), "ms_per_step": ms, "median_ms_per_step": median,
             f"ratio_to_{reference}": ratio, f"median_ratio_to_{reference}": median_ratio}
+
+
+def run(argv, description, models, reference, out, **defaults):
+    """The whole of a LeNet-300-100 step benchmark: parse the command line (--models picks from
+    `models`, {name: tflth.models.lenet_300_100 keyword arguments}), build, time interleaved, print
+    the table. Returns (args, names, median_ratio, write), `write()` saving the JSON to --out."""
+    parser = argparse.ArgumentParser(description=description)
+    add_arguments(parser, **defaults)
+    parser.add_argument("--models", default=",".join(models))
+    parser.add_argument("--out", default=out, help="the results as JSON")
+    args = parser.parse_args(argv)
+    names = [m for m in args.models.split(",") if m]
+    check_arguments(parser, args, names, models, reference)
+    setup_threads(args)
+    import tflth
+    from tflth import io
+    built, stream = build_models(names, lambda name: tflth.models.lenet_300_100(**models[name]), args)
+    ms = time_interleaved(built, stream, args.steps, args.rounds)
+    median, ratio, median_ratio = summarize(ms, reference)
+    print_table(names, median, ratio, median_ratio, reference)
+
+    def write():
+        io.write_json(args.out, result(args, ms, median, ratio, median_ratio, reference))
+        print(f"wrote {args.out}")
+    return args, names, median_ratio, write

@@ -23,7 +23,6 @@ ratio to plain in each round and its median, by wall clock and by the process's 
 steadier measure when other jobs share the machine).
 Targets: flipout / plain <= 2.5 (two matmuls), reparam / plain <= 1.6.
 """
-import argparse
 import sys
 
 import _bench
@@ -39,29 +38,15 @@ TARGETS = {"flipout": 2.5, "reparam": 1.6}
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _bench.add_arguments(parser, steps=500, rounds=5)
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--out", default="runs/bench_bayes.json", help="the results as JSON")
-    args = parser.parse_args(argv)
-    names = [m for m in args.models.split(",") if m]
-    _bench.check_arguments(parser, args, names, MODELS, "plain")
-    _bench.setup_threads(args)
-    import tflth
-    from tflth import io
-    models, stream = _bench.build_models(names, lambda name: tflth.models.lenet_300_100(**MODELS[name]), args)
-
-    ms = _bench.time_interleaved(models, stream, args.steps, args.rounds)
-    median, ratio, median_ratio = _bench.summarize(ms, "plain")
-    _bench.print_table(names, median, ratio, median_ratio, "plain")
+    args, names, median_ratio, write = _bench.run(argv, __doc__.split("\n")[0], MODELS, "plain",
+                                                  "runs/bench_bayes.json", steps=500, rounds=5)
     print()
     for name, target in TARGETS.items():
         if name in names:
             wall, cpu = median_ratio["wall"][name], median_ratio["cpu"][name]
             print(f"{name} / plain = {wall:.2f} wall ({'met' if wall <= target else 'not met'}), {cpu:.2f} CPU time "
                   f"({'met' if cpu <= target else 'not met'}); target <= {target}")
-    io.write_json(args.out, _bench.result(args, ms, median, ratio, median_ratio, "plain"))
-    print(f"wrote {args.out}")
+    write()
     return 0
 
 

@@ -20,7 +20,6 @@ ms/step and the ratio to masked in each round and its median, by wall clock and 
 CPU time (the steadier measure when other jobs share the machine).
 Target: l0_neuron / masked <= 1.3 (wall clock).
 """
-import argparse
 import sys
 
 import _bench
@@ -32,27 +31,12 @@ TARGET = 1.3
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _bench.add_arguments(parser)
-    parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--out", default="runs/bench_l0.json", help="the results as JSON")
-    args = parser.parse_args(argv)
-    names = [m for m in args.models.split(",") if m]
-    _bench.check_arguments(parser, args, names, MODELS, "masked")
-    _bench.setup_threads(args)
-    import tflth
-    from tflth import io
-    models, stream = _bench.build_models(names, lambda name: tflth.models.lenet_300_100(**MODELS[name]), args)
-
-    ms = _bench.time_interleaved(models, stream, args.steps, args.rounds)
-    median, ratio, median_ratio = _bench.summarize(ms, "masked")
-    _bench.print_table(names, median, ratio, median_ratio, "masked")
+    args, names, median_ratio, write = _bench.run(argv, __doc__.split("\n")[0], MODELS, "masked", "runs/bench_l0.json")
     if "l0_neuron" in names:
         r = median_ratio["wall"]["l0_neuron"]
         print(f"\nl0_neuron / masked = {r:.2f} wall (target <= {TARGET}: {'met' if r <= TARGET else 'not met'}), "
               f"{median_ratio['cpu']['l0_neuron']:.2f} CPU time")
-    io.write_json(args.out, _bench.result(args, ms, median, ratio, median_ratio, "masked"))
-    print(f"wrote {args.out}")
+    write()
     return 0
 
 
