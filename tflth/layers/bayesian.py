@@ -28,6 +28,7 @@ from keras import ops
 
 from tflth import priors
 from tflth.layers._forward import finish, forward, linear
+from tflth.layers._holder import VariableHolder
 from tflth.layers.family import LayerFamily, register_family
 from tflth.layers.masked import MaskedConv2D, MaskedDense
 from tflth.ops import noise
@@ -35,23 +36,6 @@ from tflth.ops import variational as vi
 
 # The initial posterior scale: sparse variational dropout starts at log sigma^2 = -10.
 SCALE_INIT = 0.006737946999085467  # exp(-5)
-
-
-class _VariableHolder(keras.layers.Layer):
-    """Owns variables a Dense/Conv layer cannot save as its own (Keras checks that its entry holds
-    exactly kernel and bias): {name: (shape, initializer[, trainable])}. A file without them
-    leaves them as they are."""
-
-    def __init__(self, specs, **kwargs):
-        super().__init__(**kwargs)
-        self.v = {name: self.add_weight(name=name, shape=spec[0], initializer=spec[1],
-                                        trainable=spec[2] if len(spec) > 2 else True)
-                  for name, spec in specs.items()}
-        self.built = True
-
-    def load_own_variables(self, store):
-        if len(store.keys()):
-            super().load_own_variables(store)
 
 
 class _BayesianMixin:
@@ -80,10 +64,11 @@ class _BayesianMixin:
         self.prior.check(self)
         shape = tuple(self._kernel.shape)
         rho = float(vi.softplus_inverse(self.scale_init))
-        self._posterior = _VariableHolder(
-            {"kernel_rho": (shape, keras.initializers.Constant(rho)),
-             "kl_weight": ((), keras.initializers.Constant(1.0), False),
-             **self.prior.variables(shape)}, name="posterior")
+        self._posterior = VariableHolder(
+            {"kernel_rho": dict(shape=shape, initializer=keras.initializers.Constant(rho)),
+             "kl_weight": dict(shape=(), initializer=keras.initializers.Constant(1.0), trainable=False),
+             **{name: dict(shape=s, initializer=init) for name, (s, init) in self.prior.variables(shape).items()}},
+            name="posterior")
 
     @property
     def kernel_scale(self):

@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from tflth.layers._forward import forward
+from tflth.layers._holder import VariableHolder
 from tflth.layers.family import LayerFamily, register_family
 from tflth.layers.masked import MaskedConv2D, MaskedDense
 from tflth.ops import hard_concrete as hc
@@ -32,23 +33,6 @@ class ClipLogAlpha(keras.constraints.Constraint):
 
     def __call__(self, w):
         return ops.clip(w, *LOG_ALPHA_RANGE)
-
-
-class _GateHolder(keras.layers.Layer):
-    """Owns log(alpha). Keras' Dense and Conv save only kernel and bias, so a variable of the
-    layer itself would be lost in `.keras` files; a child layer is saved under its own path.
-    A file from a masked or plain model has no gates: loading it keeps these."""
-
-    def __init__(self, shape, droprate_init, **kwargs):
-        super().__init__(**kwargs)
-        mean = hc.log_alpha_for_droprate(droprate_init)
-        self.variable = self.add_weight(name="log_alpha", shape=shape, constraint=ClipLogAlpha(),
-                                        initializer=keras.initializers.RandomNormal(mean, 0.01))
-        self.built = True
-
-    def load_own_variables(self, store):
-        if len(store.keys()):
-            super().load_own_variables(store)
 
 
 class _L0Mixin:
@@ -81,11 +65,16 @@ class _L0Mixin:
 
     def build(self, input_shape):
         super().build(input_shape)
-        self._gates = _GateHolder(self.gate_shape, self.droprate_init, name="gates")
+        # log(alpha) in a child layer, saved under its own path; a plain or masked model's file has
+        # no gates, and loading it keeps these.
+        mean = hc.log_alpha_for_droprate(self.droprate_init)
+        self._gates = VariableHolder({"log_alpha": dict(
+            shape=self.gate_shape, constraint=ClipLogAlpha(), initializer=keras.initializers.RandomNormal(mean, 0.01))},
+            name="gates")
 
     @property
     def log_alpha(self):
-        return self._gates.variable
+        return self._gates.v["log_alpha"]
 
     @property
     def gate_shape(self):

@@ -1,0 +1,21 @@
+"""A child layer that owns variables a Keras Dense/Conv layer cannot save as its own.
+
+Keras checks that a Dense/Conv2D entry in a weights file holds exactly kernel and bias, so a
+family's extra variables (L0 gates, a posterior's scales, a prior's parameters) live in a child
+layer, saved under its own path. A file without them (a plain or masked model's) leaves them as
+they are.
+"""
+import keras
+
+
+class VariableHolder(keras.layers.Layer):
+    """`specs`: {name: keyword arguments of `add_weight`}; the variables are `holder.v[name]`."""
+
+    def __init__(self, specs, **kwargs):
+        super().__init__(**kwargs)
+        self.v = {name: self.add_weight(name=name, **spec) for name, spec in specs.items()}
+        self.built = True
+
+    def load_own_variables(self, store):
+        if len(store.keys()):
+            super().load_own_variables(store)
