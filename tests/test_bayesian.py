@@ -3,6 +3,8 @@ the families, argument checks, and the statistics of the three estimators."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras import ops
 
 import tflth
 from tflth import priors, pruning
@@ -81,6 +83,63 @@ def test_mean_mode_is_deterministic_and_uses_the_posterior_means(case, prior):
     plain(x)
     plain.set_weights([kernel, bias])
     np.testing.assert_allclose(out, plain(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("layout", ["dense", "dense_3d", "dense_output", "conv", "conv_channels_first"])
+@pytest.mark.parametrize("case", ["reparam", "local", "flipout"])
+def test_horseshoe_scales_are_drawn_per_example(case, layout):
+    """Each example its own s z_g, multiplying its inputs (dense: input neurons) or its outputs (units
+    with group='output', conv filters); replayed from the layer's seed against the hand-computed
+    layer, with (almost) no weight noise. Copies of one input differ."""
+    conv = layout.startswith("conv")
+    prior = priors.Horseshoe(scale_init=0.5, group="output" if layout == "dense_output" else "")
+    kw = dict(prior=prior, scale_init=1e-9, bias_initializer="random_normal", activation=None, seed=0)
+    if layout == "conv_channels_first":
+        kw["data_format"] = "channels_first"
+    layer = _layer(f"{'conv' if conv else 'dense'}_{case}", **kw)
+    shape = {"dense": (1, 6), "dense_3d": (1, 2, 6), "dense_output": (1, 6), "conv": (1, 5, 5, 3),
+             "conv_channels_first": (1, 3, 5, 5)}[layout]
+    x = np.repeat(np.random.default_rng(0).normal(size=shape).astype("float32"), 4, axis=0)
+    layer.build(x.shape)
+    state = np.asarray(layer.seed_generator.state)
+    out = np.asarray(layer(x, training=True))
+    layer.seed_generator.state.assign(state)
+    side, m = layer.prior.example_multiplier(layer.prior_variables, 4, layer.seed_generator)
+    m = np.asarray(m)
+    assert side == ("output" if conv or layout == "dense_output" else "input") and m.std(axis=0).min() > 0.05
+    first = layout == "conv_channels_first"
+    per_example = m.reshape((4, -1, 1, 1) if first else (4,) + (1,) * (x.ndim - 2) + (-1,))
+    kernel = np.asarray(layer.kernel)
+    if conv:
+        plain = keras.layers.Conv2D(4, 2, data_format=layer.data_format, use_bias=False)
+        plain.build(x.shape)
+        plain.set_weights([kernel])
+        expected = np.asarray(plain(x)) * per_example
+    elif side == "input":
+        expected = (x * per_example) @ kernel
+    else:
+        expected = (x @ kernel) * per_example
+    bias = np.asarray(layer.bias).reshape((-1, 1, 1) if first else (-1,))
+    np.testing.assert_allclose(out, expected + bias, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(out[0], out[1], rtol=0.01)
+
+
+def test_horseshoe_max_weight_scale_is_a_projection():
+    """The cap puts a scale above it back on it after a step, and the data can still lower a scale
+    at the cap (a clip in the forward pass would stop its gradient for good)."""
+    layer = DenseReparameterization(3, prior=priors.Horseshoe(max_weight_scale=0.2), dataset_size=1, seed=0)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, layer(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rho = layer.prior_variables["kernel_rho"]
+    assert np.allclose(layer.kernel_scale, tflth.layers.bayesian.SCALE_INIT)  # below the cap: unchanged
+    rho.assign(np.full(rho.shape, vi.softplus_inverse(0.5), "float32"))
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    np.testing.assert_allclose(layer.kernel_scale, 0.2, rtol=1e-5)
+    with tf.GradientTape() as tape:  # at the cap, the gradient reaches rho
+        loss = ops.sum(ops.square(layer(x, training=True))) + layer.kl()
+    assert np.abs(tape.gradient(loss, rho)).min() > 0
 
 
 @pytest.mark.parametrize("case", CASES)

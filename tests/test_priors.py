@@ -108,23 +108,33 @@ def test_horseshoe_starts_with_multiplier_one(scale_init):
     four log-variances)."""
     prior = priors.Horseshoe(scale_init=scale_init)
     v = _variables(prior, (6, 3))
-    np.testing.assert_allclose(prior.multiplier(v, False, None), np.ones((6, 1)), rtol=1e-6)
+    side, sampled = prior.example_multiplier(v, 4000, keras.random.SeedGenerator(0))
+    assert side == "input" and tuple(sampled.shape) == (4000, 6)
+    np.testing.assert_allclose(np.median(sampled, axis=0), np.ones(6), atol=0.02)
     np.testing.assert_allclose(prior.mean_multiplier(v), np.full((6, 1), math.exp(scale_init ** 2 / 2)), rtol=1e-5)
     # s_a starts at its prior's scale: log s_a = 2 log b.
     assert float(v["global_loc"][0]) == pytest.approx(2 * math.log(prior.global_scale), rel=1e-6)
 
 
 def test_horseshoe_mean_multiplier_is_the_mean_of_the_sampled_ones():
+    """Each example draws its own s z_g, with mean E[s z_g] and median exp((log s_a + log s_b +
+    log a + log b) / 2)."""
     prior = priors.Horseshoe()
-    v = _variables(prior, (20_000, 1))
+    v = _variables(prior, (3, 2))
     v["global_rho"] = ops.convert_to_tensor(vi.softplus_inverse([1e-4, 1e-4]), "float32")  # s ~ fixed
-    v["group_loc"] = ops.convert_to_tensor(np.full((2, 20_000, 1), [[[0.3]], [[-0.5]]]), "float32")
-    v["group_rho"] = ops.convert_to_tensor(np.full((2, 20_000, 1), vi.softplus_inverse(0.6)), "float32")
-    sampled = np.asarray(prior.multiplier(v, True, keras.random.SeedGenerator(0)))
-    assert sampled.std() > 0.2  # really sampled
-    assert sampled.mean() == pytest.approx(float(ops.mean(prior.mean_multiplier(v))), rel=0.02)
-    # log(s z) = (log s_a + log s_b + log a + log b) / 2 at the median.
-    np.testing.assert_allclose(prior.multiplier(v, False, None), np.full((20_000, 1), math.exp(-0.1)), rtol=1e-5)
+    v["group_loc"] = ops.convert_to_tensor(np.full((2, 3, 1), [[[0.3]], [[-0.5]]]), "float32")
+    v["group_rho"] = ops.convert_to_tensor(np.full((2, 3, 1), vi.softplus_inverse(0.6)), "float32")
+    side, sampled = prior.example_multiplier(v, 40_000, keras.random.SeedGenerator(0))
+    sampled = np.asarray(sampled)
+    assert side == "input" and sampled.shape == (40_000, 3)
+    assert sampled.std(axis=0).min() > 0.2  # really sampled, per example
+    np.testing.assert_allclose(sampled.mean(axis=0), np.asarray(prior.mean_multiplier(v))[:, 0], rtol=0.02)
+    np.testing.assert_allclose(np.median(sampled, axis=0), np.full(3, math.exp(-0.1)), rtol=0.02)
+
+
+def test_horseshoe_max_weight_scale_must_be_positive():
+    with pytest.raises(ValueError, match="max_weight_scale=0 must be a number > 0"):
+        priors.Horseshoe(max_weight_scale=0)
 
 
 def _random_posterior(prior, kernel_shape, seed=0):

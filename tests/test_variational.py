@@ -139,3 +139,17 @@ def test_signs_are_plus_or_minus_one_and_balanced():
     assert set(np.unique(s)) == {-1.0, 1.0}
     assert s.mean() == pytest.approx(0.0, abs=0.02)
     np.testing.assert_array_equal(vi.signs(np.array([0.0, 0.49, 0.5, 0.99], "float32")), [-1, -1, 1, 1])
+
+
+def test_noise_normal_is_standard_normal_and_reproducible():
+    """The inverse-CDF normals: N(0, 1) quantiles and moments, finite, the same draws for the same seed."""
+    from tflth.ops import noise
+    x = np.sort(np.asarray(noise.normal((1_000_000,), 3), dtype=np.float64))
+    assert abs(x.mean()) < 0.005 and abs(x.std() - 1) < 0.005
+    assert np.all(np.isfinite(x)) and x.max() < 5.5 and x.min() > -5.5
+    normal = tfd.Normal(0.0, 1.0)
+    for q in (0.001, 0.025, 0.16, 0.5, 0.84, 0.975, 0.999):
+        z = float(normal.quantile(q))
+        se = math.sqrt(q * (1 - q) / len(x)) / float(normal.prob(z))  # of the sample quantile
+        assert x[int(q * len(x))] == pytest.approx(z, abs=5 * se)
+    np.testing.assert_array_equal(noise.normal((5,), 7), noise.normal((5,), 7))

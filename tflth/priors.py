@@ -4,8 +4,11 @@ A layer's kernel has a mean-field Gaussian posterior N(mean, scale^2). A prior s
 
 - `variables(kernel_shape)`: the extra variational parameters it needs in the layer (a
   hierarchical prior's scales, spike-and-slab inclusion logits), created by the layer;
-- `multiplier(v, sample, seed)`: what the Gaussian weights are multiplied by (a sampled or
-  mean group scale, an inclusion variable), or None;
+- `multiplier(v, sample, seed)`: what the Gaussian weights are multiplied by (a sampled
+  inclusion variable, drawn once per batch, or its mean), or None;
+- `example_multiplier(v, batch_size, seed)`: a multiplier drawn for each example (a horseshoe's
+  group scales), applied to the inputs or the outputs of the layer, or None;
+- `max_weight_scale`: a cap on the posterior scale of the Gaussian weights, or None;
 - `kl(mean, scale, mask, v)`: KL(q || p) summed over the unpruned weights and the prior's own
   variables. The layer adds it with `add_loss`, divided by the number of training examples.
 
@@ -15,6 +18,7 @@ config.
 """
 import dataclasses
 import math
+from typing import Optional
 
 import keras
 from keras import ops
@@ -39,6 +43,7 @@ def _positive(prior, **values):
 
 class Prior:
     """Base class: a prior with no variables of its own, no multiplier, and the KL of `weight_kl`."""
+    max_weight_scale = None
 
     def check(self, layer):
         """Raises ValueError if this prior cannot be used on `layer` (called when it is built)."""
@@ -48,6 +53,11 @@ class Prior:
         return {}
 
     def multiplier(self, v, sample, seed):
+        return None
+
+    def example_multiplier(self, v, batch_size, seed):
+        """(side, m): m of shape (batch_size, n) multiplies each example's inputs (side "input", n
+        input features) or outputs (side "output", n units or filters); None if there is none."""
         return None
 
     def mean_multiplier(self, v):
@@ -102,21 +112,30 @@ class Horseshoe(Prior):
     with one z per group g (`group`: "input" neurons of a dense kernel and "output" filters of a
     conv kernel by default). Each half-Cauchy is split as s^2 = s_a * s_b (s_a ~ Gamma(1/2,
     rate 1/b^2), s_b ~ InvGamma(1/2, 1)) with log-normal posteriors, so every KL is analytic.
-    Training samples the scales once per batch; the mean mode uses E[s z]. The layer's kernel
-    holds w~; `tflth.pruning` score "horseshoe_scale" ranks groups by the signal-to-noise ratio
-    of s z (`scale_snr`; node pruning: threshold 1 drops the groups whose scale is back at the prior).
+    Training draws s z_g for each example, as Louizos et al. do (the local reparameterisation of
+    the scales: an input neuron's scale multiplies that input, a filter's scale its output); the
+    mean mode uses E[s z]. The layer's kernel holds w~; `tflth.pruning` score "horseshoe_scale"
+    ranks groups by the signal-to-noise ratio of s z (`scale_snr`; node pruning: threshold 1
+    drops the groups whose scale is back at the prior).
 
     Defaults: global_scale 1e-5 and scale 1 (Ghosh & Doshi-Velez's b_g and b_0). The posteriors
     start where s * z = 1, with s_a at its prior's typical value, so w~ starts as the kernel
-    initializer's weights.
+    initializer's weights. `max_weight_scale` (None: no bound) projects the posterior scale of w~
+    back to at most this value after every optimizer step, as Louizos et al.'s public code clips
+    the weight variances of its group normal-Jeffreys layers (clip_var=0.04 on LeNet-300-100's
+    first layer: a scale of 0.2). Not part of the variational objective, it keeps w~'s KL from
+    pushing the weights' noise up to the N(0, 1) prior's, so that the scales do the pruning.
     """
     global_scale: float = 1e-5
     scale: float = 1.0
     group: str = ""  # "" = by kernel rank: dense "input", conv "output"
     scale_init: float = 0.1  # initial std of the log-normal posteriors' log
+    max_weight_scale: Optional[float] = None
 
     def __post_init__(self):
         _positive("Horseshoe", global_scale=self.global_scale, scale=self.scale, scale_init=self.scale_init)
+        if self.max_weight_scale is not None:
+            _positive("Horseshoe", max_weight_scale=self.max_weight_scale)
         if self.group not in ("",) + GROUPS:
             raise ValueError(f"Horseshoe: group={self.group!r} is unknown; allowed: {', '.join(GROUPS)} "
                              "(or '' for dense 'input', conv 'output')")
@@ -127,8 +146,7 @@ class Horseshoe(Prior):
                              "input channels are not a neuron; use group='output' (filters) there")
 
     def group_shape(self, kernel_shape):
-        group = self.group or ("input" if len(kernel_shape) == 2 else "output")
-        if group == "input":
+        if self._side(kernel_shape) == "input":
             return (kernel_shape[0],) + (1,) * (len(kernel_shape) - 1)
         return (1,) * (len(kernel_shape) - 1) + (kernel_shape[-1],)
 
@@ -141,16 +159,24 @@ class Horseshoe(Prior):
                 "group_loc": ((2, *shape), keras.initializers.Zeros()),
                 "group_rho": ((2, *shape), keras.initializers.Constant(rho))}
 
-    def _log_multiplier(self, v, sample, seed):
-        """log(s * z) = (log s_a + log s_b + log a_g + log b_g) / 2, drawn or at its mean."""
-        global_log, group_log = v["global_loc"], v["group_loc"]
-        if sample:
-            global_log = global_log + ops.softplus(v["global_rho"]) * noise.normal((2,), seed)
-            group_log = group_log + ops.softplus(v["group_rho"]) * noise.normal(ops.shape(group_log), seed)
-        return 0.5 * (ops.sum(global_log) + ops.sum(group_log, axis=0))
+    def _side(self, kernel_shape):
+        return self.group or ("input" if len(kernel_shape) == 2 else "output")
 
-    def multiplier(self, v, sample, seed):
-        return ops.exp(self._log_multiplier(v, sample, seed))
+    def _log_median(self, v):
+        """The median of log(s * z) = (log s_a + log s_b + log a_g + log b_g) / 2 of each group."""
+        return 0.5 * (ops.sum(v["global_loc"]) + ops.sum(v["group_loc"], axis=0))
+
+    def example_multiplier(self, v, batch_size, seed):
+        """s * z_g drawn for each example: (side, (batch_size, groups)). log s and each log z_g are
+        sums of two independent normals (s_a and s_b, a_g and b_g), so each is drawn as one."""
+        def log_scale(loc, rho, shape):
+            loc, var = ops.sum(loc, axis=0), ops.sum(ops.square(ops.softplus(rho)), axis=0)
+            return 0.5 * (loc + ops.sqrt(var) * noise.normal(shape, seed))
+
+        group_loc, group_rho = ops.reshape(v["group_loc"], (2, -1)), ops.reshape(v["group_rho"], (2, -1))
+        log_s = log_scale(v["global_loc"], v["global_rho"], (batch_size, 1))
+        log_z = log_scale(group_loc, group_rho, (batch_size, ops.shape(group_loc)[1]))
+        return self._side(v["group_loc"].shape[1:]), ops.exp(log_s + log_z)
 
     def _log_variance(self, v):
         """The variance of log(s z): a quarter of the four log-normals' summed variances."""
@@ -159,7 +185,7 @@ class Horseshoe(Prior):
 
     def mean_multiplier(self, v):
         """E[s z] of each group (log(s z) is normal)."""
-        return ops.exp(self._log_multiplier(v, False, None) + 0.5 * self._log_variance(v))
+        return ops.exp(self._log_median(v) + 0.5 * self._log_variance(v))
 
     def scale_snr(self, v):
         """E[s z] / sd[s z] = 1 / sqrt(exp(var log(s z)) - 1) of each group: how certain the posterior

@@ -104,8 +104,9 @@ def result(args, ms, median, ratio, median_ratio, reference):
 
 def run(argv, description, models, reference, out, **defaults):
     """The whole of a LeNet-300-100 step benchmark: parse the command line (--models picks from
-    `models`, {name: tflth.models.lenet_300_100 keyword arguments}), build, time interleaved, print
-    the table. Returns (args, names, median_ratio, write), `write()` saving the JSON to --out."""
+    `models`, {name: tflth.models.lenet_300_100 keyword arguments, or a function returning a
+    model}), build, time interleaved, print the table. Returns (args, names, median_ratio, write),
+    `write()` saving the JSON to --out."""
     parser = argparse.ArgumentParser(description=description)
     add_arguments(parser, **defaults)
     parser.add_argument("--models", default=",".join(models))
@@ -116,7 +117,8 @@ def run(argv, description, models, reference, out, **defaults):
     setup_threads(args)
     import tflth
     from tflth import io
-    built, stream = build_models(names, lambda name: tflth.models.lenet_300_100(**models[name]), args)
+    make = lambda name: models[name]() if callable(models[name]) else tflth.models.lenet_300_100(**models[name])
+    built, stream = build_models(names, make, args)
     ms = time_interleaved(built, stream, args.steps, args.rounds)
     median, ratio, median_ratio = summarize(ms, reference)
     print_table(names, median, ratio, median_ratio, reference)

@@ -13,7 +13,10 @@ Adam 1e-3, compiled by `tflth.engine.compile_model` (XLA unless --no_jit,
   flipout           family="flipout" (DenseFlipout), prior Normal(), dataset_size=55000;
   reparam           family="reparam" (DenseReparameterization), the same prior;
   local_reparam     family="local_reparam" (local_reparameterization=True), the same prior;
-  local_reparam_lu  local_reparam with the LogUniform prior: sparse variational dropout.
+  local_reparam_lu  local_reparam with the LogUniform prior: sparse variational dropout;
+  plain_noise       plain, whose step also draws the reparameterization estimator's noise (one
+                    tflth.ops.noise.normal per kernel, 266,200 normals) and adds 0 x their sum to
+                    the loss: the cost of the noise alone, a floor under reparam's ratio.
 
 Every model trains on the same in-memory stream (`tflth.engine.train_stream` over random
 uint8 MNIST-shaped images). After one warm-up fit each (tracing, XLA), the models take turns,
@@ -27,14 +30,38 @@ import sys
 
 import _bench
 
+LENET_KERNELS = ((784, 300), (300, 100), (100, 10))
+
 DATASET_SIZE = 55000
 MODELS = {"plain": dict(family="plain"),
           "masked": dict(family="masked"),
           "flipout": dict(family="flipout", prior="normal", dataset_size=DATASET_SIZE),
           "reparam": dict(family="reparam", prior="normal", dataset_size=DATASET_SIZE),
           "local_reparam": dict(family="local_reparam", prior="normal", dataset_size=DATASET_SIZE),
-          "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE)}
+          "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE),
+          "plain_noise": lambda: plain_with_noise()}
 TARGETS = {"flipout": 2.5, "reparam": 1.6}
+
+
+def plain_with_noise():
+    """LeNet-300-100 (plain) behind a layer that draws one normal per weight each training step."""
+    import keras
+
+    import tflth
+    from tflth.ops import noise
+
+    class DrawNoise(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.seed_generator = keras.random.SeedGenerator(0)
+
+        def call(self, x, training=None):
+            if training:  # 0 x the sum: XLA does not fold a float product with 0 away (NaN, inf)
+                self.add_loss(0.0 * sum(keras.ops.sum(noise.normal(s, self.seed_generator)) for s in LENET_KERNELS))
+            return x
+
+    inputs = keras.Input((28, 28, 1))
+    return keras.Model(inputs, tflth.models.lenet_300_100(family="plain")(DrawNoise()(inputs)))
 
 
 def main(argv=None):

@@ -18,8 +18,11 @@ def finish(layer, x, bias):
     """Adds `bias` (ignored when the layer has none) and applies the layer's activation."""
     if layer.use_bias:
         if len(x.shape) > 2 and getattr(layer, "data_format", "channels_last") != "channels_last":
-            bias = ops.reshape(bias, (1, -1) + (1,) * (len(x.shape) - 2))
-        x = ops.add(x, bias)
+            # Not ops.add: Keras 3.15's TensorFlow add turns a (1, C, 1, ...) bias into a bias_add over
+            # the last axis whenever that axis also has C entries (keras.layers.Conv2D has the bug too).
+            x = x + ops.reshape(bias, (1, -1) + (1,) * (len(x.shape) - 2))
+        else:
+            x = ops.add(x, bias)
     return layer.activation(x) if layer.activation is not None else x
 
 

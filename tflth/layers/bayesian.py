@@ -3,8 +3,9 @@
 Each kernel weight has a posterior N(mean, scale^2): the mean is the layer's `kernel` (so the
 layers are masked layers, and `prune`, `sparsity`, magnitude scores and the lottery runner
 treat them like any other), the scale is softplus(rho). The bias is a point estimate, as in
-TFP's layers. The prior (`tflth.priors`) may multiply the weights by its own variables (a
-horseshoe's scales, spike-and-slab inclusions) and gives KL(q || p), which the layer adds with
+TFP's layers. The prior (`tflth.priors`) may multiply the weights by its own variables
+(spike-and-slab inclusions, drawn once per batch; a horseshoe's group scales, drawn per example
+and applied to the inputs or outputs) and gives KL(q || p), which the layer adds with
 `add_loss` divided by `dataset_size`, the number of training examples, so that the training
 loss is the negative ELBO per example. `kl_weight` (a variable, 1 by default) scales it for a
 warm-up (`tflth.bayes.KLWarmup`).
@@ -64,8 +65,13 @@ class _BayesianMixin:
         self.prior.check(self)
         shape = tuple(self._kernel.shape)
         rho = float(vi.softplus_inverse(self.scale_init))
+        cap = self.prior.max_weight_scale
+        if cap is not None:  # a projection after each optimizer step, so the data can still lower the scale
+            rho_max = float(vi.softplus_inverse(cap))
+            rho = min(rho, rho_max)
         self._posterior = VariableHolder(
-            {"kernel_rho": dict(shape=shape, initializer=keras.initializers.Constant(rho)),
+            {"kernel_rho": dict(shape=shape, initializer=keras.initializers.Constant(rho),
+                                constraint=None if cap is None else lambda r: ops.minimum(r, rho_max)),
              "kl_weight": dict(shape=(), initializer=keras.initializers.Constant(1.0), trainable=False),
              **{name: dict(shape=s, initializer=init) for name, (s, init) in self.prior.variables(shape).items()}},
             name="posterior")
@@ -105,7 +111,14 @@ class _BayesianMixin:
         m = self.prior.multiplier(self._posterior.v, True, self.seed_generator)
         if m is not None:
             mean, scale = mean * m, scale * m
-        return finish(self, self._sampled_linear(inputs, mean, scale), self.bias)
+        per_example = self.prior.example_multiplier(self._posterior.v, ops.shape(inputs)[0], self.seed_generator)
+        side, m = per_example if per_example is not None else (None, None)
+        if side == "input":
+            inputs = inputs * _per_example(self, inputs, m)
+        outputs = self._sampled_linear(inputs, mean, scale)
+        if side == "output":
+            outputs = outputs * _per_example(self, outputs, m)
+        return finish(self, outputs, self.bias)
 
     def _sampled_linear(self, inputs, mean, scale):
         """The pre-activation with weights drawn from N(mean, scale^2): each estimator's own."""
@@ -135,14 +148,25 @@ class _Reparameterization:
         return {**super().get_config(), "local_reparameterization": self.local_reparameterization}
 
 
+def _example_shape(layer, x):
+    """[examples, 1, ..., channels] of `x` (the channels where the layer's data_format has them):
+    the shape of a value per example and channel, the same across a conv's positions."""
+    shape = ops.shape(x)
+    ones = [1] * (len(x.shape) - 2)
+    if getattr(layer, "data_format", "channels_last") == "channels_last":  # Dense: N-D inputs too
+        return [shape[0]] + ones + [shape[-1]]
+    return [shape[0], shape[1]] + ones
+
+
+def _per_example(layer, x, m):
+    """m, of shape (examples, channels), shaped to multiply `x`."""
+    return ops.reshape(m, _example_shape(layer, x))
+
+
 class _Flipout:
     def _signs(self, x):
         """+-1 per example and channel, the same across a conv's positions."""
-        shape = ops.shape(x)
-        channels_last = getattr(self, "data_format", "channels_last") == "channels_last"  # Dense: N-D inputs too
-        sign_shape = [shape[0]] + [1] * (len(x.shape) - 2)
-        sign_shape = sign_shape + [shape[-1]] if channels_last else [shape[0], shape[1]] + sign_shape[1:]
-        return vi.signs(noise.uniform(sign_shape, self.seed_generator))
+        return vi.signs(noise.uniform(_example_shape(self, x), self.seed_generator))
 
     def _sampled_linear(self, inputs, mean, scale):
         perturbation = scale * noise.normal(ops.shape(mean), self.seed_generator)

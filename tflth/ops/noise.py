@@ -7,6 +7,7 @@ So this one function reaches past Keras to TensorFlow (tflth's only backend) and
 Philox, which runs at the same speed with and without XLA. Seeds still come from a Keras
 `SeedGenerator`, so the draws are saved and resumed with the model like any Keras noise.
 """
+import math
 import zlib
 
 import keras
@@ -22,9 +23,12 @@ def uniform(shape, seed, dtype="float32"):
 
 
 def normal(shape, seed, dtype="float32"):
-    """N(0, 1) noise of `shape`, drawn like `uniform` (Philox, for the same reason)."""
-    seed = [int(seed), 0] if isinstance(seed, int) else ops.cast(seed.next(), "int32")
-    return tf.random.stateless_normal(shape, seed=seed, dtype=dtype, alg="philox")
+    """N(0, 1) noise of `shape`: the inverse normal CDF of `uniform` noise, sqrt(2) erfinv(2u - 1),
+    an exact transform. XLA compiles it to half the time of TensorFlow's Box-Muller normals
+    (`stateless_normal`), which cost a Bayesian layer more than its matmul on CPU. u's 2^23
+    float32 values are shifted half a step so that 2u - 1 is symmetric and never +-1 (|x| < 5.3)."""
+    u = uniform(shape, seed)  # float32: the shift is float32's step (erfinv has no float16 CPU kernel)
+    return ops.cast(math.sqrt(2.0) * tf.math.erfinv(2.0 * u - (1.0 - 2.0 ** -23)), dtype)
 
 
 def layer_seed_generator(seed, name):
