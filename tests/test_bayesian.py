@@ -93,22 +93,22 @@ def test_horseshoe_scales_are_drawn_per_example(case, layout):
     layer, with (almost) no weight noise. Copies of one input differ."""
     conv = layout.startswith("conv")
     prior = priors.Horseshoe(scale_init=0.5, group="output" if layout == "dense_output" else "")
-    kw = dict(prior=prior, scale_init=1e-9, bias_initializer="random_normal", activation=None, seed=0)
+    kw = dict(prior=prior, scale_init=1e-9, bias_initializer="random_normal", activation=None, seed=0, name="hs")
     if layout == "conv_channels_first":
         kw["data_format"] = "channels_first"
     layer = _layer(f"{'conv' if conv else 'dense'}_{case}", **kw)
     shape = {"dense": (1, 6), "dense_3d": (1, 2, 6), "dense_output": (1, 6), "conv": (1, 5, 5, 3),
              "conv_channels_first": (1, 3, 5, 5)}[layout]
-    x = np.repeat(np.random.default_rng(0).normal(size=shape).astype("float32"), 4, axis=0)
+    x = np.repeat(np.random.default_rng(0).normal(size=shape).astype("float32"), 16, axis=0)
     layer.build(x.shape)
     state = np.asarray(layer.seed_generator.state)
     out = np.asarray(layer(x, training=True))
     layer.seed_generator.state.assign(state)
-    side, m = layer.prior.example_multiplier(layer.prior_variables, 4, layer.seed_generator)
+    side, m = layer.prior.example_multiplier(layer.prior_variables, 16, layer.seed_generator)
     m = np.asarray(m)
     assert side == ("output" if conv or layout == "dense_output" else "input") and m.std(axis=0).min() > 0.05
     first = layout == "conv_channels_first"
-    per_example = m.reshape((4, -1, 1, 1) if first else (4,) + (1,) * (x.ndim - 2) + (-1,))
+    per_example = m.reshape((16, -1, 1, 1) if first else (16,) + (1,) * (x.ndim - 2) + (-1,))
     kernel = np.asarray(layer.kernel)
     if conv:
         plain = keras.layers.Conv2D(4, 2, data_format=layer.data_format, use_bias=False)

@@ -213,3 +213,15 @@ def test_plain_weights_reset_the_masks_of_a_pruned_model(tmp_path, fmt):
         np.testing.assert_array_equal(layer.mask.numpy(), np.ones(layer.mask.shape))
         # the old mask must not have zeroed the kernel that was just loaded
         np.testing.assert_array_equal(layer.kernel.numpy(), plain.get_layer(layer.name).kernel.numpy())
+
+
+def test_masked_conv_channels_first_adds_the_bias_on_the_channel_axis():
+    """Output width == filters (4): Keras' own Conv2D call adds the bias on the last axis there."""
+    x = np.random.default_rng(0).normal(size=(2, 3, 5, 5)).astype("float32")
+    layer = MaskedConv2D(4, 2, data_format="channels_first", bias_initializer="random_normal")
+    out = np.asarray(layer(x))
+    last = keras.layers.Conv2D(4, 2)  # channels_last: the bias is on the last axis, rightly
+    last.build((2, 5, 5, 3))
+    last.set_weights([np.asarray(layer.kernel), np.asarray(layer.bias)])
+    expected = np.transpose(np.asarray(last(np.transpose(x, (0, 2, 3, 1)))), (0, 3, 1, 2))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

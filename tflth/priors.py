@@ -124,7 +124,8 @@ class Horseshoe(Prior):
     back to at most this value after every optimizer step, as Louizos et al.'s public code clips
     the weight variances of its group normal-Jeffreys layers (clip_var=0.04 on LeNet-300-100's
     first layer: a scale of 0.2). Not part of the variational objective, it keeps w~'s KL from
-    pushing the weights' noise up to the N(0, 1) prior's, so that the scales do the pruning.
+    pushing the weights' noise up to the N(0, 1) prior's, so that the scales do the pruning. A
+    layer's `scale_init` above the cap starts at the cap.
     """
     global_scale: float = 1e-5
     scale: float = 1.0

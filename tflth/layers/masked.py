@@ -115,10 +115,13 @@ class _MaskedMixin:
             self._targeted_seed = keras.random.SeedGenerator()
 
     def call(self, inputs, training=None):
-        if not (training and self.targeted_dropout > 0):
+        kernel = self.kernel
+        if training and self.targeted_dropout > 0:
+            kernel = td.DROPOUTS[self.targeted_unit](kernel, self.targeted_fraction, self.targeted_dropout,
+                                                     self._targeted_seed)
+        elif getattr(self, "data_format", "channels_last") == "channels_last":
             return super().call(inputs)  # Keras' own forward pass, untouched
-        kernel = td.DROPOUTS[self.targeted_unit](
-            self.kernel, self.targeted_fraction, self.targeted_dropout, self._targeted_seed)
+        # channels_first: Keras' Conv call adds the bias on the wrong axis when width == filters (see finish)
         return forward(self, inputs, kernel, self.bias)
 
     def get_config(self):
