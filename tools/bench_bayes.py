@@ -32,16 +32,6 @@ import _bench
 
 LENET_KERNELS = ((784, 300), (300, 100), (100, 10))
 
-DATASET_SIZE = 55000
-MODELS = {"plain": dict(family="plain"),
-          "masked": dict(family="masked"),
-          "flipout": dict(family="flipout", prior="normal", dataset_size=DATASET_SIZE),
-          "reparam": dict(family="reparam", prior="normal", dataset_size=DATASET_SIZE),
-          "local_reparam": dict(family="local_reparam", prior="normal", dataset_size=DATASET_SIZE),
-          "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE),
-          "plain_noise": lambda: plain_with_noise()}
-TARGETS = {"flipout": 2.5, "reparam": 1.6}
-
 
 def plain_with_noise():
     """LeNet-300-100 (plain) behind a layer that draws one normal per weight each training step."""
@@ -62,6 +52,17 @@ def plain_with_noise():
 
     inputs = keras.Input((28, 28, 1))
     return keras.Model(inputs, tflth.models.lenet_300_100(family="plain")(DrawNoise()(inputs)))
+
+
+DATASET_SIZE = 55000
+MODELS = {"plain": dict(family="plain"),
+          "masked": dict(family="masked"),
+          "flipout": dict(family="flipout", prior="normal", dataset_size=DATASET_SIZE),
+          "reparam": dict(family="reparam", prior="normal", dataset_size=DATASET_SIZE),
+          "local_reparam": dict(family="local_reparam", prior="normal", dataset_size=DATASET_SIZE),
+          "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE),
+          "plain_noise": plain_with_noise}
+TARGETS = {"flipout": 2.5, "reparam": 1.6}
 
 
 def main(argv=None):
