@@ -122,6 +122,14 @@ def test_to_deterministic_needs_bayesian_layers():
         bayes.to_deterministic(model)
 
 
+def test_to_deterministic_refuses_bayesian_layers_in_a_nested_model():
+    inner = keras.Sequential([keras.Input((3,)), DenseFlipout(2, dataset_size=10, name="inner_flipout")])
+    x = keras.Input((3,))
+    model = keras.Model(x, inner(x))
+    with pytest.raises(ValueError, match="'inner_flipout'.*nested model"):
+        bayes.to_deterministic(model)
+
+
 class _Record(keras.callbacks.Callback):
     def __init__(self, layer):
         super().__init__()
@@ -221,6 +229,17 @@ def test_horseshoe_scale_is_constant_within_a_group(cls, shape, group_axes):
     np.testing.assert_allclose(score, np.broadcast_to(1 / np.sqrt(np.expm1(variance)), score.shape), rtol=1e-4)
     np.testing.assert_array_equal(np.ptp(score, axis=group_axes), 0)
     assert np.ptp(score) > 0  # the groups differ
+
+
+@pytest.mark.parametrize("prior", ["horseshoe", "spike_and_slab"])
+def test_magnitude_ranks_the_deployed_weights(prior):
+    """kernel times the prior's mean multiplier: a horseshoe's neuron scales count."""
+    model = _tiny(prior=prior)
+    _perturb(model)
+    layer = model.get_layer("hidden")
+    deployed = np.abs(np.asarray(layer.deterministic_weights()[0]))
+    assert not np.allclose(deployed, np.abs(np.asarray(layer.kernel)))
+    np.testing.assert_array_equal(scores.magnitude(layer), deployed)
 
 
 SCORES = ["snr", "log_alpha", "inclusion", "horseshoe_scale"]

@@ -310,6 +310,7 @@ def test_dense_layers_take_inputs_of_any_rank(case):
     ({"scale_init": -0.1}, r"^scale_init=-0.1\b"),
     ({"scale_init": "0.1"}, r"^scale_init='0.1'"),
     ({"scale_init": True}, r"^scale_init=True"),
+    ({"scale_init": float("inf")}, r"^scale_init=inf"),
     ({"prior": "nope"}, r"^prior='nope' is not a prior"),
     ({"targeted_dropout": 0.5}, r"^targeted_dropout=0.5"),
 ])
@@ -318,6 +319,13 @@ def test_bad_arguments_are_one_line_value_errors(case, kw, match):
     with pytest.raises(ValueError, match=match) as info:
         _layer(case, **kw)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("case", ["dense_reparam", "conv_flipout"])
+def test_numpy_numbers_are_accepted(case):
+    layer = _layer(case, dataset_size=np.int64(7), scale_init=np.float32(0.01))
+    assert layer.dataset_size == 7 and type(layer.dataset_size) is int
+    assert keras.layers.deserialize(keras.layers.serialize(layer)).scale_init == pytest.approx(0.01)
 
 
 def test_bad_local_reparameterization():

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tflth import pruning
+from tflth import models, pruning
 from tflth.layers import MaskedDense
 
 
@@ -250,3 +250,14 @@ def test_reset_optimizer_under_mixed_precision():
         assert int(optimizer.iterations.numpy()) == 8  # it trains on
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_prune_callback_refuses_a_bad_score_before_training():
+    with pytest.raises(ValueError, match=r"score='snrr' is unknown"):
+        pruning.PruneCallback(pruning.Every(10, fraction=0.2), score="snrr")
+    model = models.lenet_300_100(input_shape=(4, 4, 1))
+    model.compile("adam", "sparse_categorical_crossentropy")
+    callback = pruning.PruneCallback(pruning.Every(10, fraction=0.2), score="snr")
+    x, y = np.zeros((4, 4, 4, 1), np.float32), np.zeros(4, np.int32)
+    with pytest.raises(ValueError, match=r"score 'snr' needs Bayesian layers"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])

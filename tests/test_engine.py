@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from tflth import engine, models, pruning
+from tflth import engine, layers, models, pruning
 from tflth.engine import loop
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.lottery.hparams import LotteryHparams
@@ -71,6 +71,22 @@ def test_without_l2_the_optimizer_is_plain_keras():
     assert type(engine.make_optimizer(TrainingHparams())) is keras.optimizers.Adam
     sgd = engine.make_optimizer(TrainingHparams(optimizer="sgd", momentum=0.9, weight_decay=1e-4))
     assert type(sgd) is keras.optimizers.SGD and sgd.weight_decay == 1e-4
+
+
+@pytest.mark.parametrize("decay", [{"l2": 0.1}, {"weight_decay": 0.1}])
+def test_l2_and_weight_decay_leave_a_familys_own_variables_alone(decay):
+    """Decaying a posterior's rho toward 0 would inflate its scale: only kernels and biases decay."""
+    model = models.lenet_300_100(input_shape=(4, 4, 1), family="reparam", dataset_size=10)
+    engine.compile_model(model, TrainingHparams(optimizer="sgd", lr=1.0, iterations=1, eval_every=1, **decay))
+    rho = [v for v in model.trainable_variables if v.path.endswith("kernel_rho")]
+    kernels = [v for v in model.trainable_variables if v.path.endswith("/kernel")]
+    assert rho and kernels and {v.path for v in rho} <= {v.path for v in layers.family_variables(model)}
+    for v in rho + kernels:
+        v.assign(np.ones(v.shape, np.float32))
+    zero = [keras.ops.zeros(v.shape) for v in model.trainable_variables]
+    model.optimizer.apply(zero, model.trainable_variables)
+    assert all(np.all(v.numpy() == 1.0) for v in rho)  # a zero gradient leaves them
+    assert all(np.all(v.numpy() < 1.0) for v in kernels)  # and decays the kernels
 
 
 def _compiled(seed=0, offset=0, training=TrainingHparams(iterations=40, eval_every=10)):

@@ -38,10 +38,10 @@ def test_config_round_trip(cls, kwargs):
     config = layer.get_config()
     assert cls.from_config(config).get_config() == config
     plain = (keras.layers.Dense if cls is MaskedDense else keras.layers.Conv2D)(**kwargs)
-    # drop-in: Keras' arguments, nothing dropped, plus targeted dropout's own
-    assert {k: v for k, v in config.items() if not k.startswith("targeted_")} == plain.get_config()
-    assert {k for k in config if k.startswith("targeted_")} == {"targeted_dropout", "targeted_fraction",
-                                                                 "targeted_unit"}
+    # drop-in: Keras' arguments, nothing dropped, plus targeted dropout's and the straight-through option
+    own = {"targeted_dropout", "targeted_fraction", "targeted_unit", "straight_through"}
+    assert {k: v for k, v in config.items() if k not in own} == plain.get_config()
+    assert own <= set(config)
 
 
 def test_mask_is_a_non_trainable_weight():

@@ -48,7 +48,7 @@ def test_get_refuses_junk_in_one_line(junk):
     (lambda v: priors.SpikeAndSlab(slab_scale=v), "slab_scale"),
     (lambda v: priors.SpikeAndSlab(temperature=v), "temperature"),
 ])
-@pytest.mark.parametrize("value", [0, -1.0, True, "1", float("nan")])
+@pytest.mark.parametrize("value", [0, -1.0, True, "1", float("nan"), float("inf")])
 def test_bad_scales_are_one_line_value_errors_naming_the_argument(make, name, value):
     with pytest.raises(ValueError, match=rf"\b{name}={value!r}") as info:
         make(value)
@@ -61,6 +61,11 @@ def test_bad_probabilities_name_the_argument(name, value):
     with pytest.raises(ValueError, match=rf"{name}={value!r} must be a probability") as info:
         priors.SpikeAndSlab(**{name: value})
     assert "\n" not in str(info.value)
+
+
+def test_numpy_scales_are_accepted():
+    prior = priors.Normal(scale=np.float32(0.5))
+    assert type(prior.scale) is float and priors.get(keras.saving.serialize_keras_object(prior)).scale == 0.5
 
 
 def test_bad_horseshoe_group():
@@ -133,7 +138,7 @@ def test_horseshoe_mean_multiplier_is_the_mean_of_the_sampled_ones():
 
 
 def test_horseshoe_max_weight_scale_must_be_positive():
-    with pytest.raises(ValueError, match="max_weight_scale=0 must be a number > 0"):
+    with pytest.raises(ValueError, match="max_weight_scale=0 must be a finite number > 0"):
         priors.Horseshoe(max_weight_scale=0)
 
 

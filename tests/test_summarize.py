@@ -192,6 +192,11 @@ SPARSE = {
 }
 
 
+def test_hidden_units_kept_counts_the_units_after_the_inputs():
+    assert summarize.hidden_kept("208-135-51", "784-300-100") == pytest.approx(46.5)
+    assert summarize.hidden_kept(None, "784-300-100") is None and summarize.hidden_kept("5", "9") is None
+
+
 def _architecture(neurons, kept):
     return {"neurons": neurons, "original": "784-300-100", "weights_kept": kept, "flops": 1000,
             "expected_flops": 1000.0, "layers": []}
@@ -247,11 +252,11 @@ def test_sparse_two_folders_one_table(sparse_runs, tmp_path, capsys):
     assert (out / "summary.md").read_text() == stdout
     assert stdout.startswith("# lenet_300_100 on mnist\n")
     assert _table(stdout) == [  # sorted by penalty whatever the order given; one row per folder
-        "| Penalty | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Test error % "
-        "| ES test error % | Pruned: weights kept % | Pruned: test error % |",
-        "| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 2.00 ± 1.00 "
+        "| Penalty | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Hidden units kept % "
+        "| Test error % | ES test error % | Pruned: weights kept % | Pruned: test error % |",
+        "| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 30.2 ± 0.1 | 2.00 ± 1.00 "
         "| 1.97 ± 0.50 | — | — |",
-        "| l1 | 1 | 2 (0-1) | 100.00 ± 0.00 | 784-300-100 | 2.00 ± 0.71 | 1.50 ± 0.71 | 5.00 ± 0.00 "
+        "| l1 | 1 | 2 (0-1) | 100.00 ± 0.00 | 784-300-100 | 100.0 ± 0.0 | 2.00 ± 0.71 | 1.50 ± 0.71 | 5.00 ± 0.00 "
         "| 5.00 ± 1.41 |"]
     assert f"Run folders: `{sparse_runs[1]}`, `{sparse_runs[0]}`" in stdout  # as given
     assert "- l1, strength 1 (sparse_bbb): unfinished seed 2" in stdout.splitlines()
@@ -402,16 +407,17 @@ def test_sparse_bayesian_rows_and_calibration(sparse_runs, bayes_runs, tmp_path,
     assert summarize.main([svd, sparse_runs[0], snr, "--out", str(tmp_path / "out")]) == 0
     stdout = capsys.readouterr().out
     rows = _table(stdout)
-    assert rows[0] == ("| Method | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Test error % "
+    assert rows[0] == ("| Method | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) "
+                       "| Hidden units kept % | Test error % "
                        "| ES test error % | NLL | ECE % | MC NLL | MC ECE % | Other settings |")
     # the old metrics.json (no prior, calibration...): its row as before, — for calibration and other settings
-    assert rows[1] == ("| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 2.00 ± 1.00 "
+    assert rows[1] == ("| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 30.2 ± 0.1 | 2.00 ± 1.00 "
                        "| 1.97 ± 0.50 | — | — | — | — | --iterations=1000 |")
     # Bayesian rows after the penalties, by prior; strength —; settings with a column not repeated
     assert rows[2] == ("| log_uniform prior (local_reparam), pruned by log_alpha (threshold -3) | — | 2 (0-1) "
-                       "| 1.50 ± 0.14 | 500-60-40, 520-62-41 | 2.00 ± 0.00 | 2.00 ± 0.14 | 0.080 ± 0.014 "
+                       "| 1.50 ± 0.14 | 500-60-40, 520-62-41 | 25.4 ± 0.5 | 2.00 ± 0.00 | 2.00 ± 0.14 | 0.080 ± 0.014 "
                        "| 1.20 ± 0.28 | 0.070 ± 0.014 | 0.50 ± 0.14 | --iterations=110000, --kl_warmup=8250 |")
-    assert rows[3] == ("| normal prior (flipout), pruned by snr to 7% | — | 1 (0) | 7.20 | 784-300-100 | 2.50 "
+    assert rows[3] == ("| normal prior (flipout), pruned by snr to 7% | — | 1 (0) | 7.20 | 784-300-100 | 100.0 | 2.50 "
                        "| 2.40 | 0.100 | 2.00 | — | — | --iterations=50000, --kl_warmup=0 |")
     assert "average over 30 weight samples (--mc_samples)" in stdout
     assert "and the masks of pruning while training" in stdout

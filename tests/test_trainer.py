@@ -177,6 +177,15 @@ def test_prune_to_a_target_while_training_reaches_it(tmp_path, digits_dir):
     assert abs(metrics["weights_remaining"] - 20.0) < 0.5 and "mc" not in metrics["calibration"]
 
 
+def test_a_last_pruning_step_inside_an_evaluation_interval_still_happens(tmp_path, digits_dir):
+    """Keras calls callbacks between executions: steps_per_execution divides the pruning steps."""
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", prune_score="magnitude", prune_to=50.0, prune_every=10, prune_end=25))
+    assert runner.callback_steps(hparams) == [25, 10]
+    metrics = _metrics(runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False))
+    assert abs(metrics["weights_remaining"] - 50.0) < 0.5
+
+
 def test_magnitude_pruning_while_training_needs_no_bayesian_layers(tmp_path, digits_dir):
     hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
         penalty="none", prune_score="magnitude", prune_to=50.0, prune_every=10, prune_end=20))
@@ -206,7 +215,8 @@ def test_bad_bayesian_and_pruning_flags_name_the_flag(kw, message):
 
 @pytest.mark.parametrize("kw,message", [
     (dict(prune_start=25), r"^--prune_start=25: pruning runs from --prune_start=25 to --prune_end=22"),
-    (dict(prune_end=40), r"^--prune_end=40: .*<= --iterations=30"),
+    (dict(prune_end=40), r"^--prune_end=40: .*before --iterations=30"),
+    (dict(prune_end=30), r"^--prune_end=30: .*before --iterations=30"),
 ])
 def test_pruning_steps_outside_the_training_are_refused(kw, message):
     hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
@@ -257,3 +267,57 @@ def test_a_killed_bayesian_run_resumes_to_the_same_result(tmp_path, digits_dir, 
                                   checkpoint_seconds=0))
     for key in ("rows", "weights_remaining", "architecture", "calibration"):
         assert resumed[key] == expected[key], key
+
+
+@pytest.mark.parametrize("kw,check", [
+    (dict(prune_score="snip", prune_schedule="oneshot", prune_start=0, prune_to=10.0), "static"),
+    (dict(prune_score="taylor", prune_to=10.0, prune_every=10, prune_end=20, prune_scope="erk"), "static"),
+    (dict(prune_score="magnitude", prune_to=10.0, prune_every=10, prune_end=20, straight_through=True), "static"),
+    (dict(prune_score="random", prune_schedule="oneshot", prune_start=0, prune_to=10.0, dst="set", dst_every=10),
+     "dynamic"),
+    (dict(prune_score="random", prune_schedule="oneshot", prune_start=0, prune_to=10.0, prune_scope="erk",
+          dst="rigl", dst_every=10, prune_overrides="output=50"), "dynamic"),
+])
+def test_each_pruning_method_reaches_its_target(tmp_path, digits_dir, kw, check):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", **kw))
+    run = runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    model = runner.build_model(hparams, 0, n=200)
+    model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
+    masks = pruning.get_masks(model)
+    kept = sum(m.sum() for m in masks.values()) / sum(m.size for m in masks.values())
+    assert abs(kept - 0.10) < 0.002  # to the weight (the schedule's steps round)
+    for layer in pruning.prunable_layers(model):  # masked for good, straight-through included
+        assert np.all(layer.kernel.numpy()[masks[layer.name] == 0] == 0)
+    if kw.get("prune_overrides"):
+        assert masks["output"].mean() == pytest.approx(0.5, abs=1e-3)
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(prune_score="magnitude", prune_schedule="weekly", prune_to=5.0), "--prune_schedule='weekly': allowed"),
+    (dict(prune_score="magnitude", prune_threshold="1", prune_schedule="oneshot"), "--prune_schedule='oneshot': "
+                                                                                   "prunes to --prune_to"),
+    (dict(dst="rigl"), "--dst='rigl': needs a sparse model"),
+    (dict(dst="grow", prune_score="random", prune_to=5.0), "--dst='grow': allowed"),
+    (dict(dst="set", prune_score="random", prune_to=5.0, dst_alpha=1.0), "--dst_alpha=1.0: must be in (0, 1)"),
+    (dict(prune_score="magnitude", prune_to=5.0, prune_overrides="first=0"), "--prune_overrides='first=0': "
+                                                                             "'first=0': expected key="),
+    (dict(prune_scope="erk"), "--prune_scope='erk': needs --prune_to"),
+    (dict(straight_through=True, prune_score="snr", prune_to=5.0), "--straight_through=True: needs "
+                                                                   "--prune_score=magnitude"),
+    (dict(prune_score="snip", prune_to=5.0, prune_batches=0), "--prune_batches=0: must be >= 1"),
+])
+def test_bad_method_flags_name_the_flag(kw, message):
+    with pytest.raises(ValueError) as error:
+        SparsityHparams(penalty="none", **kw)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ("fc9=50", r"^--prune_overrides=fc9=50: overrides key 'fc9' is neither"),
+    ("fc1=1,fc2=1", r"^--prune_overrides=fc1=1,fc2=1: allocation='global' cannot reach"),
+])
+def test_overrides_that_cannot_work_are_refused_before_training(overrides, message):
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", prune_score="magnitude", prune_to=50.0, prune_overrides=overrides))
+    with pytest.raises(ValueError, match=message):
+        runner.check_run_args(hparams)

@@ -86,6 +86,10 @@ def to_deterministic(model):
     spike-and-slab's inclusion probabilities), with the Bayesian model's masks. Its outputs are
     the Bayesian model's mean mode. `tflth.pruning.compact.compact` makes it smaller."""
     layers = {layer.name: layer for layer in bayesian_layers(model)}
+    nested = sorted(set(layers) - {layer.name for layer in model.layers})
+    if nested:
+        raise ValueError(f"to_deterministic: Bayesian layers {nested} sit inside a nested model; only layers of "
+                         f"`model` itself are replaced (build the architecture flat)")
 
     def clone(layer):
         if layer.name not in layers:

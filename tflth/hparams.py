@@ -26,7 +26,7 @@ def fail(name, value, allowed):
 
 def one_of(name, value, allowed):
     if value not in allowed:
-        fail(name, value, f"allowed: {', '.join(map(str, allowed))}")
+        fail(name, value, f"allowed: {', '.join(repr(a) if a == '' else str(a) for a in allowed)}")
 
 
 def define_flags(cls, flag_values, exclude=()):

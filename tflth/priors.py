@@ -17,6 +17,7 @@ The math is in `tflth.ops.variational`. A prior object holds only numbers, so co
 config.
 """
 import dataclasses
+import numbers
 import math
 from typing import Optional
 
@@ -35,10 +36,18 @@ GROUPS = ("input", "output")
 # "tflth>Horseshoe", and Keras keeps one class per registered name (the last imported).
 
 
-def _positive(prior, **values):
-    for name, value in values.items():
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
-            raise ValueError(f"{prior}: {name}={value!r} must be a number > 0")
+def positive_number(value):
+    """A finite real number > 0 (numpy scalars too; not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _positive(prior, *names):
+    """Checks the fields `names` of `prior` and stores them as Python floats (JSON configs)."""
+    for name in names:
+        value = getattr(prior, name)
+        if not positive_number(value):
+            raise ValueError(f"{type(prior).__name__}: {name}={value!r} must be a finite number > 0")
+        object.__setattr__(prior, name, float(value))  # a frozen dataclass
 
 
 class Prior:
@@ -85,7 +94,7 @@ class Normal(Prior):
     scale: float = 1.0
 
     def __post_init__(self):
-        _positive("Normal", scale=self.scale)
+        _positive(self, "scale")
 
     def weight_kl(self, mean, scale, v):
         return vi.kl_normal(mean, scale, self.scale)
@@ -116,7 +125,8 @@ class Horseshoe(Prior):
     the scales: an input neuron's scale multiplies that input, a filter's scale its output); the
     mean mode uses E[s z]. The layer's kernel holds w~; `tflth.pruning` score "horseshoe_scale"
     ranks groups by the signal-to-noise ratio of s z (`scale_snr`; node pruning: threshold 1
-    drops the groups whose scale is back at the prior).
+    drops the groups whose scale is back at the prior, e^1.5 = 4.4817 is the authors' log alpha
+    > -3).
 
     Defaults: global_scale 1e-5 and scale 1 (Ghosh & Doshi-Velez's b_g and b_0). The posteriors
     start where s * z = 1, with s_a at its prior's typical value, so w~ starts as the kernel
@@ -134,9 +144,9 @@ class Horseshoe(Prior):
     max_weight_scale: Optional[float] = None
 
     def __post_init__(self):
-        _positive("Horseshoe", global_scale=self.global_scale, scale=self.scale, scale_init=self.scale_init)
+        _positive(self, "global_scale", "scale", "scale_init")
         if self.max_weight_scale is not None:
-            _positive("Horseshoe", max_weight_scale=self.max_weight_scale)
+            _positive(self, "max_weight_scale")
         if self.group not in ("",) + GROUPS:
             raise ValueError(f"Horseshoe: group={self.group!r} is unknown; allowed: {', '.join(GROUPS)} "
                              "(or '' for dense 'input', conv 'output')")
@@ -192,7 +202,9 @@ class Horseshoe(Prior):
         """E[s z] / sd[s z] = 1 / sqrt(exp(var log(s z)) - 1) of each group: how certain the posterior
         is of the group's scale. A group the data does not use returns to the prior (a wide
         log-normal, SNR < 1), while its E[s z] need not shrink (its w~ returns to N(0, 1) instead);
-        Louizos et al. prune groups by this dispersion (their log dropout rate of z)."""
+        Louizos et al. prune groups by this dispersion (their log dropout rate of z). The variance
+        is of log(s z): s, shared by the layer, moves every group of the layer alike, which leaves
+        the ranking within a layer as z's alone but shifts a threshold's cut."""
         return 1.0 / ops.sqrt(ops.expm1(self._log_variance(v)))
 
     def weight_kl(self, mean, scale, v):
@@ -223,7 +235,7 @@ class SpikeAndSlab(Prior):
     inclusion_init: float = 0.9  # q(z = 1) at the start
 
     def __post_init__(self):
-        _positive("SpikeAndSlab", slab_scale=self.slab_scale, temperature=self.temperature)
+        _positive(self, "slab_scale", "temperature")
         for name in ("inclusion", "inclusion_init"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 < value < 1):

@@ -461,6 +461,7 @@ def _variant(run_dir, records, unfinished, hp, settings):
             "weights_kept": _stats([r["weights_remaining"] for r in records]),
             "architecture": {"original": originals[0] if len(originals) == 1 else None,
                              "neurons": [r["neurons"] for r in records]},
+            "hidden_kept": _stats([hidden_kept(r["neurons"], r["original"]) for r in records]),
             "final_test_error": _stats([_error(r["final_test_acc"]) for r in records]),
             "early_stop_test_error": _stats([_error(r["early_stop_test_acc"]) for r in records]),
             "early_stop_step": _stats([r["early_stop_step"] for r in records]),
@@ -550,6 +551,17 @@ def _seed_list(seeds):
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
+def hidden_kept(neurons, original):
+    """% of hidden units kept: an architecture lists the inputs of each weighted layer, so after
+    the first entry (the input features) come the hidden units: "208-135-51" of "784-300-100" is
+    46.5. None when either is missing or there is no hidden layer."""
+    try:
+        kept, total = ([int(n) for n in a.split("-")][1:] for a in (neurons, original))
+    except (AttributeError, ValueError):
+        return None
+    return 100.0 * sum(kept) / sum(total) if total and len(kept) == len(total) else None
+
+
 def _architecture_cell(neurons, original=None, limit=3):
     distinct = list(dict.fromkeys(n for n in neurons if n))
     if not distinct:
@@ -574,6 +586,9 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
     head = [("Method" if new_methods else "Penalty", "---"), ("Strength", "---:"), ("Seeds", "---"),
             ("Weights kept %", "---:"), (f"Architecture (of {common})" if common else "Architecture", "---"),
             ("Test error %", "---:"), ("ES test error %", "---:")]
+    hidden = any(v.get("hidden_kept") for v in variants)
+    if hidden:
+        head.insert(5, ("Hidden units kept %", "---:"))
     if calibrated:
         head += [("NLL", "---:"), ("ECE %", "---:")] + ([("MC NLL", "---:"), ("MC ECE %", "---:")] if mc else [])
     if pruned:
@@ -588,6 +603,8 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
                  f"{n} ({_seed_list(v['seeds'])})", _fmt(v["weights_kept"], 2, n),
                  _architecture_cell(v["architecture"]["neurons"], None if common else v["architecture"]["original"]),
                  _fmt(v["final_test_error"], 2, n), _fmt(v["early_stop_test_error"], 2, n)]
+        if hidden:
+            cells.insert(5, _fmt(v.get("hidden_kept"), 1, n))
         for mode in ("mean", "mc") if mc else ("mean",) if calibrated else ():
             stats = c.get(mode) or {}
             cells += [_fmt(stats.get("nll"), 3, n), _fmt(stats.get("ece"), 2, n)]

@@ -9,6 +9,8 @@ several times too large (zero moments, bias correction of step k).
 import keras
 import tensorflow as tf
 
+from tflth.layers import family_variables
+
 
 @keras.saving.register_keras_serializable(package="tflth")
 class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -37,15 +39,21 @@ class StepSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 class _CoupledL2:
     """Adds `l2 * w` to each gradient before the update: PyTorch's `weight_decay`, which
-    momentum and Adam then scale like the gradient (Keras' `weight_decay` is decoupled)."""
+    momentum and Adam then scale like the gradient (Keras' `weight_decay` is decoupled).
+    Variables passed to `exclude_from_l2` (by path) get none."""
 
     def __init__(self, *args, l2=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.l2 = float(l2)
+        self._l2_excluded = set()
+
+    def exclude_from_l2(self, variables):
+        self._l2_excluded |= {v.path for v in variables}
 
     def apply(self, grads, trainable_variables=None):
         variables = self._trainable_variables if trainable_variables is None else trainable_variables
-        grads = [g if g is None else g + self.l2 * keras.ops.cast(v, g.dtype) for g, v in zip(grads, variables)]
+        grads = [g if g is None or v.path in self._l2_excluded else g + self.l2 * keras.ops.cast(v, g.dtype)
+                 for g, v in zip(grads, variables)]
         return super().apply(grads, trainable_variables)
 
     def get_config(self):
@@ -89,7 +97,16 @@ def compile_model(model, training, steps_per_execution=1, offset=0):
     # "cross_entropy" is the data term alone: Keras' loss also holds the penalties layers add
     # (L0, KL, kernel regularizers), which early stopping must not read as validation loss.
     metrics = ["accuracy", keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="cross_entropy")]
-    model.compile(make_optimizer(training, offset), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    optimizer = make_optimizer(training, offset)
+    # L2 and weight decay shrink weights and biases only: a family's own variables (L0 gates,
+    # posterior scales, a prior's parameters) have their own penalty, and decaying a posterior's
+    # rho toward 0 would inflate its scale to softplus(0) = 0.69.
+    extra = family_variables(model)
+    if training.weight_decay and extra:
+        optimizer.exclude_from_weight_decay(var_list=extra)
+    if training.l2:
+        optimizer.exclude_from_l2(extra)
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=metrics, steps_per_execution=steps_per_execution,
                   jit_compile=training.jit_compile)
     model.optimizer.build(model.trainable_variables)

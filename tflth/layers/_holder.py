@@ -19,3 +19,9 @@ class VariableHolder(keras.layers.Layer):
     def load_own_variables(self, store):
         if len(store.keys()):
             super().load_own_variables(store)
+
+
+def family_variables(model):
+    """The trainable variables of every family's holder in `model` (not kernels or biases)."""
+    return [v for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, VariableHolder) for v in layer.trainable_variables]

@@ -8,7 +8,8 @@ TFP's layers. The prior (`tflth.priors`) may multiply the weights by its own var
 and applied to the inputs or outputs) and gives KL(q || p), which the layer adds with
 `add_loss` divided by `dataset_size`, the number of training examples, so that the training
 loss is the negative ELBO per example. `kl_weight` (a variable, 1 by default) scales it for a
-warm-up (`tflth.bayes.KLWarmup`).
+warm-up (`tflth.bayes.KLWarmup`). The KL is added at every call, as TFP's layers do: a layer
+called twice in one model (shared weights) counts its KL twice.
 
 Training samples weights; evaluation computes with the posterior mean (mean mode), unless the
 layer's `sampling` is set (`tflth.bayes.predict` sets it for Monte-Carlo prediction). The
@@ -23,6 +24,7 @@ estimators of the sampled pass differ in one method, `_sampled_linear`:
 Pruned weights have mean and scale 0: a pruned weight is exactly zero in every sample.
 """
 import functools
+import numbers
 
 import keras
 from keras import ops
@@ -39,6 +41,21 @@ from tflth.ops import variational as vi
 SCALE_INIT = 0.006737946999085467  # exp(-5)
 
 
+@keras.saving.register_keras_serializable(package="tflth")
+class AtMost(keras.constraints.Constraint):
+    """Projects a variable back to at most `value` after each optimizer step (the cap on a
+    horseshoe's w~ scale: see `tflth.priors.Horseshoe(max_weight_scale=)`)."""
+
+    def __init__(self, value):
+        self.value = float(value)
+
+    def __call__(self, w):
+        return ops.minimum(w, self.value)
+
+    def get_config(self):
+        return {"value": self.value}
+
+
 class _BayesianMixin:
     """Posterior, prior, KL, modes and config; each estimator adds `_sampled_linear`."""
 
@@ -48,15 +65,18 @@ class _BayesianMixin:
             raise ValueError("dataset_size=None: the KL term is divided by the number of training examples "
                              "(the loss is the negative ELBO per example); pass dataset_size=N, or 1 for an "
                              "unscaled KL")
-        if not (isinstance(dataset_size, int) and not isinstance(dataset_size, bool) and dataset_size >= 1):
+        if not (isinstance(dataset_size, numbers.Integral) and not isinstance(dataset_size, bool) and dataset_size >= 1):
             raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
-        if not (isinstance(scale_init, (int, float)) and not isinstance(scale_init, bool) and scale_init > 0):
-            raise ValueError(f"scale_init={scale_init!r}: the initial posterior scale must be a number > 0")
+        if not priors.positive_number(scale_init):
+            raise ValueError(f"scale_init={scale_init!r}: the initial posterior scale must be a finite number > 0")
+        if kwargs.get("straight_through"):
+            raise ValueError(f"straight_through={kwargs['straight_through']!r}: Bayesian layers have no straight-through "
+                             "mode (their forward pass is their own); allowed: False")
         if kwargs.get("targeted_dropout"):
             raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: Bayesian layers do not apply "
                              "targeted dropout; allowed: 0")
         super().__init__(*args, **kwargs)
-        self.prior, self.dataset_size, self.scale_init, self.seed = prior, dataset_size, float(scale_init), seed
+        self.prior, self.dataset_size, self.scale_init, self.seed = prior, int(dataset_size), float(scale_init), seed
         self.sampling = False
         self.seed_generator = noise.layer_seed_generator(seed, self.name)
 
@@ -71,7 +91,7 @@ class _BayesianMixin:
             rho = min(rho, rho_max)
         self._posterior = VariableHolder(
             {"kernel_rho": dict(shape=shape, initializer=keras.initializers.Constant(rho),
-                                constraint=None if cap is None else lambda r: ops.minimum(r, rho_max)),
+                                constraint=None if cap is None else AtMost(rho_max)),
              "kl_weight": dict(shape=(), initializer=keras.initializers.Constant(1.0), trainable=False),
              **{name: dict(shape=s, initializer=init) for name, (s, init) in self.prior.variables(shape).items()}},
             name="posterior")

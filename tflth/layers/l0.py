@@ -52,6 +52,9 @@ class _L0Mixin:
                              "an unscaled penalty")
         if dataset_size is not None and not (isinstance(dataset_size, int) and dataset_size >= 1):
             raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
+        if kwargs.get("straight_through"):
+            raise ValueError(f"straight_through={kwargs['straight_through']!r}: L0 layers have no straight-through "
+                             "mode (their forward pass is their own); allowed: False")
         if kwargs.get("targeted_dropout"):  # the masked layers' option; the gated forward pass ignores it
             raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: L0 layers do not apply targeted "
                              "dropout; allowed: 0")

@@ -9,6 +9,13 @@ every pruned position, so the forward pass costs what Keras' own layer costs:
 Checkpoints therefore hold true zeros. After assigning the kernel variable by hand,
 call `tflth.pruning.apply_mask(layer)`.
 
+With `straight_through=True` (magnitude pruning with a straight-through estimator, as in
+Lin et al. 2020's dynamic pruning with feedback and jaxpruner's STE) the kernel keeps its dense
+values instead: the forward pass reads kernel * mask, the gradient reaches every weight as if
+unmasked, and pruning again by magnitude can bring a weight back. `deterministic_weights()`
+gives kernel * mask either way; `tflth.pruning.straight_through(model, False)` ends it (the
+kernel is masked for good).
+
 Optionally, training applies targeted dropout (Gomez et al. 2019; `tflth.ops.targeted_dropout`)
 to the masked kernel: `targeted_dropout` (alpha) > 0 turns it on. Evaluation and the
 default path run Keras' own `call`.
@@ -39,6 +46,8 @@ class _KeepMasked:
     def __call__(self, kernel):
         if self.constraint is not None:
             kernel = self.constraint(kernel)
+        if self.layer.straight_through:
+            return kernel
         return kernel * ops.cast(self.layer.mask, kernel.dtype)
 
 
@@ -105,28 +114,38 @@ class _MaskedMixin:
     _default_prefix = None  # set by each class
 
     def __init__(self, *args, name=None, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
-                 **kwargs):
+                 straight_through=False, **kwargs):
         _check_targeted(targeted_dropout, targeted_fraction, targeted_unit)
+        if not isinstance(straight_through, bool):
+            raise ValueError(f"straight_through={straight_through!r}: must be True or False")
         super().__init__(*args, name=name or _default_name(self._default_prefix), **kwargs)
         self.targeted_dropout = float(targeted_dropout)
         self.targeted_fraction = float(targeted_fraction)
         self.targeted_unit = targeted_unit
+        self.straight_through = straight_through
         if self.targeted_dropout > 0:  # a seed state only where it is used: default layers keep their variables
             self._targeted_seed = keras.random.SeedGenerator()
 
     def call(self, inputs, training=None):
         kernel = self.kernel
+        if self.straight_through:  # forward: kernel * mask; backward: the identity
+            kernel = kernel + ops.stop_gradient(kernel * ops.cast(self.mask, kernel.dtype) - kernel)
         if training and self.targeted_dropout > 0:
             kernel = td.DROPOUTS[self.targeted_unit](kernel, self.targeted_fraction, self.targeted_dropout,
                                                      self._targeted_seed)
-        elif getattr(self, "data_format", "channels_last") == "channels_last":
+        elif not self.straight_through and getattr(self, "data_format", "channels_last") == "channels_last":
             return super().call(inputs)  # Keras' own forward pass, untouched
         # channels_first: Keras' Conv call adds the bias on the wrong axis when width == filters (see finish)
         return forward(self, inputs, kernel, self.bias)
 
     def get_config(self):
         return {**super().get_config(), "targeted_dropout": self.targeted_dropout,
-                "targeted_fraction": self.targeted_fraction, "targeted_unit": self.targeted_unit}
+                "targeted_fraction": self.targeted_fraction, "targeted_unit": self.targeted_unit,
+                "straight_through": self.straight_through}
+
+    def deterministic_weights(self):
+        """(kernel, bias) the layer computes with: the kernel times its mask."""
+        return self.kernel * ops.cast(self.mask, self.kernel.dtype), self.bias
 
     def build(self, input_shape):
         super().build(input_shape)
@@ -146,7 +165,8 @@ class _MaskedMixin:
         return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
 
     def _apply_mask(self):
-        self._kernel.assign(self._kernel * self.mask)
+        if not self.straight_through:  # a straight-through kernel keeps its dense values
+            self._kernel.assign(self._kernel * self.mask)
 
     def set_weights(self, weights):
         super().set_weights(weights)

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from tflth.pruning import rewind as rw
 from tflth.pruning.masks import apply_mask, prunable_layers, sparsity
-from tflth.pruning.pruner import prune
+from tflth.pruning.pruner import check_prune_args, current_sparsity, prune, prune_to
+from tflth.pruning.scores import get_score
 
 
 class _StepCallback(keras.callbacks.Callback):
@@ -165,30 +166,58 @@ class PruneCallback(_StepCallback):
     The arguments after `schedule` are those of `tflth.pruning.prune`: with `threshold`, every
     pruning step also removes the weights scoring below it (`Every(1000)` with
     `score="log_alpha", threshold=-3` prunes as sparse variational dropout, while training).
+    With `allocation` ("uniform", "global", "erk"; see `tflth.pruning.prune_to`) and
+    `overrides`, each step prunes to the sparsity that removing the schedule's fraction of the
+    remaining weights gives, shared among layers that way (under `PolynomialDecay`, overridden
+    layers follow the schedule to their own sparsity); `regrow=True` (straight-through
+    layers) chooses the masks afresh from the dense weights at each step. `score_args` go to the
+    score (`{"data": (x, y)}` for "snip").
     """
 
     def __init__(self, schedule, score="magnitude", scope="layerwise", rates=None,
-                 exclude=(), rewind=None, seed=0, verbose=1, threshold=None):
+                 exclude=(), rewind=None, seed=0, verbose=1, threshold=None, allocation=None, overrides=None,
+                 regrow=False, score_args=None):
         super().__init__()
         if threshold is None and getattr(schedule, "fraction", None) == 0:
             raise ValueError(f"PruneCallback: {schedule} removes nothing without threshold=; give it a fraction "
                              "or pass threshold=")
+        if (allocation is not None or overrides or regrow) and (threshold is not None or rates):
+            raise ValueError("PruneCallback: allocation=, overrides= and regrow= prune to a sparsity; they do not "
+                             "go with threshold= or rates=")
+        get_score(score)  # an unknown name fails here, not at the first pruning step
         self.schedule, self.score, self.scope, self.threshold = schedule, score, scope, threshold
         self.rates, self.exclude, self.rewind = rates, tuple(exclude), rewind
-        self.seed, self.verbose = seed, verbose
+        self.allocation, self.overrides, self.regrow = allocation, overrides, regrow
+        self.seed, self.verbose, self.score_args = seed, verbose, dict(score_args or {})
         self.pruned_at = []
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         if self.rewind is not None:
             self.rewind.check(self.model)
+        _, layers, _, _ = check_prune_args(self.model, 0.0, self.score, self.scope, self.rates, self.exclude,
+                                           self.threshold)
+        score = get_score(self.score)
+        if not getattr(score, "per_model", False):  # a score the layers cannot give fails now, not mid-training
+            for layer in layers:
+                score(layer, seed=self.seed, **self.score_args)
 
     def at_step(self, step):
         due, fraction = self.schedule(step)
         if not due:
             return
-        prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates,
-              exclude=self.exclude, seed=self.seed + step, threshold=self.threshold)
+        context = {"seed": self.seed + step, **self.score_args}
+        if self.allocation is None and not self.overrides and not self.regrow:
+            prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates,
+                  exclude=self.exclude, threshold=self.threshold, **context)
+        else:
+            target = 1.0 - (1.0 - current_sparsity(self.model, self.exclude)) * (1.0 - fraction)
+            overrides = self.overrides
+            final = getattr(self.schedule, "target", None)  # a gradual schedule's last sparsity
+            if overrides and final:  # overridden layers follow the schedule to their own sparsity
+                overrides = {key: value * min(target / final, 1.0) for key, value in overrides.items()}
+            prune_to(self.model, target, score=self.score, allocation=self.allocation or "uniform",
+                     overrides=overrides, exclude=self.exclude, regrow=self.regrow, **context)
         if self.rewind is not None:
             self.rewind(self.model)
         self.pruned_at.append(step)

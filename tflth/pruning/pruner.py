@@ -1,8 +1,9 @@
 """Scores -> masks. Masks only ever shrink."""
 import numpy as np
 
-from tflth.pruning.masks import get_masks, prunable_layers, set_masks
-from tflth.pruning.scores import get_score
+from tflth.pruning import allocation as allocation_lib
+from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks
+from tflth.pruning.scores import get_score, score_layers
 
 SCOPES = ("layerwise", "global")
 ROLES = ("conv", "dense", "output")
@@ -51,10 +52,14 @@ def layerwise_masks(scores, masks, fractions):
 
 def global_masks(scores, masks, fraction):
     """All layers share one threshold; `fraction` of all remaining weights go."""
+    return _remove_lowest_global(scores, masks, _count(fraction, sum(int(m.sum()) for m in masks.values())))
+
+
+def _remove_lowest_global(scores, masks, count):
     names = list(scores)
     flat_scores = np.concatenate([np.asarray(scores[n], dtype=np.float64).reshape(-1) for n in names])
     flat_mask = np.concatenate([masks[n].reshape(-1) for n in names])
-    flat_new = _remove_lowest(flat_scores, flat_mask, _count(fraction, int(flat_mask.sum())))
+    flat_new = _remove_lowest(flat_scores, flat_mask, count)
     out, start = {}, 0
     for n in names:
         size = masks[n].size
@@ -82,11 +87,7 @@ def prune(model, fraction=0.0, score="magnitude", scope="layerwise", rates=None,
     """
     score_fn, layers, rates, roles = check_prune_args(model, fraction, score, scope, rates, exclude, threshold)
     masks = get_masks(model)
-    scores = {layer.name: score_fn(layer, **context) for layer in layers}
-    for layer in layers:
-        if np.shape(scores[layer.name]) != masks[layer.name].shape:
-            raise ValueError(f"score {score!r} returned shape {np.shape(scores[layer.name])} for layer "
-                             f"{layer.name!r}; expected {masks[layer.name].shape}")
+    scores = score_layers(score, layers, model, **context)
     current = {name: masks[name] for name in scores}
     if threshold is not None:
         current = {name: np.where(np.asarray(scores[name]) < threshold, 0.0, mask).astype(np.float32)
@@ -98,6 +99,69 @@ def prune(model, fraction=0.0, score="magnitude", scope="layerwise", rates=None,
         new = layerwise_masks(scores, current, fractions)
     set_masks(model, new)
     return new
+
+
+def prune_to(model, sparsity, score="magnitude", allocation="uniform", overrides=None, exclude=(), regrow=False,
+             **context):
+    """Prunes the model down to `sparsity` (the share of the weights of the prunable layers, those
+    in `exclude` left out, that are zero), shared among layers by `allocation` ("uniform",
+    "global" or "erk", see allocation.py) with `overrides` ({layer name, role, "first" or "last":
+    sparsity}); within a layer, the lowest scores go. Masks only shrink: a layer already sparser
+    than its share stays as it is, unless `regrow` (straight-through layers only: the masks start
+    from all ones, so a pruned weight whose dense value grew back returns). `context` goes to the
+    score (`data=(x, y)` for "snip"). Returns the new masks. Nothing is changed if an argument is bad."""
+    _, layers, _, roles = check_prune_args(model, 0.0, score, "layerwise", None, exclude)
+    if regrow and not all(getattr(layer, "straight_through", False) for layer in layers):
+        raise ValueError("regrow=True needs straight-through layers (tflth.pruning.straight_through(model)): "
+                         "other layers hold 0 where they are pruned")
+    names = [layer.name for layer in layers]
+    fixed = allocation_lib.resolve_overrides(names, {n: roles[n] for n in names}, overrides)
+    targets = allocation_lib.allocate({layer.name: tuple(layer.kernel.shape) for layer in layers}, sparsity,
+                                      allocation, fixed)
+    if regrow:
+        for layer in layers:
+            layer.mask.assign(np.ones(tuple(layer.mask.shape), np.float32))
+    scores = score_layers(score, layers, model, **context)
+    masks = get_masks(model)
+    new = {}
+    for name, target in targets.items():
+        kept = int(masks[name].sum())
+        new[name] = _remove_lowest(scores[name], masks[name], max(kept - _keep(1.0 - target, masks[name].size), 0))
+    rest = [name for name in names if name not in targets]
+    if rest:  # "global": one threshold over the layers without a fixed share
+        size = sum(masks[n].size for n in names)
+        budget = _keep(1.0 - sparsity, size) - sum(int(new[n].sum()) for n in new)
+        kept = sum(int(masks[n].sum()) for n in rest)
+        new.update(_remove_lowest_global({n: scores[n] for n in rest}, {n: masks[n] for n in rest},
+                                         max(kept - budget, 0)))
+    set_masks(model, new)
+    return new
+
+
+def current_sparsity(model, exclude=()):
+    """The share of zeros in the masks of the prunable layers not in `exclude` (names or roles)."""
+    roles = layer_roles(model)
+    masks = [layer.mask.numpy() for layer in prunable_layers(model)
+             if layer.name not in exclude and roles[layer.name] not in exclude]
+    return 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
+
+
+def straight_through(model, enabled=True):
+    """Turns the straight-through estimator of every masked layer on (the kernel keeps its dense
+    values and receives the dense gradient; the forward pass reads kernel * mask) or off (the
+    kernel is masked for good). Call it before compiling: a compiled step keeps the mode it was
+    traced with. L0 and Bayesian layers have none: a ValueError names them."""
+    layers = prunable_layers(model)
+    others = [layer.name for layer in layers if type(layer).__qualname__ not in ("MaskedDense", "MaskedConv2D")]
+    if others:
+        raise ValueError(f"straight_through: layers {others} are not masked layers (MaskedDense, MaskedConv2D)")
+    for layer in layers:
+        layer.straight_through = bool(enabled)
+        apply_mask(layer)
+
+
+def _keep(density, size):
+    return int(round(density * size))
 
 
 def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rates=None, exclude=(), threshold=None):

@@ -2,8 +2,10 @@
 
 A score is a function `score(layer, **context) -> array` of the kernel's shape:
 a higher score means the weight is more worth keeping. Context carries what some
-scores need (`seed` for random, later a data batch for SNIP); each score takes
-the keys it uses and ignores the rest. Magnitude and random fit every masked layer;
+scores need (`seed` for random, `data` for SNIP); each score takes the keys it uses
+and ignores the rest. A score that needs the whole model (a backward pass: SNIP, Taylor,
+in saliency.py) is registered with `per_model=True` and is called once as
+`score(layers, model=model, **context) -> {layer name: array}`. Magnitude and random fit every masked layer;
 the uncertainty scores (snr, log_alpha, inclusion, horseshoe_scale) read the Bayesian
 and L0 families' variational parameters.
 """
@@ -12,13 +14,15 @@ import zlib
 import numpy as np
 
 from tflth.ops import hard_concrete as hc
+from tflth.pruning.compact import deployed_weights
 
 _SCORES = {}
 
 
-def register_score(name):
+def register_score(name, per_model=False):
     """Decorator that makes a score available to `prune(score=name)`."""
     def add(fn):
+        fn.per_model = per_model
         _SCORES[name] = fn
         return fn
     return add
@@ -37,10 +41,26 @@ def available_scores():
     return sorted(_SCORES)
 
 
+def score_layers(score, layers, model, **context):
+    """{layer name: score array} of every layer in `layers`, each of its kernel's shape."""
+    fn = get_score(score)
+    if getattr(fn, "per_model", False):
+        out = fn(layers, model=model, **context)
+    else:
+        out = {layer.name: fn(layer, **context) for layer in layers}
+    for layer in layers:
+        if np.shape(out[layer.name]) != tuple(layer.kernel.shape):
+            raise ValueError(f"score {score!r} returned shape {np.shape(out[layer.name])} for layer "
+                             f"{layer.name!r}; expected {tuple(layer.kernel.shape)}")
+    return out
+
+
 @register_score("magnitude")
 def magnitude(layer, **_):
-    """|w|: the lottery-ticket paper's score."""
-    return np.abs(np.asarray(layer.kernel))
+    """|w|, the lottery-ticket paper's score, of the weights the layer computes with in evaluation
+    (`compact.deployed_weights`: the kernel, or for L0 and Bayesian layers kernel times gate or
+    posterior multiplier, so a horseshoe's neuron scales count)."""
+    return np.abs(deployed_weights(layer)[0])
 
 
 @register_score("random")

@@ -22,8 +22,11 @@ PENALTIES = ("none", "l0", "l1", "lp", "student_t", "log_t", "log_uniform", "hor
 GATES = ("neuron", "weight")
 PRIORS = ("none", "normal", "log_uniform", "horseshoe", "spike_and_slab")  # tflth.priors by name
 ESTIMATORS = ("flipout", "reparam", "local_reparam")  # the Bayesian layer families
-PRUNE_SCORES = ("", "magnitude", "random", "snr", "log_alpha", "inclusion", "horseshoe_scale")
-SCOPES = ("global", "layerwise")
+PRUNE_SCORES = ("", "magnitude", "random", "snip", "taylor", "snr", "log_alpha", "inclusion", "horseshoe_scale")
+GRADIENT_SCORES = ("snip", "taylor")  # read training batches (--prune_batches)
+SCOPES = ("global", "layerwise", "erk")
+PRUNE_SCHEDULES = ("gradual", "oneshot")
+DST = ("", "set", "rigl")
 
 PER_LAYER_KEYS = ("strength", "droprate_init", "gate_l2")
 
@@ -78,7 +81,25 @@ class SparsityHparams:
     prune_every: int = field(1000, "Iterations between pruning steps.")
     prune_start: int = field(0, "First pruning step (the schedule starts here).")
     prune_end: int = field(0, "Last pruning step; 0: three quarters of --iterations.")
-    prune_scope: str = field("global", "global (one threshold over all layers) or layerwise.")
+    prune_scope: str = field("global", "How the sparsity is shared among layers: global (one threshold over all "
+                                       "layers), layerwise (the same sparsity in each) or erk (Erdos-Renyi-Kernel, "
+                                       "Evci et al. 2020: small layers denser).")
+    prune_schedule: str = field("gradual", "With --prune_to: gradual (Zhu & Gupta's cubic schedule, every "
+                                           "--prune_every from --prune_start to --prune_end) or oneshot (all at "
+                                           "--prune_start; 0: at initialisation, as SNIP).")
+    prune_overrides: str = field("", "With --prune_to: % of weights kept in some layers, the others making up "
+                                     "the total, e.g. 'first=100' (a dense first layer); keys: layer names, roles "
+                                     "(conv, dense, output), first, last.")
+    prune_batches: int = field(1, "Gradient scores (snip, taylor): training batches of --batch_size they read.")
+    straight_through: bool = field(False, "Masked layers with a straight-through estimator: pruned weights keep "
+                                          "their dense values and gradient, and each pruning step chooses the masks "
+                                          "afresh from them (needs --prune_score=magnitude and --prune_to).")
+    dst: str = field("", "Dynamic sparse training on top of the pruned model: set (random growth, Mocanu et al. "
+                         "2018) or rigl (growth by gradient, Evci et al. 2020); every --dst_every iterations the "
+                         "smallest weights are replaced, the sparsity kept. Empty: static masks.")
+    dst_every: int = field(100, "Iterations between dynamic-sparsity updates (RigL: 100).")
+    dst_alpha: float = field(0.3, "Initial drop fraction, decayed by a cosine to 0 at --dst_end (RigL: 0.3).")
+    dst_end: int = field(0, "Last dynamic-sparsity update before this iteration; 0: three quarters of --iterations.")
 
     def __post_init__(self):
         one_of("penalty", self.penalty, PENALTIES)
@@ -98,6 +119,33 @@ class SparsityHparams:
         one_of("estimator", self.estimator, ESTIMATORS)
         one_of("prune_score", self.prune_score, PRUNE_SCORES)
         one_of("prune_scope", self.prune_scope, SCOPES)
+        one_of("prune_schedule", self.prune_schedule, PRUNE_SCHEDULES)
+        one_of("dst", self.dst, DST)
+        self.overrides_to  # checks --prune_overrides
+        if self.prune_batches < 1:
+            fail("prune_batches", self.prune_batches, "must be >= 1")
+        if self.dst_every < 1:
+            fail("dst_every", self.dst_every, "must be >= 1")
+        if not 0 < self.dst_alpha < 1:
+            fail("dst_alpha", self.dst_alpha, "must be in (0, 1)")
+        if self.dst_end < 0:
+            fail("dst_end", self.dst_end, "must be >= 0 (0: three quarters of --iterations)")
+        if self.dst and not self.prune_to:
+            fail("dst", self.dst, "needs a sparse model to rewire: --prune_score and --prune_to (e.g. random, "
+                                  "oneshot at --prune_start=0)")
+        if self.dst and self.prior != "none":
+            fail("dst", self.dst, "works on masked layers (--prior=none)")
+        for name in ("prune_overrides",):
+            if getattr(self, name) and not self.prune_to:
+                fail(name, getattr(self, name), "needs --prune_to")
+        if self.prune_scope == "erk" and not self.prune_to:
+            fail("prune_scope", self.prune_scope, "needs --prune_to (ERK shares a target sparsity)")
+        if self.prune_schedule == "oneshot" and self.prune_threshold:
+            fail("prune_schedule", self.prune_schedule, "prunes to --prune_to, not by --prune_threshold")
+        if self.straight_through and not (self.prune_score == "magnitude" and self.prune_to):
+            fail("straight_through", self.straight_through, "needs --prune_score=magnitude and --prune_to")
+        if self.straight_through and (self.penalty == "l0" or self.prior != "none"):
+            fail("straight_through", self.straight_through, "works on masked layers (not L0 or Bayesian ones)")
         if self.prior != "none" and self.penalty != "none":
             fail("penalty", self.penalty, f"must be none with --prior={self.prior} (the KL is the penalty)")
         if self.prior != "none" and self.strength != 1:
@@ -153,9 +201,24 @@ class SparsityHparams:
         except TypeError:
             allowed = [f.name for f in dataclasses.fields(priors.PRIORS[self.prior])]
             fail("prior_args", self.prior_args, f"a key is not an argument of --prior={self.prior}; "
-                                                f"allowed: {', '.join(allowed)}")
+                                                + (f"allowed: {', '.join(allowed)}" if allowed else "it takes none"))
         except ValueError as e:
             fail("prior_args", self.prior_args, str(e))
+
+    @property
+    def overrides_to(self):
+        """--prune_overrides as {layer, role, first or last: sparsity}."""
+        out = {}
+        for item in filter(None, (part.strip() for part in self.prune_overrides.split(","))):
+            key, _, value = item.partition("=")
+            try:
+                kept = float(value)
+            except ValueError:
+                kept = -1.0
+            if not key.strip() or not 0 < kept <= 100:
+                fail("prune_overrides", self.prune_overrides, f"{item!r}: expected key=% of weights kept in (0, 100]")
+            out[key.strip()] = 1.0 - kept / 100.0
+        return out
 
     @property
     def overrides(self):

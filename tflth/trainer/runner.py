@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from tflth import bayes, engine, io, l0, pruning, regularizers, runs
-from tflth.pruning.compact import deployed_weights
+from tflth.trainer.hparams import GRADIENT_SCORES
 
 FORMAT = 1
 _LAYER_KEYS = {"strength": "l0_lambda", "droprate_init": "droprate_init", "gate_l2": "l2"}
@@ -87,8 +87,7 @@ def prune_to(model, keep_percent):
     remaining = 100.0 * (1.0 - pruning.sparsity(model)["total"])
     if remaining <= keep_percent:
         return
-    score = lambda layer, **_: np.abs(deployed_weights(layer)[0])  # noqa: E731
-    pruning.prune(model, 1.0 - keep_percent / remaining, score=score, scope="global")
+    pruning.prune(model, 1.0 - keep_percent / remaining, score="magnitude", scope="global")
 
 
 def prune_end(hparams):
@@ -96,18 +95,65 @@ def prune_end(hparams):
     return hparams.sparsity.prune_end or hparams.training.iterations * 3 // 4
 
 
-def callbacks(hparams):
-    """The Keras callbacks of pruning while training and of the KL warm-up."""
+def callback_steps(hparams):
+    """The steps at which the callbacks act: Keras calls them only between executions, so
+    `steps_per_execution` must divide these too (a pruning step inside an execution is late)."""
     s = hparams.sparsity
+    steps = []
+    if s.prune_score:
+        steps += [s.prune_start, prune_end(hparams)] + ([] if s.prune_schedule == "oneshot" else [s.prune_every])
+    if s.dst:
+        steps += [s.dst_every]
+    if s.prior != "none" and s.kl_warmup:
+        steps += [s.kl_warmup_start, s.kl_warmup]
+    return [step for step in steps if step]
+
+
+def dst_end(hparams):
+    """--dst_end, or three quarters of --iterations."""
+    return hparams.sparsity.dst_end or hparams.training.iterations * 3 // 4
+
+
+def batch_at(data, batch_size, seed):
+    """step -> one (x, y) training batch drawn from (seed, step) alone (so a resumed run reads the
+    same ones), for the scores and the growth that read the gradient (snip, taylor, RigL)."""
+    def batch(step, size=batch_size):
+        index = np.random.default_rng((seed, 7919, step)).choice(len(data["y"]), size, replace=False)
+        return data["x"][index].astype(np.float32) / 255.0, data["y"][index]
+    return batch
+
+
+def callbacks(hparams, data=None, seed=0):
+    """The Keras callbacks of pruning while training, dynamic sparsity and the KL warm-up;
+    `data` ({"x", "y"}) gives the batches the gradient scores and RigL read."""
+    s, batch_size = hparams.sparsity, hparams.dataset.batch_size
     out = [bayes.KLWarmup(s.kl_warmup, s.kl_warmup_start)] if s.kl_warmup and s.prior != "none" else []
+    batches = batch_at(data, batch_size, seed) if data is not None else None
     if s.prune_score:
         end = prune_end(hparams)
-        if s.prune_to:
+        if s.prune_to and s.prune_schedule == "oneshot":
+            schedule = pruning.OneShot(s.prune_start, 1.0 - s.prune_to / 100.0)
+        elif s.prune_to:
             schedule = pruning.PolynomialDecay(1.0 - s.prune_to / 100.0, s.prune_start, end, s.prune_every)
         else:
             schedule = pruning.Every(s.prune_every, start=s.prune_start, end=end + 1)
-        out.append(pruning.PruneCallback(schedule, score=s.prune_score, scope=s.prune_scope, verbose=0, seed=0,
+        # The pruner's own layerwise / global fractions unless a target needs sharing out (ERK,
+        # overrides) or straight-through masks are chosen afresh each time.
+        allocation = None
+        if s.prune_scope == "erk" or s.prune_overrides or s.straight_through:
+            allocation = {"layerwise": "uniform"}.get(s.prune_scope, s.prune_scope)
+        score_args = {}
+        if s.prune_score in GRADIENT_SCORES:
+            score_args = {"data": batches(0, batch_size * s.prune_batches), "batches": 1}
+        out.append(pruning.PruneCallback(schedule, score=s.prune_score,
+                                         scope="layerwise" if s.prune_scope == "erk" else s.prune_scope,
+                                         verbose=0, seed=0, allocation=allocation, overrides=s.overrides_to or None,
+                                         regrow=s.straight_through, score_args=score_args,
                                          threshold=float(s.prune_threshold) if s.prune_threshold else None))
+    if s.dst == "set":
+        out.append(pruning.SET(dst_end(hparams), every=s.dst_every, alpha=s.dst_alpha, seed=seed))
+    elif s.dst == "rigl":
+        out.append(pruning.RigL(dst_end(hparams), data=batches, every=s.dst_every, alpha=s.dst_alpha, seed=seed))
     return out
 
 
@@ -131,14 +177,17 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     folder = seed_dir(run, seed)
     if os.path.exists(runs.metrics_file(folder)):
         return io.read_json(runs.metrics_file(folder))
-    t = hparams.training
+    t, s = hparams.training, hparams.sparsity
     model = build_model(hparams, seed, n=len(data["y"]))
-    engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations))
-    s = hparams.sparsity
+    if s.straight_through:
+        pruning.straight_through(model)
+    engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations, *callback_steps(hparams)))
     label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
     started = time.time()
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
-                        callbacks=callbacks(hparams), **train_kw)
+                        callbacks=callbacks(hparams, data, seed), **train_kw)
+    if s.straight_through:
+        pruning.straight_through(model, False)  # the kernel masked for good
     if s.penalty == "l0":
         l0.masks_from_gates(model)
     arch = l0.architecture(model)
@@ -170,18 +219,29 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
 def check_run_args(hparams, root=None):
     """Everything that can be checked before data is read or a folder written."""
     s, iterations = hparams.sparsity, hparams.training.iterations
-    if s.prune_score and not s.prune_start < prune_end(hparams) <= iterations:
+    if s.prune_score and not s.prune_start < prune_end(hparams) < iterations:
         flag, value = ("prune_end", s.prune_end) if s.prune_end else ("prune_start", s.prune_start)
         raise ValueError(f"--{flag}={value}: pruning runs from --prune_start={s.prune_start} to --prune_end="
                          f"{prune_end(hparams)} (0: three quarters of --iterations), which must be later and "
-                         f"<= --iterations={iterations}")
+                         f"before --iterations={iterations} (the last step trained)")
     model = build_model(hparams, 0)
     score = hparams.sparsity.prune_score
     try:  # a score the layers cannot give would fail at the first pruning step, mid-training
-        for layer in pruning.prunable_layers(model) if score else ():
+        per_layer = score and not getattr(pruning.get_score(score), "per_model", False)
+        for layer in pruning.prunable_layers(model) if per_layer else ():
             pruning.get_score(score)(layer)
     except ValueError as e:
         raise ValueError(f"--prune_score={score}: {e}") from None
+    if s.prune_to:  # overrides that name no layer, or leave the target out of reach
+        layers = pruning.prunable_layers(model)
+        try:
+            fixed = pruning.allocation.resolve_overrides([layer.name for layer in layers], pruning.layer_roles(model),
+                                                         s.overrides_to)
+            pruning.allocate({layer.name: tuple(layer.kernel.shape) for layer in layers}, 1.0 - s.prune_to / 100.0,
+                             {"layerwise": "uniform"}.get(s.prune_scope, s.prune_scope), fixed)
+        except ValueError as e:
+            flag, value = ("prune_overrides", s.prune_overrides) if s.prune_overrides else ("prune_to", s.prune_to)
+            raise ValueError(f"--{flag}={value}: {e}") from None
     if root is not None:
         runs.check_run_dir(run_dir(root, hparams), hparams, FORMAT)
 

@@ -1,0 +1,71 @@
+"""Scores from the gradient of the loss: SNIP and first-order Taylor.
+
+They need the whole model, a loss and data, so each scores every layer at once from one
+backward pass per batch (`register_score(..., per_model=True)`): `prune(model, ...,
+score="snip", data=(x, y))`. The gradient is taken with respect to each layer's `kernel`, the
+variable its forward pass reads (pruned entries hold 0 there, and their gradient is the dense
+one), with the model in inference mode (`training=False`: Bayesian layers use their means, no
+dropout), so a score is a deterministic function of weights and data.
+"""
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tflth.pruning.scores import register_score
+
+
+def _batches(data, batches, score):
+    """(x, y) arrays are one batch; an iterable of (x, y) batches (a tf.data.Dataset) gives its
+    first `batches`."""
+    if data is None:
+        raise ValueError(f"score {score!r} needs data: pass data=(x, y) (one batch) or a dataset of (x, y) batches")
+    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
+        return [data]
+    if not (isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
+        raise ValueError(f"batches={batches!r} must be an integer >= 1")
+    out = [batch for _, batch in zip(range(batches), data)]
+    if not out:
+        raise ValueError(f"score {score!r}: data holds no batch")
+    return out
+
+
+def _loss_fn(model, loss, score):
+    loss = loss if loss is not None else getattr(model, "loss", None)
+    if loss is None:
+        raise ValueError(f"score {score!r} needs a loss: compile the model or pass loss=")
+    return keras.losses.get(loss)
+
+
+def kernel_gradients(model, layers, data, loss=None, batches=1, score="gradient"):
+    """[{layer name: dL/d kernel}] for each batch of `data` (see the module docstring)."""
+    loss_fn = _loss_fn(model, loss, score)
+    kernels = [layer.kernel for layer in layers]
+    out = []
+    for x, y in _batches(data, batches, score):
+        with tf.GradientTape() as tape:
+            value = loss_fn(y, model(x, training=False))
+        grads = tape.gradient(value, kernels)
+        out.append({layer.name: np.zeros(tuple(layer.kernel.shape), np.float32) if g is None else np.asarray(g)
+                    for layer, g in zip(layers, grads)})
+    return out
+
+
+@register_score("snip", per_model=True)
+def snip(layers, *, model, data=None, loss=None, batches=1, **_):
+    """Connection sensitivity |dL/dc| = |g w| of a mask c = 1 (Lee, Ajanthan & Torr 2019, "SNIP:
+    single-shot network pruning based on connection sensitivity"), g the loss gradient averaged
+    over the batches (the paper: one batch, at initialisation, pruned globally). The paper divides
+    by the sum over all weights, which changes no ranking; we leave it out."""
+    grads = kernel_gradients(model, layers, data, loss, batches, "snip")
+    return {layer.name: np.abs(np.mean([g[layer.name] for g in grads], axis=0) * np.asarray(layer.kernel))
+            for layer in layers}
+
+
+@register_score("taylor", per_model=True)
+def taylor(layers, *, model, data=None, loss=None, batches=1, **_):
+    """First-order Taylor importance (g w)^2, averaged over batches (Molchanov, Mallya, Tyree,
+    Frosio & Kautz 2019, "Importance estimation for neural network pruning", Eq. 8 per
+    parameter): the loss change of removing one weight, squared so batches do not cancel."""
+    grads = kernel_gradients(model, layers, data, loss, batches, "taylor")
+    return {layer.name: np.mean([(g[layer.name] * np.asarray(layer.kernel)) ** 2 for g in grads], axis=0)
+            for layer in layers}
