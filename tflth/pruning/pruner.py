@@ -115,14 +115,21 @@ def prune_to(model, sparsity, score="magnitude", allocation="uniform", overrides
         raise ValueError("regrow=True needs straight-through layers (tflth.pruning.straight_through(model)): "
                          "other layers hold 0 where they are pruned")
     names = [layer.name for layer in layers]
+    before = get_masks(model)
     fixed = allocation_lib.resolve_overrides(names, {n: roles[n] for n in names}, overrides)
     targets = allocation_lib.allocate({layer.name: tuple(layer.kernel.shape) for layer in layers}, sparsity,
                                       allocation, fixed)
-    if regrow:
+    masks = before
+    if regrow:  # scored with all ones: a straight-through layer's deployed kernel is then the dense one
+        masks = {name: np.ones_like(mask) for name, mask in masks.items()}
         for layer in layers:
-            layer.mask.assign(np.ones(tuple(layer.mask.shape), np.float32))
-    scores = score_layers(score, layers, model, **context)
-    masks = get_masks(model)
+            layer.mask.assign(masks[layer.name])
+    try:
+        scores = score_layers(score, layers, model, **context)
+    finally:
+        if regrow:  # the new masks are set below; a failing score leaves the old ones
+            for layer in layers:
+                layer.mask.assign(before[layer.name])
     new = {}
     for name, target in targets.items():
         kept = int(masks[name].sum())
