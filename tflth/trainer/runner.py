@@ -109,6 +109,11 @@ def callback_steps(hparams):
     return [step for step in steps if step]
 
 
+def allocation_of(scope):
+    """--prune_scope as a `tflth.pruning.prune_to` allocation (layerwise is uniform)."""
+    return {"layerwise": "uniform"}.get(scope, scope)
+
+
 def dst_end(hparams):
     """--dst_end, or three quarters of --iterations."""
     return hparams.sparsity.dst_end or hparams.training.iterations * 3 // 4
@@ -141,7 +146,7 @@ def callbacks(hparams, data=None, seed=0):
         # overrides) or straight-through masks are chosen afresh each time.
         allocation = None
         if s.prune_scope == "erk" or s.prune_overrides or s.straight_through:
-            allocation = {"layerwise": "uniform"}.get(s.prune_scope, s.prune_scope)
+            allocation = allocation_of(s.prune_scope)
         score_args = {}
         if s.prune_score in GRADIENT_SCORES:
             score_args = {"data": batches(0, batch_size * s.prune_batches), "batches": 1}
@@ -238,7 +243,7 @@ def check_run_args(hparams, root=None):
             fixed = pruning.allocation.resolve_overrides([layer.name for layer in layers], pruning.layer_roles(model),
                                                          s.overrides_to)
             pruning.allocate({layer.name: tuple(layer.kernel.shape) for layer in layers}, 1.0 - s.prune_to / 100.0,
-                             {"layerwise": "uniform"}.get(s.prune_scope, s.prune_scope), fixed)
+                             allocation_of(s.prune_scope), fixed)
         except ValueError as e:
             flag, value = ("prune_overrides", s.prune_overrides) if s.prune_overrides else ("prune_to", s.prune_to)
             raise ValueError(f"--{flag}={value}: {e}") from None
