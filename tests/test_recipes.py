@@ -61,8 +61,9 @@ def test_cifar_recipe_smoke(flagfile, tmp_path):
         assert os.path.exists(paths.metrics(paths.branch_dir(replicate, 1, branch)))
 
 
-SPARSE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith(("mnist_l0", "mnist_penalties",
-                                                                              "mnist_bayes"))]
+SPARSE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith((
+    "mnist_l0", "mnist_penalties", "mnist_bayes", "mnist_snip", "mnist_gradual", "mnist_rigl"))]
+ABLATION_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith("mnist_ablation")]
 
 
 def test_every_flagfile_parses_with_its_recipe():
@@ -70,8 +71,18 @@ def test_every_flagfile_parses_with_its_recipe():
     assert {"mnist_l0_neuron.cfg", "mnist_l0_weight.cfg", "mnist_l0_lenet5.cfg", "mnist_penalties.cfg",
             "mnist_bayes_svd.cfg", "mnist_bayes_horseshoe.cfg", "mnist_bayes_snr.cfg",
             "mnist_bayes_lenet5.cfg", "mnist_bayes_spike_slab.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
+    from tflth.ablation import cli as ablation_cli
+    from tflth.ablation import runner as ablation_runner
+    assert ABLATION_FLAGFILES
     for flagfile in FLAGFILES:
-        if flagfile in SPARSE_FLAGFILES:
+        if flagfile in ABLATION_FLAGFILES:
+            values = flags.FlagValues()
+            ablation_cli.define_run_flags(values)
+            values(["recipe", f"--flagfile={flagfile}"])
+            study = ablation_runner.Study(from_flags(engine.DatasetHparams, values), values.model,
+                                          from_flags(engine.TrainingHparams, values))
+            ablation_runner.check(study, values.methods.split(","), [float(k) for k in values.keep.split(",")])
+        elif flagfile in SPARSE_FLAGFILES:
             values = flags.FlagValues()
             trainer_cli.define_run_flags(values)
             values(["recipe", f"--flagfile={flagfile}"])
@@ -87,7 +98,7 @@ def test_sparse_recipe_smoke(flagfile, tmp_path):
     values = flags.FlagValues()
     trainer_cli.define_run_flags(values)
     values(["recipe", f"--flagfile={flagfile}", "--iterations=4", "--eval_every=2", "--batch_size=4",
-            "--lr_linear_decay=0", "--prune_start=0", "--prune_end=3", "--prune_every=2", "--mc_samples=2"])
+            "--lr_linear_decay=0", "--lr_drops=", "--prune_start=0", "--prune_end=3", "--prune_every=2", "--mc_samples=2"])
     for hparams in trainer_cli.variants(values)[:3]:  # the penalty list: its first three are enough here
         run = trainer_runner.run(hparams, root=str(tmp_path), data=_tiny_data((28, 28, 1)), verbose=False)
         assert os.path.exists(os.path.join(trainer_runner.seed_dir(run, 0), "metrics.json"))

@@ -200,6 +200,7 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
                "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
                "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
                "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
+               "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
                "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None}
     io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:

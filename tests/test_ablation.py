@@ -1,0 +1,80 @@
+"""The ablation study: every method's hyperparameters, cells resumed and skipped, the table, the CLI."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from idx_files import learnable_digits, write_mnist
+from tflth import ablation, io
+from tflth.ablation import methods, runner
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STUDY = runner.Study(DatasetHparams(batch_size=20, validation_size=40), "lenet_300_100",
+                     TrainingHparams(iterations=40, eval_every=20))
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("digits"))
+    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
+    return d
+
+
+@pytest.mark.parametrize("method", list(methods.METHODS))
+def test_every_method_is_a_valid_run_ending_at_its_target(method):
+    hparams = runner.sparse_hparams(STUDY, method, 5.0)
+    assert hparams.sparsity.prune_to == 5.0 and hparams.training == STUDY.training
+    runner.check(STUDY, [method], [10.0, 5.0])  # the flags agree with each other and with the model
+
+
+def test_imp_levels_hit_the_targets():
+    assert [methods.imp_levels(k) for k in (10, 5, 2)] == [10, 13, 17]
+    assert [round(methods.imp_kept(methods.imp_levels(k)), 2) for k in (10, 5, 2)] == [9.92, 4.96, 1.97]
+
+
+def test_cells_run_once_then_are_skipped_and_the_table_shows_them(tmp_path, digits_dir, capsys):
+    root = str(tmp_path / "runs")
+    chosen, keep = ["imp", "snip", "rigl"], [50.0, 20.0]
+    result = ablation.run(STUDY, chosen, keep, seeds=(0,), root=root, data_dir=digits_dir, verbose=False)
+    assert not result["missing"] and len(result["cells"]) == 6
+    for cell in result["cells"]:
+        assert abs(cell["kept"] - cell["keep"]) < (3.0 if cell["method"] == "imp" else 0.01)
+        assert cell["iterations"] == (40 * (methods.imp_levels(cell["keep"]) + 1) if cell["method"] == "imp" else 40)
+    stamps = {p: os.path.getmtime(p) for p in _metrics_files(root)}
+    again = ablation.run(STUDY, chosen, keep, seeds=(0,), root=root, data_dir=digits_dir, verbose=False)
+    assert again == result and {p: os.path.getmtime(p) for p in _metrics_files(root)} == stamps
+    text = ablation.write(result, chosen, keep, str(tmp_path / "out"), title="t")
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| Method | 50% kept: error % | 20% kept: error % | Iterations per cell")
+    assert [r.split(" | ")[0] for r in rows[1:]] == ["| imp", "| snip", "| rigl"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["ablation.json", "ablation.md", "ablation.png"]
+    saved = io.read_json(str(tmp_path / "out" / "ablation.json"))
+    assert saved["summary"]["snip"]["50.0"]["n"] == 1
+
+
+def test_a_missing_cell_is_listed_not_invented(tmp_path):
+    result = runner.collect(STUDY, ["gradual"], [10.0], (0, 1), str(tmp_path))
+    assert result["cells"] == [] and [(c["method"], c["seed"]) for c in result["missing"]] == [("gradual", 0),
+                                                                                              ("gradual", 1)]
+    assert "| gradual | — |" in runner.table(runner.summary(result, ["gradual"], [10.0]), [10.0])
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods=imp,magic"], "--methods='imp,magic': unknown magic; allowed: imp, oneshot"),
+    (["--keep=5,10"], "--keep='5.0,10.0': must decrease"),
+    (["--keep=100"], "--keep='100.0': give % of weights kept, each in (0, 100)"),
+    (["--keep=a"], "--keep='a': must be comma-separated numbers"),
+    (["--model=lenet9"], "--model='lenet9': allowed:"),
+])
+def test_bad_flags_are_one_line_and_write_nothing(tmp_path, args, message):
+    root = tmp_path / "runs"
+    out = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "ablation.py"), f"--root={root}"] + args,
+                         capture_output=True, text=True, cwd=REPO)
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith("error: ") and message in last and not root.exists()
+
+
+def _metrics_files(root):
+    return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files if f == "metrics.json"]

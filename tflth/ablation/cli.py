@@ -1,0 +1,56 @@
+"""The command line of the ablation study (`recipes/ablation.py`): the shared data, model and
+training flags, --methods, --keep (% of weights kept) and --seeds; bad input prints one line and
+exits with status 2 before any folder is made. Rerunning the command skips finished cells."""
+import os
+
+from absl import app, flags
+
+from tflth.ablation import methods as m
+from tflth.ablation import runner
+from tflth.cli import common_args, csv, define_common_flags, fail, parse
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.hparams import define_flags, from_flags
+from tflth.runs import load_data
+
+FLAGS = flags.FLAGS
+
+
+def define_run_flags(flag_values=FLAGS):
+    define_flags(DatasetHparams, flag_values)
+    define_flags(TrainingHparams, flag_values)
+    flags.DEFINE_string("model", "lenet_300_100", "Architecture (tflth.models).", flag_values=flag_values)
+    flags.DEFINE_string("methods", ",".join(m.NAMES), "Comma-separated methods: " + ", ".join(m.NAMES)
+                        + " (tflth/ablation/methods.py says what each runs).", flag_values=flag_values)
+    flags.DEFINE_string("keep", "10,5,2", "Comma-separated % of weights kept, decreasing.", flag_values=flag_values)
+    flags.DEFINE_string("out", "", "Folder for ablation.json, .md and .png; default: <root>/ablation.",
+                        flag_values=flag_values)
+    define_common_flags(flag_values)
+
+
+def _main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    try:
+        from tflth.models import MODELS
+        if FLAGS.model not in MODELS:
+            raise ValueError(f"--model={FLAGS.model!r}: allowed: {', '.join(sorted(MODELS))}")
+        study = runner.Study(from_flags(DatasetHparams, FLAGS), FLAGS.model, from_flags(TrainingHparams, FLAGS))
+        methods = csv(FLAGS.methods)
+        try:
+            keep = csv(FLAGS.keep, float)
+        except ValueError:
+            raise ValueError(f"--keep={FLAGS.keep!r}: must be comma-separated numbers") from None
+        seeds, train_kw = common_args(FLAGS)
+        runner.check(study, methods, keep, FLAGS.root)
+        data = load_data(runner.imp_hparams(study), FLAGS.data_dir or None)  # fails here, before any folder
+    except (ValueError, RuntimeError) as e:
+        fail(str(e).splitlines()[0])
+    result = runner.run(study, methods, keep, seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet, **train_kw)
+    out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
+    text = runner.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}")
+    print(text + f"\n[tflth] ablation written to {out}")
+
+
+def main():
+    define_run_flags()
+    app.run(_main, flags_parser=parse(FLAGS))

@@ -1,0 +1,98 @@
+"""The methods of the ablation study, each as the hyperparameters of one sparse-training run
+(`tflth.trainer`) that ends at a given % of weights kept, with the shared data, model and
+training of the study; IMP is the lottery runner's.
+
+Every method but IMP trains for the study's T iterations once (its budget: T). Where a method
+needs steps of its own, they are fractions of T, stated here:
+- oneshot: magnitude pruning once at T/2, then T/2 of fine-tuning;
+- gradual: magnitude, Zhu & Gupta's cubic schedule from T/10 to 3T/4, every 100 iterations;
+- snip: SNIP at initialisation from one batch, global (Lee et al. 2019);
+- random: random pruning at initialisation, the same sparsity in every layer (the control);
+- set, rigl: random ERK masks at initialisation, then SET / RigL updates every 100 iterations
+  until 3T/4 (drop fraction 0.3, cosine decay; Evci et al. 2020);
+- l0: L0 weight gates (lambda 1 per example, as recipes/flags/mnist_l0_weight.cfg), pruned by
+  gate probability with the cubic schedule from T/10 to 3T/4;
+- svd: sparse variational dropout (log-uniform prior, local reparameterisation, KL warm-up
+  from T/20 over T/6), pruned by log alpha with the cubic schedule from T/5 to 3T/4;
+- horseshoe: horseshoe prior (w~ scale capped at 0.2, local reparameterisation, the same
+  warm-up), pruned by the magnitude of the deployed weights (kernel times E[s z]), as svd;
+- snr: N(0, 1) prior, Flipout, pruned by signal-to-noise ratio from T/10 to 0.7T
+  (recipes/flags/mnist_bayes_snr.cfg);
+- imp: iterative magnitude pruning with rewinding to initialisation, global, levels of
+  1 - 0.5^(1/3) = 20.6% each, so levels 10, 13 and 17 keep 9.9%, 5.0% and 2.0% (budget: T per
+  level); the study reports the level nearest each target.
+"""
+import math
+
+from tflth.trainer.hparams import SparsityHparams
+
+IMP_FRACTION = 1.0 - 0.5 ** (1.0 / 3.0)
+
+
+def _gradual(score, keep, iterations, start, end=0.75, **extra):
+    return dict(prune_score=score, prune_to=keep, prune_start=int(iterations * start),
+                prune_end=int(iterations * end), prune_every=100, **extra)
+
+
+def _at_init(score, keep, scope, **extra):
+    return dict(prune_score=score, prune_schedule="oneshot", prune_start=0, prune_to=keep, prune_scope=scope,
+                **extra)
+
+
+def _bayes(prior, estimator):
+    return dict(prior=prior, estimator=estimator, strength=1.0, mc_samples=0)
+
+
+def _warmup(iterations):
+    return dict(kl_warmup_start=iterations // 20, kl_warmup=iterations // 6)
+
+
+METHODS = {
+    "oneshot": lambda keep, t: dict(prune_score="magnitude", prune_schedule="oneshot", prune_start=t // 2,
+                                    prune_to=keep),
+    "gradual": lambda keep, t: _gradual("magnitude", keep, t, 0.1),
+    "snip": lambda keep, t: _at_init("snip", keep, "global"),
+    "random": lambda keep, t: _at_init("random", keep, "layerwise"),
+    "set": lambda keep, t: _at_init("random", keep, "erk", dst="set", dst_every=100),
+    "rigl": lambda keep, t: _at_init("random", keep, "erk", dst="rigl", dst_every=100),
+    "l0": lambda keep, t: dict(penalty="l0", gates="weight", strength=1.0, **_gradual("inclusion", keep, t, 0.1)),
+    "svd": lambda keep, t: {**_bayes("log_uniform", "local_reparam"), **_warmup(t),
+                            **_gradual("log_alpha", keep, t, 0.2)},
+    "horseshoe": lambda keep, t: {**_bayes("horseshoe", "local_reparam"), **_warmup(t),
+                                  "prior_args": "max_weight_scale=0.2", **_gradual("magnitude", keep, t, 0.2)},
+    "snr": lambda keep, t: {**_bayes("normal", "flipout"), **_gradual("snr", keep, t, 0.1, end=0.7)},
+}
+NAMES = ("imp",) + tuple(METHODS)
+
+
+def sparsity_hparams(method, keep, iterations):
+    """The SparsityHparams of `method` (not "imp") ending at `keep` % of the weights."""
+    kw = METHODS[method](keep, iterations)
+    kw.setdefault("penalty", "none")
+    return SparsityHparams(**kw)
+
+
+def imp_levels(keep):
+    """The lottery level whose % of weights kept is nearest `keep` (levels of IMP_FRACTION)."""
+    return max(1, round(math.log(keep / 100.0) / math.log(1.0 - IMP_FRACTION)))
+
+
+def imp_kept(level):
+    return 100.0 * (1.0 - IMP_FRACTION) ** level
+
+
+def check_methods(methods):
+    unknown = [m for m in methods if m not in NAMES]
+    if unknown or not methods:
+        raise ValueError(f"--methods={','.join(methods)!r}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
+                         f"allowed: {', '.join(NAMES)}")
+
+
+def check_keep(keep):
+    """--keep: % of weights kept, each in (0, 100), decreasing (sparsities increasing)."""
+    if not keep or any(not 0 < k < 100 for k in keep):
+        raise ValueError(f"--keep={','.join(map(str, keep))!r}: give % of weights kept, each in (0, 100)")
+    if any(a <= b for a, b in zip(keep, keep[1:])):
+        raise ValueError(f"--keep={','.join(map(str, keep))!r}: must decrease (sparsities increasing), "
+                         "e.g. 10,5,2")
+

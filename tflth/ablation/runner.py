@@ -1,0 +1,196 @@
+"""The ablation study: methods x % of weights kept x seeds on one dataset and model.
+
+Each cell is a run of the sparse-training runner (IMP: one lottery run per study, to the
+deepest level needed), so its folder is named by the hash of its hyperparameters: rerunning the
+study skips finished cells and resumes a killed one. `collect` reads what is finished; `table`
+and `plot` show it (test error against % of weights kept, mean and std over seeds, and the
+training iterations and time each method spent).
+
+    <root>/sparse_<hash>/...     one per (method, % kept), all seeds inside
+    <root>/lottery_<hash>/...    IMP
+    <out>/ablation.json, ablation.md, ablation.png
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from tflth import io, runs
+from tflth.ablation import methods as m
+from tflth.lottery import paths as lottery_paths
+from tflth.lottery import runner as lottery
+from tflth.lottery.hparams import LotteryHparams, PruningHparams
+from tflth.lottery.hparams import ModelHparams as LotteryModel
+from tflth.trainer import runner as trainer
+from tflth.trainer.hparams import ModelHparams, TrainerHparams
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """What every cell shares: data, model, training (the sections of `tflth.engine`)."""
+    dataset: object
+    model: str
+    training: object
+
+
+def sparse_hparams(study, method, keep):
+    return TrainerHparams(study.dataset, ModelHparams(study.model), study.training,
+                          m.sparsity_hparams(method, keep, study.training.iterations))
+
+
+def imp_hparams(study):
+    return LotteryHparams(study.dataset, LotteryModel(study.model), study.training,
+                          PruningHparams(scope="global", fraction=m.IMP_FRACTION, fraction_output=-1.0))
+
+
+def check(study, methods, keep, root=None):
+    """Everything checkable before data is read or a folder is written."""
+    m.check_methods(methods)
+    m.check_keep(keep)
+    for method in methods:
+        if method == "imp":
+            lottery.check_run_args(imp_hparams(study), max(map(m.imp_levels, keep)), (), root=root)
+        else:
+            for k in keep:
+                trainer.check_run_args(sparse_hparams(study, method, k), root)
+
+
+def run(study, methods, keep, seeds=(0,), root="runs", data=None, data_dir=None, verbose=True, **train_kw):
+    """Runs (or resumes, or skips) every cell, in method order; returns `collect`'s result."""
+    check(study, methods, keep, root)
+    data = data or runs.load_data(imp_hparams(study), data_dir)
+    for method in methods:
+        if method == "imp":
+            lottery.run(imp_hparams(study), levels=max(map(m.imp_levels, keep)), seeds=seeds, controls=(),
+                        root=root, data=data, verbose=verbose, **train_kw)
+        else:
+            for k in keep:
+                if verbose:
+                    print(f"[ablation] {method} at {k:g}% of the weights", flush=True)
+                trainer.run(sparse_hparams(study, method, k), seeds=seeds, root=root, data=data,
+                            verbose=verbose, **train_kw)
+    return collect(study, methods, keep, seeds, root)
+
+
+def _read(path):
+    return io.read_json(path) if os.path.exists(path) else None
+
+
+def collect(study, methods, keep, seeds, root):
+    """[{method, keep, seeds, kept (% by masks), error (%), iterations, seconds}] per cell and
+    seed that is finished; the rest is listed under "missing"."""
+    cells, missing = [], []
+    iterations = study.training.iterations
+    for method in methods:
+        for k in keep:
+            for seed in seeds:
+                if method == "imp":
+                    level = m.imp_levels(k)
+                    folder = lottery_paths.run_dir(root, imp_hparams(study))
+                    branch = lottery_paths.branch_dir(lottery_paths.replicate_dir(folder, seed), level, "main")
+                    metrics = _read(lottery_paths.metrics(branch))
+                    spent = (level + 1) * iterations
+                    kept = metrics and metrics["weights_remaining"]
+                    if metrics:  # IMP's cost is every level up to this one
+                        levels = [_read(lottery_paths.metrics(lottery_paths.branch_dir(
+                            lottery_paths.replicate_dir(folder, seed), lv, "main"))) for lv in range(level + 1)]
+                        metrics = {**metrics, "seconds": sum(lv["seconds"] for lv in levels)}
+                else:
+                    folder = trainer.run_dir(root, sparse_hparams(study, method, k))
+                    metrics = _read(runs.metrics_file(trainer.seed_dir(folder, seed)))
+                    spent = iterations
+                    kept = metrics and metrics.get("mask_weights_remaining", metrics["weights_remaining"])
+                if metrics is None:
+                    missing.append({"method": method, "keep": k, "seed": seed, "folder": folder})
+                    continue
+                cells.append({"method": method, "keep": k, "seed": seed, "kept": kept,
+                              "error": 100.0 * (1.0 - metrics["final_test_acc"]), "iterations": spent,
+                              "seconds": metrics.get("seconds"), "folder": folder})
+    return {"cells": cells, "missing": missing}
+
+
+def summary(result, methods, keep):
+    """{method: {keep: {error, error_std, kept, n}}, and per method its iterations and seconds}."""
+    out = {}
+    for method in methods:
+        rows = {}
+        for k in keep:
+            mine = [c for c in result["cells"] if c["method"] == method and c["keep"] == k]
+            if mine:
+                errors = np.array([c["error"] for c in mine])
+                rows[k] = {"error": float(errors.mean()), "error_std": float(errors.std(ddof=1)) if len(mine) > 1
+                           else None, "kept": float(np.mean([c["kept"] for c in mine])), "n": len(mine),
+                           "iterations": mine[0]["iterations"],
+                           "seconds": float(np.mean([c["seconds"] for c in mine if c["seconds"] is not None]
+                                                    or [np.nan]))}
+        out[method] = rows
+    return out
+
+
+def table(summary_, keep, title=None):
+    """Markdown: one row per method, test error (mean ± std over seeds) at each % kept, and the
+    training iterations (and minutes) it spent per cell."""
+    head = ["Method"] + [f"{k:g}% kept: error %" for k in keep] + ["Iterations per cell", "Minutes per cell"]
+    lines = ([f"# {title}", ""] if title else []) + ["| " + " | ".join(head) + " |",
+                                                     "|---|" + "---:|" * (len(head) - 1)]
+    for method, rows in summary_.items():
+        cells = []
+        for k in keep:
+            r = rows.get(k)
+            if r is None:
+                cells.append("—")
+                continue
+            text = f"{r['error']:.2f}" + (f" ± {r['error_std']:.2f}" if r["error_std"] is not None else "")
+            if abs(r["kept"] - k) > 0.05 * k:
+                text += f" (at {r['kept']:.2f}%)"
+            cells.append(text + (f" (n={r['n']})" if r["n"] == 1 else ""))
+        spent = {r["iterations"] for r in rows.values()}
+        seconds = [r["seconds"] for r in rows.values() if np.isfinite(r["seconds"])]
+        cells += [", ".join(f"{s:,}" for s in sorted(spent)) or "—",
+                  f"{np.mean(seconds) / 60:.1f}" if seconds else "—"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += ["", "Final test error after the method's training; mean ± sample std over seeds (n=1: one seed). "
+              "A figure in brackets is the % of weights actually kept where it is more than 5% off the target. "
+              "Iterations: every method trains T once, IMP (T + T per level) to its level."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary_, path, title=None):
+    """Test error against % of weights kept (log x axis), error bars over seeds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in summary_.items():
+        if not rows:
+            continue
+        ks = sorted(rows, reverse=True)
+        ax.errorbar([rows[k]["kept"] for k in ks], [rows[k]["error"] for k in ks],
+                    yerr=[rows[k]["error_std"] or 0.0 for k in ks], marker="o", capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.minorticks_off()
+    targets = sorted({k for rows in summary_.values() for k in rows})
+    ax.set_xticks(targets, labels=[f"{k:g}" for k in targets])
+    ax.invert_xaxis()
+    ax.set_xlabel("% of weights kept")
+    ax.set_ylabel("test error %")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    with io.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def write(result, methods, keep, out, title=None):
+    """ablation.json, ablation.md and ablation.png in `out` (each written atomically)."""
+    os.makedirs(out, exist_ok=True)
+    s = summary(result, methods, keep)
+    io.write_json(os.path.join(out, "ablation.json"), {"summary": {meth: {str(k): v for k, v in rows.items()}
+                                                                   for meth, rows in s.items()}, **result})
+    text = table(s, keep, title)
+    io.write_text(os.path.join(out, "ablation.md"), text)
+    plot(s, os.path.join(out, "ablation.png"), title)
+    return text
