@@ -47,6 +47,7 @@ def test_polynomial_decay_reaches_its_target(end_step):
     lambda: pruning.OneShot(step=1, fraction=1.0),
     lambda: pruning.Every(every=0, fraction=0.2),
     lambda: pruning.PolynomialDecay(target=0.5, begin_step=5, end_step=5),
+    lambda: pruning.PolynomialDecay(target=0.5, begin_step=0, end_step=5, initial=0.8),  # sparsity must rise
 ])
 def test_schedule_arguments_are_checked(bad):
     with pytest.raises(ValueError):
@@ -261,3 +262,8 @@ def test_prune_callback_refuses_a_bad_score_before_training():
     x, y = np.zeros((4, 4, 4, 1), np.float32), np.zeros(4, np.int32)
     with pytest.raises(ValueError, match=r"score 'snr' needs Bayesian layers"):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+
+
+def test_a_gradient_score_without_data_is_refused_when_the_callback_is_made():
+    with pytest.raises(ValueError, match=r"score 'snip' reads the loss gradient of data: pass score_args="):
+        pruning.PruneCallback(pruning.OneShot(step=0, fraction=0.5), score="snip")

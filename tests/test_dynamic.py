@@ -109,3 +109,26 @@ def test_slots_belong_to_the_longest_matching_variable():
 def test_bad_arguments(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_grown_weights_start_at_zero_on_straight_through_layers():
+    model = _sparse_model()
+    pruning.straight_through(model)
+    layer = model.get_layer("fc1")
+    layer.kernel.assign(np.random.default_rng(0).normal(size=layer.kernel.shape).astype("float32"))  # dense values
+    before = layer.mask.numpy()
+    callback = dynamic.SET(end=1000, every=10)
+    callback.set_model(model)
+    callback.at_step(10)
+    fresh = (layer.mask.numpy() == 1) & (before == 0)
+    assert fresh.any() and np.all(layer.kernel.numpy()[fresh] == 0)
+
+
+def test_nothing_to_rewire_and_unknown_exclusions_are_refused():
+    x, y = _data()
+    dense = models.lenet_300_100(input_shape=(6, 6, 1))
+    dense.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match=r"SET: no layer is sparse at step 5, so there is nothing to rewire"):
+        dense.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[dynamic.SET(end=10, every=5)])
+    with pytest.raises(ValueError, match=r"SET: exclude=\['fc9'\] are not prunable layers"):
+        _sparse_model().fit(x, y, epochs=1, verbose=0, callbacks=[dynamic.SET(end=10, exclude=["fc9"])])

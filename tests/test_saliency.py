@@ -73,3 +73,12 @@ def test_gradient_scores_need_data_and_a_loss(score):
     with pytest.raises(ValueError, match=rf"score '{score}' needs a loss: compile the model or pass loss="):
         pruning.prune(bare, 0.5, score=score, data=_data())
     assert pruning.get_masks(bare)[bare.layers[0].name].all()  # nothing changed
+
+
+def test_data_as_a_list_is_one_batch_and_more_arrays_are_refused():
+    model, (x, y) = _linear(), _data()
+    layers = pruning.prunable_layers(model)
+    as_tuple = pruning.score_layers("snip", layers, model, data=(x, y))["fc"]
+    np.testing.assert_array_equal(pruning.score_layers("snip", layers, model, data=[x, y])["fc"], as_tuple)
+    with pytest.raises(ValueError, match=r"score 'snip': data holds 3 arrays; expected \(x, y\)"):
+        pruning.score_layers("snip", layers, model, data=(x, y, np.ones(len(y))))

@@ -95,3 +95,15 @@ def test_bad_nm_arguments(kw, match):
 def test_bad_unit_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         structured.prune_units(_model(), **kw)
+
+
+def test_units_rank_by_their_norm_also_when_already_sparse():
+    """A unit with one weight of 0.9 has a smaller L1 norm (0.9) than one with four of 0.5 (2.0)."""
+    score = np.zeros((4, 2))
+    score[0, 0] = 0.9
+    score[:, 1] = 0.5
+    mask = np.zeros((4, 2), np.float32)
+    mask[0, 0] = 1.0
+    mask[:, 1] = 1.0
+    l1 = structured.unit_scores(score, mask, "output", 1)
+    np.testing.assert_allclose(l1, [0.9 / 4, 2.0 / 4])

@@ -305,11 +305,22 @@ def test_each_pruning_method_reaches_its_target(tmp_path, digits_dir, kw, check)
     (dict(straight_through=True, prune_score="snr", prune_to=5.0), "--straight_through=True: needs "
                                                                    "--prune_score=magnitude"),
     (dict(prune_score="snip", prune_to=5.0, prune_batches=0), "--prune_batches=0: must be >= 1"),
+    (dict(prune_score="magnitude", prune_to=5.0, straight_through=True, dst="set"), "--dst='set': cannot go with "
+                                                                                   "--straight_through"),
 ])
 def test_bad_method_flags_name_the_flag(kw, message):
     with pytest.raises(ValueError) as error:
         SparsityHparams(penalty="none", **kw)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_rewiring_that_would_never_happen_is_refused_before_training():
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+        penalty="none", prune_score="random", prune_schedule="oneshot", prune_start=0, prune_to=10.0, dst="set",
+        dst_every=25))
+    with pytest.raises(ValueError, match=r"^--dst_every=25: rewiring runs every --dst_every iterations until "
+                                         r"--dst_end=22"):
+        runner.check_run_args(hparams)
 
 
 @pytest.mark.parametrize("overrides,message", [

@@ -7,9 +7,10 @@ needs steps of its own, they are fractions of T, stated here:
 - oneshot: magnitude pruning once at T/2, then T/2 of fine-tuning;
 - gradual: magnitude, Zhu & Gupta's cubic schedule from T/10 to 3T/4, every 100 iterations;
 - snip: SNIP at initialisation from one batch, global (Lee et al. 2019);
-- random: random pruning at initialisation, the same sparsity in every layer (the control);
+- random: random ERK masks at initialisation, never changed (RigL's "static" control: SET and RigL
+  minus the rewiring);
 - set, rigl: random ERK masks at initialisation, then SET / RigL updates every 100 iterations
-  until 3T/4 (drop fraction 0.3, cosine decay; Evci et al. 2020);
+  (T/10 on a budget under 1,000 iterations) until 3T/4 (drop fraction 0.3, cosine decay; Evci et al. 2020);
 - l0: L0 weight gates (lambda 1 per example, as recipes/flags/mnist_l0_weight.cfg), pruned by
   gate probability with the cubic schedule from T/10 to 3T/4;
 - svd: sparse variational dropout (log-uniform prior, local reparameterisation, KL warm-up
@@ -21,6 +22,9 @@ needs steps of its own, they are fractions of T, stated here:
 - imp: iterative magnitude pruning with rewinding to initialisation, global, levels of
   1 - 0.5^(1/3) = 20.6% each, so levels 10, 13 and 17 keep 9.9%, 5.0% and 2.0% (budget: T per
   level); the study reports the level nearest each target.
+
+Allocation across layers: random, set and rigl use ERK; every other method ranks all weights
+together (one global threshold), as IMP does here.
 """
 import math
 
@@ -39,6 +43,10 @@ def _at_init(score, keep, scope, **extra):
                 **extra)
 
 
+def _dst_every(iterations):
+    return max(1, min(100, iterations // 10))  # RigL's 100; fewer on a short (test) budget
+
+
 def _bayes(prior, estimator):
     return dict(prior=prior, estimator=estimator, strength=1.0, mc_samples=0)
 
@@ -52,9 +60,9 @@ METHODS = {
                                     prune_to=keep),
     "gradual": lambda keep, t: _gradual("magnitude", keep, t, 0.1),
     "snip": lambda keep, t: _at_init("snip", keep, "global"),
-    "random": lambda keep, t: _at_init("random", keep, "layerwise"),
-    "set": lambda keep, t: _at_init("random", keep, "erk", dst="set", dst_every=100),
-    "rigl": lambda keep, t: _at_init("random", keep, "erk", dst="rigl", dst_every=100),
+    "random": lambda keep, t: _at_init("random", keep, "erk"),
+    "set": lambda keep, t: _at_init("random", keep, "erk", dst="set", dst_every=_dst_every(t)),
+    "rigl": lambda keep, t: _at_init("random", keep, "erk", dst="rigl", dst_every=_dst_every(t)),
     "l0": lambda keep, t: dict(penalty="l0", gates="weight", strength=1.0, **_gradual("inclusion", keep, t, 0.1)),
     "svd": lambda keep, t: {**_bayes("log_uniform", "local_reparam"), **_warmup(t),
                             **_gradual("log_alpha", keep, t, 0.2)},

@@ -151,7 +151,8 @@ def table(summary_, keep, title=None):
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Final test error after the method's training; mean ± sample std over seeds (n=1: one seed). "
               "A figure in brackets is the % of weights actually kept where it is more than 5% off the target. "
-              "Iterations: every method trains T once, IMP (T + T per level) to its level."]
+              "Iterations: every method trains T once, IMP (T + T per level) to its level. Allocation: random, "
+              "set and rigl ERK, the others global (tflth/ablation/methods.py)."]
     return "\n".join(lines) + "\n"
 
 

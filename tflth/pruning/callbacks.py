@@ -171,7 +171,7 @@ class PruneCallback(_StepCallback):
     remaining weights gives, shared among layers that way (under `PolynomialDecay`, overridden
     layers follow the schedule to their own sparsity); `regrow=True` (straight-through
     layers) chooses the masks afresh from the dense weights at each step. `score_args` go to the
-    score (`{"data": (x, y)}` for "snip").
+    score (`{"data": (x, y)}` for "snip"; a value that is a function is called with the step).
     """
 
     def __init__(self, schedule, score="magnitude", scope="layerwise", rates=None,
@@ -184,7 +184,9 @@ class PruneCallback(_StepCallback):
         if (allocation is not None or overrides or regrow) and (threshold is not None or rates):
             raise ValueError("PruneCallback: allocation=, overrides= and regrow= prune to a sparsity; they do not "
                              "go with threshold= or rates=")
-        get_score(score)  # an unknown name fails here, not at the first pruning step
+        if getattr(get_score(score), "per_model", False) and "data" not in (score_args or {}):  # unknown: fails here
+            raise ValueError(f"PruneCallback: score {score!r} reads the loss gradient of data: pass "
+                             "score_args={'data': (x, y)}")
         self.schedule, self.score, self.scope, self.threshold = schedule, score, scope, threshold
         self.rates, self.exclude, self.rewind = rates, tuple(exclude), rewind
         self.allocation, self.overrides, self.regrow = allocation, overrides, regrow
@@ -200,13 +202,17 @@ class PruneCallback(_StepCallback):
         score = get_score(self.score)
         if not getattr(score, "per_model", False):  # a score the layers cannot give fails now, not mid-training
             for layer in layers:
-                score(layer, seed=self.seed, **self.score_args)
+                score(layer, **self._context(0))
+
+    def _context(self, step):
+        """The score's arguments at `step` (a function among `score_args` is called with it)."""
+        return {"seed": self.seed + step, **{k: v(step) if callable(v) else v for k, v in self.score_args.items()}}
 
     def at_step(self, step):
         due, fraction = self.schedule(step)
         if not due:
             return
-        context = {"seed": self.seed + step, **self.score_args}
+        context = self._context(step)
         if self.allocation is None and not self.overrides and not self.regrow:
             prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates,
                   exclude=self.exclude, threshold=self.threshold, **context)

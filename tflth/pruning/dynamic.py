@@ -82,6 +82,13 @@ class _DynamicSparsity(_StepCallback):
     def _layers(self):
         return [layer for layer in prunable_layers(self.model) if layer.name not in self.exclude]
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        names = [layer.name for layer in prunable_layers(self.model)]
+        unknown = [name for name in self.exclude if name not in names]
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: exclude={unknown} are not prunable layers; allowed: {names}")
+
     def at_step(self, step):
         if step == 0 or step % self.every or step >= self.end:
             return
@@ -89,15 +96,21 @@ class _DynamicSparsity(_StepCallback):
         layers = self._layers()
         scores = self.grow_scores(layers, step)
         masks = get_masks(self.model)
+        if all(masks[layer.name].all() for layer in layers):  # checked here: a pruning callback may act at step 0
+            raise ValueError(f"{type(self).__name__}: no layer is sparse at step {step}, so there is nothing to "
+                             "rewire; prune first (tflth.pruning.prune_to(model, sparsity, score='random', "
+                             "allocation='erk'))")
         new, replaced = {}, 0
         for layer in layers:
             mask = masks[layer.name]
             count = int(fraction * mask.sum())
             new[layer.name], fresh = drop_and_grow(np.asarray(layer.kernel), mask, count, scores[layer.name])
             replaced += int(fresh.sum())
+            if fresh.any():  # 0 already unless the layer is straight-through (it keeps dense values)
+                layer.kernel.assign(np.where(fresh, 0.0, np.asarray(layer.kernel)).astype(layer.kernel.dtype))
             for slot in _optimizer_slots(self.model.optimizer, layer.kernel, self.model.trainable_variables):
                 slot.assign(np.where(fresh, 0.0, np.asarray(slot)).astype(slot.dtype))
-        set_masks(self.model, new)  # grown weights were pruned, so their kernel entries are 0 already
+        set_masks(self.model, new)
         self.updates.append((step, replaced))
         if self.verbose:
             print(f"\n[tflth] step {step}: {type(self).__name__} replaced {replaced} connections")

@@ -19,8 +19,10 @@ def _batches(data, batches, score):
     first `batches`."""
     if data is None:
         raise ValueError(f"score {score!r} needs data: pass data=(x, y) (one batch) or a dataset of (x, y) batches")
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
-        return [data]
+    if isinstance(data, (tuple, list)) and data and hasattr(data[0], "shape"):  # arrays: one batch
+        if len(data) != 2:
+            raise ValueError(f"score {score!r}: data holds {len(data)} arrays; expected (x, y)")
+        return [tuple(data)]
     if not (isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
         raise ValueError(f"batches={batches!r} must be an integer >= 1")
     out = [batch for _, batch in zip(range(batches), data)]

@@ -62,6 +62,8 @@ class PolynomialDecay:
     def __post_init__(self):
         _check(self.target)
         _check(self.initial)
+        if self.initial > self.target:
+            raise ValueError(f"initial={self.initial!r} must be <= target={self.target!r} (sparsity only rises)")
         if self.end_step <= self.begin_step:
             raise ValueError(f"end_step={self.end_step} must be > begin_step={self.begin_step}")
         if self.frequency < 1:

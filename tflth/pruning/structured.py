@@ -27,14 +27,13 @@ def unit_axis(kernel_shape, side):
 
 
 def unit_scores(score, mask, side, norm):
-    """(mean over each unit's kept weights of score^norm)^(1/norm), one value per unit; -inf for a
-    unit with no weight left."""
+    """(sum over each unit's kept weights of score^norm / the unit's size)^(1/norm): the L1 or L2
+    norm over the size, one value per unit; -inf for a unit with no weight left."""
     axis = unit_axis(score.shape, side)
     others = tuple(a for a in range(score.ndim) if a != axis)
     kept = mask.sum(axis=others)
     total = (np.abs(np.asarray(score, np.float64)) ** norm * mask).sum(axis=others)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(kept > 0, (total / np.maximum(kept, 1)) ** (1.0 / norm), -np.inf)
+    return np.where(kept > 0, (total / (score.size // score.shape[axis])) ** (1.0 / norm), -np.inf)
 
 
 def prune_units(model, fraction, score="magnitude", side="output", norm=2, exclude=None, **context):

@@ -133,6 +133,8 @@ class SparsityHparams:
         if self.dst and not self.prune_to:
             fail("dst", self.dst, "needs a sparse model to rewire: --prune_score and --prune_to (e.g. random, "
                                   "oneshot at --prune_start=0)")
+        if self.dst and self.straight_through:
+            fail("dst", self.dst, "cannot go with --straight_through (grown weights must start at zero)")
         if self.dst and self.prior != "none":
             fail("dst", self.dst, "works on masked layers (--prior=none)")
         for name in ("prune_overrides",):

@@ -148,11 +148,12 @@ def callbacks(hparams, data=None, seed=0):
         if s.prune_scope == "erk" or s.prune_overrides or s.straight_through:
             allocation = allocation_of(s.prune_scope)
         score_args = {}
-        if s.prune_score in GRADIENT_SCORES:
-            score_args = {"data": batches(0, batch_size * s.prune_batches), "batches": 1}
+        if s.prune_score in GRADIENT_SCORES:  # --prune_batches batches of its own at each pruning step
+            score_args = {"data": lambda step: [batches(step * s.prune_batches + i) for i in range(s.prune_batches)],
+                          "batches": s.prune_batches}
         out.append(pruning.PruneCallback(schedule, score=s.prune_score,
                                          scope="layerwise" if s.prune_scope == "erk" else s.prune_scope,
-                                         verbose=0, seed=0, allocation=allocation, overrides=s.overrides_to or None,
+                                         verbose=0, seed=seed, allocation=allocation, overrides=s.overrides_to or None,
                                          regrow=s.straight_through, score_args=score_args,
                                          threshold=float(s.prune_threshold) if s.prune_threshold else None))
     if s.dst == "set":
@@ -230,6 +231,10 @@ def check_run_args(hparams, root=None):
         raise ValueError(f"--{flag}={value}: pruning runs from --prune_start={s.prune_start} to --prune_end="
                          f"{prune_end(hparams)} (0: three quarters of --iterations), which must be later and "
                          f"before --iterations={iterations} (the last step trained)")
+    if s.dst and not s.dst_every < dst_end(hparams) <= iterations:
+        raise ValueError(f"--dst_every={s.dst_every}: rewiring runs every --dst_every iterations until --dst_end="
+                         f"{dst_end(hparams)} (0: three quarters of --iterations), which must be later and "
+                         f"<= --iterations={iterations}")
     model = build_model(hparams, 0)
     score = hparams.sparsity.prune_score
     try:  # a score the layers cannot give would fail at the first pruning step, mid-training
