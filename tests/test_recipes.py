@@ -98,7 +98,8 @@ def test_sparse_recipe_smoke(flagfile, tmp_path):
     values = flags.FlagValues()
     trainer_cli.define_run_flags(values)
     values(["recipe", f"--flagfile={flagfile}", "--iterations=4", "--eval_every=2", "--batch_size=4",
-            "--lr_linear_decay=0", "--lr_drops=", "--prune_start=0", "--prune_end=3", "--prune_every=2", "--mc_samples=2"])
+            "--lr_linear_decay=0", "--lr_drops=", "--prune_start=0", "--prune_end=3", "--prune_every=2", "--mc_samples=2",
+            "--dst_every=1"])
     for hparams in trainer_cli.variants(values)[:3]:  # the penalty list: its first three are enough here
         run = trainer_runner.run(hparams, root=str(tmp_path), data=_tiny_data((28, 28, 1)), verbose=False)
         assert os.path.exists(os.path.join(trainer_runner.seed_dir(run, 0), "metrics.json"))
