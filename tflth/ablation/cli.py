@@ -11,6 +11,7 @@ from tflth.cli import common_args, csv, define_common_flags, fail, parse
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
+from tflth.trainer.hparams import ModelHparams
 
 FLAGS = flags.FLAGS
 
@@ -31,9 +32,7 @@ def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     try:
-        from tflth.models import MODELS
-        if FLAGS.model not in MODELS:
-            raise ValueError(f"--model={FLAGS.model!r}: allowed: {', '.join(sorted(MODELS))}")
+        ModelHparams(FLAGS.model)  # checks --model
         study = runner.Study(from_flags(DatasetHparams, FLAGS), FLAGS.model, from_flags(TrainingHparams, FLAGS))
         methods = csv(FLAGS.methods)
         try:
