@@ -33,13 +33,16 @@ def test_schedules(schedule, pruned_steps):
 
 
 @pytest.mark.parametrize("end_step", [100, 95])  # a multiple of the frequency from the start, or not
-def test_polynomial_decay_reaches_its_target(end_step):
-    schedule = pruning.PolynomialDecay(target=0.8, begin_step=0, end_step=end_step, frequency=10)
+@pytest.mark.parametrize("initial", [0.0, 0.3])
+def test_polynomial_decay_follows_zhu_and_gupta_cubic_to_its_target(end_step, initial):
+    schedule = pruning.PolynomialDecay(target=0.8, begin_step=0, end_step=end_step, frequency=10, initial=initial)
     remaining = 1.0
     for step in range(101):
         due, fraction = schedule(step)
         if due:
             remaining *= 1 - fraction
+            progress = min(1.0, step / end_step)  # s_t = s_f + (s_i - s_f) (1 - (t - t0) / (n dt))^3
+            assert 1 - remaining == pytest.approx(0.8 + (initial - 0.8) * (1 - progress) ** 3)
     assert 1 - remaining == pytest.approx(0.8)
 
 
@@ -267,3 +270,19 @@ def test_prune_callback_refuses_a_bad_score_before_training():
 def test_a_gradient_score_without_data_is_refused_when_the_callback_is_made():
     with pytest.raises(ValueError, match=r"score 'snip' reads the loss gradient of data: pass score_args="):
         pruning.PruneCallback(pruning.OneShot(step=0, fraction=0.5), score="snip")
+
+
+def test_score_args_data_may_be_a_function_of_the_step_and_a_loss_passes_as_it_is():
+    model = _model()
+    x, y = _data()
+    asked = []
+
+    def data(step):
+        asked.append(step)
+        return x[:16], y[:16]
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # callable, but not a step function
+    callback = pruning.PruneCallback(pruning.OneShot(step=2, fraction=0.5), score="snip",
+                                     score_args={"data": data, "loss": loss}, verbose=0)
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    assert asked == [2] and pruning.sparsity(model)["total"] == pytest.approx(0.5, abs=0.01)

@@ -132,3 +132,12 @@ def test_nothing_to_rewire_and_unknown_exclusions_are_refused():
         dense.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[dynamic.SET(end=10, every=5)])
     with pytest.raises(ValueError, match=r"SET: exclude=\['fc9'\] are not prunable layers"):
         _sparse_model().fit(x, y, epochs=1, verbose=0, callbacks=[dynamic.SET(end=10, exclude=["fc9"])])
+
+
+def test_l0_and_bayesian_layers_are_refused():
+    x, y = _data()
+    for family in ("l0", "flipout"):
+        model = models.lenet_300_100(family=family, input_shape=(6, 6, 1), dataset_size=10)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        with pytest.raises(ValueError, match=r"RigL: layers \['fc1', 'fc2', 'output'\] are not masked layers"):
+            model.fit(x, y, epochs=1, verbose=0, callbacks=[dynamic.RigL(end=10, data=(x, y))])

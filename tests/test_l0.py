@@ -171,11 +171,12 @@ def test_one_seed_for_the_model_still_gives_each_layer_its_own_noise():
     assert len({str(s) for s in states}) == 3
 
 
-def test_compact_keeps_units_an_activation_makes_non_zero():
+@pytest.mark.parametrize("use_bias,units", [(True, 5), (False, 6)])
+def test_compact_folds_units_an_activation_makes_constant(use_bias, units):
     inputs = keras.Input((4,))
     x = tflth.layers.MaskedDense(6, name="a")(inputs)
     x = keras.layers.Activation("sigmoid")(x)  # sigmoid(0) = 0.5: a silent unit still speaks
-    model = keras.Model(inputs, tflth.layers.MaskedDense(3, name="b")(x))
+    model = keras.Model(inputs, tflth.layers.MaskedDense(3, name="b", use_bias=use_bias)(x))
     a = model.get_layer("a")
     mask = np.ones((4, 6), "float32")
     mask[:, 2] = 0
@@ -184,4 +185,4 @@ def test_compact_keeps_units_an_activation_makes_non_zero():
     x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
     small = tflth.pruning.compact.compact(model)
     np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-6)
-    assert small.get_layer("a").units == 6
+    assert small.get_layer("a").units == units  # folded into b's bias; kept where b has none

@@ -29,11 +29,14 @@ def _gradient(w, x, y):
     return x.T @ p / len(y)
 
 
-def test_snip_is_the_absolute_gradient_times_weight():
+def test_snip_is_the_absolute_gradient_times_weight_normalised():
     model, (x, y) = _linear(), _data()
     w = model.get_layer("fc").kernel.numpy()
     score = pruning.score_layers("snip", pruning.prunable_layers(model), model, data=(x, y))["fc"]
-    np.testing.assert_allclose(score, np.abs(_gradient(w, x, y) * w), rtol=1e-4, atol=1e-7)
+    sensitivity = np.abs(_gradient(w, x, y) * w)
+    np.testing.assert_allclose(score, sensitivity / sensitivity.sum(), rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match=r"batches=2: data=\(x, y\) is one batch"):
+        pruning.score_layers("snip", pruning.prunable_layers(model), model, data=(x, y), batches=2)
 
 
 def test_taylor_averages_the_squared_first_order_term_over_batches():

@@ -44,6 +44,57 @@ def test_prune_units_on_the_input_side_and_compaction_give_a_smaller_equal_model
     assert small.get_layer("fc").kernel.shape[-1] == 8  # fc's units that output no longer reads
 
 
+def _biased(model, value=0.1):
+    for layer in model.layers:
+        if getattr(layer, "bias", None) is not None:  # as after training: no bias is zero
+            layer.bias.assign(np.full(layer.bias.shape, value, "float32"))
+    return model
+
+
+@pytest.mark.parametrize("value", [0.1, -0.1])
+def test_output_units_pruned_with_biases_still_compact_away(value):
+    model = _biased(_model(), value)
+    structured.prune_units(model, 0.5)  # conv's filters (relu(b) after pooling and Flatten) and fc's neurons
+    small = compact.compact(model)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-5)
+    assert small.get_layer("conv").kernel.shape[-1] == 4 and small.get_layer("fc").kernel.shape[-1] == 8
+
+
+@pytest.mark.parametrize("padding,filters", [("valid", 3), ("same", 4)])
+def test_a_constant_filter_folds_into_a_convolution_only_without_padding(padding, filters):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 2))
+    x = MaskedConv2D(4, 3, name="a")(inputs)
+    model = keras.Model(inputs, MaskedConv2D(2, 3, padding=padding, name="b")(x))
+    _biased(model)
+    mask = np.ones((3, 3, 2, 4), "float32")
+    mask[..., 1] = 0
+    pruning.set_masks(model, {"a": mask})
+    small = compact.compact(model)
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 2)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-5)
+    assert small.get_layer("a").kernel.shape[-1] == filters
+
+
+def test_a_layer_with_every_unit_pruned_keeps_one_and_the_outputs():
+    model = _biased(_model())
+    pruning.set_masks(model, {"fc": np.zeros(model.get_layer("fc").mask.shape, "float32")})
+    small = compact.compact(model)
+    x = np.random.default_rng(0).normal(size=(3, 8, 8, 4)).astype("float32")
+    np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-5)
+    assert small.get_layer("fc").kernel.shape[-1] == 1 and small.get_layer("conv").kernel.shape[-1] == 1
+
+
+def test_compact_takes_sequential_models():
+    model = keras.Sequential([keras.Input((6,)), MaskedDense(5, name="fc"), MaskedDense(2, name="out")])
+    structured.prune_units(model, 0.4, exclude=["out"])
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    small = compact.compact(model)
+    np.testing.assert_allclose(small(x), model(x), rtol=1e-5, atol=1e-6)
+    assert small.get_layer("fc").kernel.shape == (6, 3)
+
+
 def test_prune_units_compounds_on_the_units_left():
     model = _model()
     structured.prune_units(model, 0.5)
@@ -107,3 +158,33 @@ def test_units_rank_by_their_norm_also_when_already_sparse():
     mask[:, 1] = 1.0
     l1 = structured.unit_scores(score, mask, "output", 1)
     np.testing.assert_allclose(l1, [0.9 / 4, 2.0 / 4])
+
+
+def test_group_side_prunes_l0_gates_where_they_sit_filters_and_input_neurons():
+    from tflth import models
+    keras.utils.set_random_seed(0)
+    model = models.lenet5(family="l0", gates="neuron", dataset_size=100)
+    for layer in pruning.prunable_layers(model):  # distinct gates: the lowest are known
+        layer.log_alpha.assign(np.random.default_rng(1).normal(size=layer.log_alpha.shape).astype("float32"))
+    before = {layer.name: np.asarray(layer.log_alpha).reshape(-1) for layer in pruning.prunable_layers(model)}
+    masks = structured.prune_units(model, 0.5, score="inclusion", side="group")
+    assert structured.group_side(masks["conv1"]) == "output"
+    for name in ("conv1", "conv2"):  # filters: the half with the lowest gates gone
+        kept = masks[name].reshape(-1, masks[name].shape[-1]).any(axis=0)
+        assert kept.sum() == kept.size // 2 and before[name][~kept].max() < before[name][kept].min()
+    for name in ("fc1", "output"):  # input neurons (output's inputs are fc1's units; the classes stay)
+        kept = masks[name].any(axis=1)
+        assert kept.sum() == kept.size // 2 and before[name][~kept].max() < before[name][kept].min()
+        assert masks[name].any(axis=0).all()
+
+
+def test_group_side_prunes_horseshoe_input_neurons():
+    from tflth import models
+    keras.utils.set_random_seed(0)
+    model = models.lenet_300_100(family="local_reparam", prior="horseshoe", dataset_size=100)
+    for layer in pruning.prunable_layers(model):  # as after training: the groups' scales differ in certainty
+        rho = layer.prior_variables["group_rho"]
+        rho.assign(np.random.default_rng(2).normal(size=rho.shape).astype("float32"))
+    masks = structured.prune_units(model, 0.25, score="horseshoe_scale", side="group")
+    kept = masks["fc2"].any(axis=1)
+    assert kept.sum() == 225 and masks["fc2"][kept].all()  # whole rows: 75 of fc1's 300 units gone

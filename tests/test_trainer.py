@@ -279,11 +279,18 @@ def test_a_killed_bayesian_run_resumes_to_the_same_result(tmp_path, digits_dir, 
           dst="rigl", dst_every=10, prune_overrides="output=50"), "dynamic"),
 ])
 def test_each_pruning_method_reaches_its_target(tmp_path, digits_dir, kw, check):
-    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", **kw))
-    run = runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False)
-    model = runner.build_model(hparams, 0, n=200)
-    model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
-    masks = pruning.get_masks(model)
+    def final_masks(**sparsity):
+        hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", **sparsity))
+        run = runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+        model = runner.build_model(hparams, 0, n=200)
+        model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
+        return model, pruning.get_masks(model)
+
+    model, masks = final_masks(**kw)
+    if check == "dynamic":  # rewired: other connections than the same run without SET / RigL, as many per layer
+        static = final_masks(**{k: v for k, v in kw.items() if not k.startswith("dst")})[1]
+        assert all(masks[name].sum() == static[name].sum() for name in masks)
+        assert any(np.any(masks[name] != static[name]) for name in masks)
     kept = sum(m.sum() for m in masks.values()) / sum(m.size for m in masks.values())
     assert abs(kept - 0.10) < 0.002  # to the weight (the schedule's steps round)
     for layer in pruning.prunable_layers(model):  # masked for good, straight-through included
@@ -307,10 +314,12 @@ def test_each_pruning_method_reaches_its_target(tmp_path, digits_dir, kw, check)
     (dict(prune_score="snip", prune_to=5.0, prune_batches=0), "--prune_batches=0: must be >= 1"),
     (dict(prune_score="magnitude", prune_to=5.0, straight_through=True, dst="set"), "--dst='set': cannot go with "
                                                                                    "--straight_through"),
+    (dict(penalty="l0", prune_score="inclusion", prune_to=5.0, dst="rigl"), "--dst='rigl': works on masked layers"),
 ])
 def test_bad_method_flags_name_the_flag(kw, message):
+    kw.setdefault("penalty", "none")
     with pytest.raises(ValueError) as error:
-        SparsityHparams(penalty="none", **kw)
+        SparsityHparams(**kw)
     assert str(error.value).startswith(message) and "\n" not in str(error.value)
 
 

@@ -5,6 +5,7 @@ A run killed mid-write leaves either the old file or the new one, never half of 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -28,6 +29,32 @@ def atomic_path(path, suffix=""):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, overwrite=False):
+    """Yields a temporary folder beside `path` (hidden: `.tmp-<name>-*`); on success it is renamed
+    to `path`, replacing an existing `path` only if `overwrite`. An interrupted write leaves no
+    folder at `path`, and a failed one leaves nothing."""
+    path = os.fspath(path).rstrip(os.sep) or os.sep
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    parent = os.path.dirname(path) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp creates 0700; results are meant to be shared
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".old-{os.path.basename(path)}-")
+            os.replace(path, os.path.join(old, "x"))
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 def write_text(path, text):

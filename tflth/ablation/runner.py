@@ -3,8 +3,8 @@
 Each cell is a run of the sparse-training runner (IMP: one lottery run per study, to the
 deepest level needed), so its folder is named by the hash of its hyperparameters: rerunning the
 study skips finished cells and resumes a killed one. `collect` reads what is finished; `table`
-and `plot` show it (test error against % of weights kept, mean and std over seeds, and the
-training iterations and time each method spent).
+(test error) and `plot` (test accuracy) show it against % of weights kept, mean and std over
+seeds, with the training iterations and time each method spent.
 
     <root>/sparse_<hash>/...     one per (method, % kept), all seeds inside
     <root>/lottery_<hash>/...    IMP
@@ -157,7 +157,7 @@ def table(summary_, keep, title=None):
 
 
 def plot(summary_, path, title=None):
-    """Test error against % of weights kept (log x axis), error bars over seeds."""
+    """Test accuracy against % of weights kept (log x axis), error bars (sample std) over seeds."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -166,7 +166,7 @@ def plot(summary_, path, title=None):
         if not rows:
             continue
         ks = sorted(rows, reverse=True)
-        ax.errorbar([rows[k]["kept"] for k in ks], [rows[k]["error"] for k in ks],
+        ax.errorbar([rows[k]["kept"] for k in ks], [100.0 - rows[k]["error"] for k in ks],
                     yerr=[rows[k]["error_std"] or 0.0 for k in ks], marker="o", capsize=3, label=method)
     ax.set_xscale("log")
     ax.minorticks_off()
@@ -174,7 +174,7 @@ def plot(summary_, path, title=None):
     ax.set_xticks(targets, labels=[f"{k:g}" for k in targets])
     ax.invert_xaxis()
     ax.set_xlabel("% of weights kept")
-    ax.set_ylabel("test error %")
+    ax.set_ylabel("test accuracy %")
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)

@@ -171,7 +171,8 @@ class PruneCallback(_StepCallback):
     remaining weights gives, shared among layers that way (under `PolynomialDecay`, overridden
     layers follow the schedule to their own sparsity); `regrow=True` (straight-through
     layers) chooses the masks afresh from the dense weights at each step. `score_args` go to the
-    score (`{"data": (x, y)}` for "snip"; a value that is a function is called with the step).
+    score (`{"data": (x, y)}` for "snip"; `data` may be a function of the step that returns the
+    batch; other values, a Keras loss for one, are passed as they are).
     """
 
     def __init__(self, schedule, score="magnitude", scope="layerwise", rates=None,
@@ -205,8 +206,9 @@ class PruneCallback(_StepCallback):
                 score(layer, **self._context(0))
 
     def _context(self, step):
-        """The score's arguments at `step` (a function among `score_args` is called with it)."""
-        return {"seed": self.seed + step, **{k: v(step) if callable(v) else v for k, v in self.score_args.items()}}
+        """The score's arguments at `step` (`data`, if a function, is called with it)."""
+        return {"seed": self.seed + step,
+                **{k: v(step) if k == "data" and callable(v) else v for k, v in self.score_args.items()}}
 
     def at_step(self, step):
         due, fraction = self.schedule(step)

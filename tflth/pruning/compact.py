@@ -1,9 +1,11 @@
 """From a sparse network to a smaller plain Keras model: neurons and filters that cannot
 change the output are removed, and the next layer's inputs with them.
 
-A unit of a weighted layer (Dense or Conv2D, of any family) is removed when its output is
-identically zero (all its weights and its bias are zero, and its activation maps 0 to 0) or
-when the next weighted layer gives it only zero weights. Each layer computes with its
+A unit of a weighted layer (Dense or Conv2D, of any family) is removed when the next weighted
+layer gives it only zero weights, or when all its weights are zero, so that it outputs a
+constant whatever the input (its bias through its activation): a zero constant is dropped, a
+non-zero one is folded into the next layer's bias where that is exact (a Dense layer, or a
+convolution without zero padding) and the unit is kept otherwise. Each layer computes with its
 *deployed* weights: `layer.deterministic_weights()` where a family defines it (L0 gates at
 their test-time value, later Bayesian posterior means), else its (masked) kernel and bias.
 The model's inputs are kept whole (an input pixel no weight reads is a zero row of the first
@@ -45,22 +47,31 @@ def _chain(model):
     return layers
 
 
-def _zero_at_zero(layers):
-    """Whether a zero output of the first (weighted) layer stays zero through its activation and the
-    pass-through layers up to the next weighted layer (relu, pooling: yes; sigmoid: no)."""
-    x = np.zeros((1, 1), np.float32)
+def _constants(layers, bias):
+    """What each unit of the first (weighted) layer outputs, through its activation and the
+    pass-through layers up to the next weighted layer, when its kernel is all zero: its bias
+    mapped elementwise (pooling, Flatten and evaluation-mode dropout keep a constant)."""
+    x = np.asarray(bias, np.float32).reshape(1, -1)
     for layer in layers:
         if _weighted(layer):
             x = layer.activation(x)
         elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)):
             x = layer(x)
-    return bool(np.all(np.asarray(x) == 0.0))
+    return np.asarray(x).reshape(-1)
+
+
+def _foldable(layer):
+    """Whether a constant input channel of `layer` can be folded into its bias exactly: a Dense
+    layer, or a convolution without zero padding (at a padded border the constant would be
+    partly zero)."""
+    return layer.use_bias and (isinstance(layer, keras.layers.Dense) or layer.padding == "valid")
 
 
 @dataclasses.dataclass
 class Plan:
-    """What compaction keeps: for each weighted layer (by name) its deployed weights, the indices
-    of the input entries it reads and of the units it keeps, and its output positions."""
+    """What compaction keeps: for each weighted layer (by name) its deployed weights (biases with
+    the removed constant units folded in), the indices of the input entries it reads and of the
+    units it keeps, and its output positions."""
     weights: dict
     inputs: dict
     units: dict
@@ -74,26 +85,23 @@ def plan(model):
     if not weighted:
         raise ValueError("model has no Dense or Conv2D layer to compact")
     weights = {layer.name: deployed_weights(layer) for layer in weighted}
-    alive = {}
-    for layer in weighted:
-        kernel, bias = weights[layer.name]
-        silent = np.all(kernel.reshape(-1, kernel.shape[-1]) == 0, axis=0)
-        if bias is not None:
-            silent &= bias == 0
-        start = layers.index(layer)
-        after = next((i for i in range(start + 1, len(layers)) if _weighted(layers[i])), len(layers))
-        alive[layer.name] = ~silent if _zero_at_zero(layers[start:after]) else np.ones_like(silent)
+    alive = {weighted[-1].name: np.ones(weights[weighted[-1].name][0].shape[-1], bool)}  # the logits stay
     for layer, after in zip(weighted, weighted[1:]):
-        kernel = weights[after.name][0]
-        channels = kernel.shape[-2] if kernel.ndim > 2 else None
-        if kernel.ndim == 2:  # a Dense after a Dense, or after Flatten of (H, W, C) maps
-            units = alive[layer.name].size
-            rows = kernel.reshape(-1, units, kernel.shape[-1])
-            used = np.any(rows != 0, axis=(0, 2))
-        else:
-            used = np.any(kernel.reshape(-1, channels, kernel.shape[-1]) != 0, axis=(0, 2))
-        alive[layer.name] &= used
-    alive[weighted[-1].name][:] = True  # the logits stay
+        kernel, bias = weights[layer.name]
+        units = kernel.shape[-1]
+        still = np.all(kernel.reshape(-1, units) == 0, axis=0)  # outputs a constant whatever the input
+        segment = layers[layers.index(layer):layers.index(after)]
+        constant = np.where(still, _constants(segment, np.zeros(units) if bias is None else bias), 0.0)
+        following = weights[after.name][0]
+        rows = following.reshape(-1, units, following.shape[-1])  # (positions, units, outputs)
+        used = np.any(rows != 0, axis=(0, 2))
+        alive[layer.name] = used & ~(still & ((constant == 0) | _foldable(after)))
+        if not alive[layer.name].any():  # Keras has no empty layer: one unit stays (it is zero or constant)
+            alive[layer.name][0] = True
+        gone = still & ~alive[layer.name]
+        if np.any(constant[gone] != 0):  # a removed constant unit's share of the next layer, now its bias
+            next_kernel, next_bias = weights[after.name]
+            weights[after.name] = (next_kernel, next_bias + constant[gone] @ rows[:, gone].sum(axis=0))
     inputs, units, positions, kept, size = {}, {}, {}, None, None
     for layer in layers:
         if isinstance(layer, keras.layers.Flatten) and kept is not None:
@@ -112,7 +120,7 @@ def compact(model, name=None):
     """A plain Keras model (Dense, Conv2D, ...) without the removed units, whose outputs equal
     `model`'s in evaluation mode. Raises ValueError for architectures it cannot compact."""
     p = plan(model)
-    x = inputs = keras.Input(shape=model.input_shape[1:], name=model.layers[0].name)
+    x = inputs = keras.Input(shape=model.input_shape[1:], name=model.inputs[0].name)
     assigned = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):

@@ -153,15 +153,21 @@ def current_sparsity(model, exclude=()):
     return 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 
+def require_masked(layers, who):
+    """`layers`, or a ValueError naming those that are L0 or Bayesian rather than masked layers
+    (their kernel alone is not what they compute with)."""
+    others = [layer.name for layer in layers if type(layer).__qualname__ not in ("MaskedDense", "MaskedConv2D")]
+    if others:
+        raise ValueError(f"{who}: layers {others} are not masked layers (MaskedDense, MaskedConv2D)")
+    return layers
+
+
 def straight_through(model, enabled=True):
     """Turns the straight-through estimator of every masked layer on (the kernel keeps its dense
     values and receives the dense gradient; the forward pass reads kernel * mask) or off (the
     kernel is masked for good). Call it before compiling: a compiled step keeps the mode it was
     traced with. L0 and Bayesian layers have none: a ValueError names them."""
-    layers = prunable_layers(model)
-    others = [layer.name for layer in layers if type(layer).__qualname__ not in ("MaskedDense", "MaskedConv2D")]
-    if others:
-        raise ValueError(f"straight_through: layers {others} are not masked layers (MaskedDense, MaskedConv2D)")
+    layers = require_masked(prunable_layers(model), "straight_through")
     for layer in layers:
         layer.straight_through = bool(enabled)
         apply_mask(layer)

@@ -19,12 +19,14 @@ def _batches(data, batches, score):
     first `batches`."""
     if data is None:
         raise ValueError(f"score {score!r} needs data: pass data=(x, y) (one batch) or a dataset of (x, y) batches")
+    if not (isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
+        raise ValueError(f"batches={batches!r} must be an integer >= 1")
     if isinstance(data, (tuple, list)) and data and hasattr(data[0], "shape"):  # arrays: one batch
         if len(data) != 2:
             raise ValueError(f"score {score!r}: data holds {len(data)} arrays; expected (x, y)")
+        if batches != 1:
+            raise ValueError(f"batches={batches}: data=(x, y) is one batch; pass a list or dataset of batches")
         return [tuple(data)]
-    if not (isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
-        raise ValueError(f"batches={batches!r} must be an integer >= 1")
     out = [batch for _, batch in zip(range(batches), data)]
     if not out:
         raise ValueError(f"score {score!r}: data holds no batch")
@@ -56,11 +58,13 @@ def kernel_gradients(model, layers, data, loss=None, batches=1, score="gradient"
 def snip(layers, *, model, data=None, loss=None, batches=1, **_):
     """Connection sensitivity |dL/dc| = |g w| of a mask c = 1 (Lee, Ajanthan & Torr 2019, "SNIP:
     single-shot network pruning based on connection sensitivity"), g the loss gradient averaged
-    over the batches (the paper: one batch, at initialisation, pruned globally). The paper divides
-    by the sum over all weights, which changes no ranking; we leave it out."""
+    over the batches (the paper: one batch, at initialisation, pruned globally), divided by its sum
+    over the layers scored, as in the paper (so a `threshold` is a share of the total)."""
     grads = kernel_gradients(model, layers, data, loss, batches, "snip")
-    return {layer.name: np.abs(np.mean([g[layer.name] for g in grads], axis=0) * np.asarray(layer.kernel))
-            for layer in layers}
+    scores = {layer.name: np.abs(np.mean([g[layer.name] for g in grads], axis=0) * np.asarray(layer.kernel))
+              for layer in layers}
+    total = sum(float(s.sum()) for s in scores.values())
+    return {name: s / total for name, s in scores.items()} if total > 0 else scores
 
 
 @register_score("taylor", per_model=True)

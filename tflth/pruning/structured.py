@@ -5,7 +5,9 @@
   weights' scores: (mean s^p)^(1/p), so with the magnitude score p = 1 is the L1 norm and p = 2
   the L2 norm of the unit's weights (Li et al. 2017, "Pruning filters for efficient ConvNets"),
   divided by the unit's size. Scores that are constant over a group (an L0 neuron gate's
-  "inclusion", a horseshoe's "horseshoe_scale") rank those groups as they are.
+  "inclusion", a horseshoe's "horseshoe_scale") rank those groups as they are; their groups are
+  a dense layer's input neurons but a conv's filters, so `side="group"` finds each layer's side
+  from where its score is constant.
   `tflth.pruning.compact.compact` then builds the smaller plain Keras model.
 - `prune_nm` keeps the N highest-scoring weights of every M consecutive weights along the input
   dimension (NVIDIA's 2:4 sparsity, Mishra et al. 2021; Zhou et al. 2021): for a dense kernel
@@ -15,10 +17,10 @@
 import numpy as np
 
 from tflth.pruning.masks import get_masks, set_masks
-from tflth.pruning.pruner import _count, _remove_lowest, check_prune_args
+from tflth.pruning.pruner import _count, _remove_lowest, check_prune_args, layer_roles
 from tflth.pruning.scores import score_layers
 
-SIDES = ("output", "input")
+SIDES = ("output", "input", "group")
 
 
 def unit_axis(kernel_shape, side):
@@ -36,29 +38,44 @@ def unit_scores(score, mask, side, norm):
     return np.where(kept > 0, (total / (score.size // score.shape[axis])) ** (1.0 / norm), -np.inf)
 
 
+def group_side(score):
+    """"input" if `score` is the same for every output unit of each input (a dense layer's L0
+    neuron gates or horseshoe scales), else "output" (per-filter groups, or no groups)."""
+    score = np.asarray(score)
+    constant = lambda axis: np.all(score == np.take(score, [0], axis=axis))  # noqa: E731
+    return "input" if constant(score.ndim - 1) and not constant(score.ndim - 2) else "output"
+
+
 def prune_units(model, fraction, score="magnitude", side="output", norm=2, exclude=None, **context):
     """Removes `fraction` of the remaining units of every prunable layer (rounded up), the units
     of lowest `unit_scores`, by zeroing their whole row or column of the mask.
 
-    exclude: layer names or roles left untouched; by default the output layer for
-      side="output" (its units are the classes) and nothing for side="input".
+    side: "output" (neurons, filters), "input" (input neurons, input channels) or "group" (per
+      layer, the side its score is constant over: `group_side`).
+    exclude: layer names or roles left untouched; by default the output layer wherever its
+      output units would be pruned (they are the classes).
     Returns the new masks."""
     if side not in SIDES:
         raise ValueError(f"side={side!r} is unknown; allowed: {list(SIDES)}")
     if isinstance(norm, bool) or norm not in (1, 2):
         raise ValueError(f"norm={norm!r} must be 1 (L1) or 2 (L2)")
-    exclude = ("output",) if exclude is None and side == "output" else tuple(exclude or ())
+    protect_classes = exclude is None
+    exclude = ("output",) if protect_classes and side == "output" else tuple(exclude or ())
     _, layers, _, _ = check_prune_args(model, fraction, score, "layerwise", None, exclude)
     scores = score_layers(score, layers, model, **context)
+    sides = {layer.name: group_side(scores[layer.name]) if side == "group" else side for layer in layers}
+    if protect_classes:
+        layers = [layer for layer in layers if not (layer_roles(model)[layer.name] == "output" and
+                                                    sides[layer.name] == "output")]
     masks = get_masks(model)
     new = {}
     for layer in layers:
-        mask = masks[layer.name]
-        per_unit = unit_scores(scores[layer.name], mask, side, norm)
+        mask, side_ = masks[layer.name], sides[layer.name]
+        per_unit = unit_scores(scores[layer.name], mask, side_, norm)
         alive = np.isfinite(per_unit).astype(np.float32)
         dead = _remove_lowest(per_unit, alive, _count(fraction, int(alive.sum())))
         shape = [1] * mask.ndim
-        shape[unit_axis(mask.shape, side)] = -1
+        shape[unit_axis(mask.shape, side_)] = -1
         new[layer.name] = mask * dead.reshape(shape)
     set_masks(model, new)
     return new

@@ -135,8 +135,8 @@ class SparsityHparams:
                                   "oneshot at --prune_start=0)")
         if self.dst and self.straight_through:
             fail("dst", self.dst, "cannot go with --straight_through (grown weights must start at zero)")
-        if self.dst and self.prior != "none":
-            fail("dst", self.dst, "works on masked layers (--prior=none)")
+        if self.dst and (self.prior != "none" or self.penalty == "l0"):
+            fail("dst", self.dst, "works on masked layers (not with --prior or --penalty=l0)")
         for name in ("prune_overrides",):
             if getattr(self, name) and not self.prune_to:
                 fail(name, getattr(self, name), "needs --prune_to")

@@ -1,0 +1,255 @@
+"""tflth.export: strip, the three SavedModel formats, TFLite, the command; each export loads
+without tflth and computes what the model computes."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import keras
+import numpy as np
+import pytest
+
+from idx_files import learnable_digits, write_mnist
+from tflth import export, models, pruning
+from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.export import saving, sparse
+from tflth.lottery import run as lottery_run
+from tflth.lottery.hparams import LotteryHparams
+from tflth.trainer import runner as trainer
+from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
+
+SHAPE = (28, 28, 1)
+
+
+def _model(name="lenet_300_100", family="masked", keep=0.02, seed=0, **kw):
+    keras.utils.set_random_seed(seed)
+    if family != "masked":
+        kw["dataset_size"] = 100
+    model = models.get_model(name, family=family, input_shape=SHAPE, num_classes=10, **kw)
+    for layer in model.layers:  # trained models have non-zero biases: so must these
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(np.random.default_rng(1).normal(0, 0.1, layer.bias.shape))
+    if keep < 1:
+        pruning.prune_to(model, 1.0 - keep, "magnitude")
+    return model
+
+
+def _x(n=8, seed=3):
+    return np.random.default_rng(seed).uniform(size=(n,) + SHAPE).astype(np.float32)
+
+
+@pytest.mark.parametrize("family,name", [("masked", "lenet5"), ("l0", "lenet5"), ("l0", "lenet_300_100"),
+                                         ("flipout", "lenet_300_100"), ("local_reparam", "lenet5")])
+def test_strip_gives_plain_keras_layers_with_the_models_outputs(family, name):
+    model = _model(name, family, keep=0.1)
+    plain = export.strip(model)
+    assert all(type(layer).__module__.startswith("keras.") for layer in plain.layers)
+    np.testing.assert_allclose(plain(_x()), model(_x(), training=False), atol=1e-6)
+    # the pruned weights are exact zeros in the plain kernels
+    kept = sum(int(np.count_nonzero(layer.kernel)) for layer in plain.layers if hasattr(layer, "kernel"))
+    assert kept == saving.kernel_counts(model)[0] < 0.11 * saving.kernel_counts(model)[1]
+
+
+def test_strip_folds_l0_gates_and_posterior_means():
+    model = _model("lenet_300_100", "l0", keep=1.0)
+    layer = model.get_layer("fc1")
+    layer.log_alpha.assign(np.where(np.arange(layer.log_alpha.shape[0]) % 2, -10.0, 10.0).reshape(layer.log_alpha.shape))
+    plain = export.strip(model)
+    kernel = np.asarray(plain.get_layer("fc1").kernel)
+    assert np.all(kernel[1::2] == 0) and np.any(kernel[::2] != 0)  # closed input gates: zero rows
+
+
+def test_csr_round_trip_and_product():
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(7, 40)) * (rng.uniform(size=(7, 40)) < 0.1)
+    matrix[3] = matrix[-1] = 0  # empty rows, the last one too
+    values, columns, pointers = sparse.to_csr(matrix)
+    assert columns.dtype == np.int16 and pointers.dtype == np.int32 and len(values) == np.count_nonzero(matrix)
+    np.testing.assert_array_equal(sparse.from_csr(values, columns, pointers, matrix.shape), matrix.astype(np.float32))
+    x = rng.normal(size=(5, 40)).astype(np.float32)
+    np.testing.assert_allclose(sparse.csr_matmul(x, values, columns, pointers, matrix.shape), x @ matrix.T,
+                               rtol=1e-5, atol=1e-5)
+    assert sparse.to_csr(np.ones((2, 40000)))[1].dtype == np.int32  # wide rows need 32-bit indices
+
+
+def test_every_format_loads_without_tflth_and_computes_the_same(tmp_path):
+    model = _model("lenet5", keep=0.02)
+    x = _x(16)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", np.asarray(model(x, training=False)))
+    reports = {f: export.save_sparse(model, str(tmp_path / f), format=f) for f in export.FORMATS}
+    reports["tflite"] = export.to_tflite(model, str(tmp_path / "m.tflite"))
+    script = (
+        "import sys; sys.modules['tflth'] = None\n"  # `import tflth` now fails
+        "import numpy as np, tensorflow as tf\n"
+        f"d = {str(tmp_path)!r}; x = np.load(d + '/x.npy'); want = np.load(d + '/expected.npy')\n"
+        f"for f in {list(export.FORMATS)!r}:\n"
+        "    loaded = tf.saved_model.load(d + '/' + f)\n"
+        "    got = loaded.serve(x).numpy()\n"
+        "    print(f, float(np.abs(got - want).max()))\n"
+        "i = tf.lite.Interpreter(model_path=d + '/m.tflite')\n"
+        "i.resize_tensor_input(i.get_input_details()[0]['index'], x.shape); i.allocate_tensors()\n"
+        "i.set_tensor(i.get_input_details()[0]['index'], x); i.invoke()\n"
+        "print('tflite', float(np.abs(i.get_tensor(i.get_output_details()[0]['index']) - want).max()))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    differences = dict(line.split() for line in out.strip().splitlines())
+    assert sorted(differences) == sorted(export.FORMATS + ("tflite",))
+    assert all(float(d) <= 1e-5 for d in differences.values()), differences
+    # sizes: the sparse kernels are near the CSR limit, far below the dense ones
+    dense, sparse_, compact = reports["dense"], reports["sparse"], reports["compact"]
+    assert sparse_["variable_bytes"] <= 1.25 * sparse_["csr_limit_bytes"]
+    assert dense["variable_bytes"] > 15 * sparse_["variable_bytes"]
+    assert compact["parameters"] < dense["parameters"] and dense["parameters"] == model.count_params() - sum(
+        int(np.prod(layer.mask.shape)) for layer in pruning.prunable_layers(model))
+    assert reports["tflite"]["bytes"] < dense["bytes"] / 5
+    assert json.load(open(tmp_path / "sparse" / saving.REPORT))["format"] == "sparse"
+
+
+def test_compact_export_removes_pruned_units(tmp_path):
+    model = _model("lenet_300_100", keep=1.0)
+    pruning.prune_units(model, 0.5)
+    report = export.save_sparse(model, str(tmp_path / "c"), format="compact")
+    small = saving.export_model(model, "compact")
+    assert [layer.units for layer in small.layers if hasattr(layer, "units")] == [150, 50, 10]
+    assert report["parameters"] == small.count_params()
+
+
+def test_bad_format_and_existing_path_are_refused_and_overwrite_replaces(tmp_path):
+    model = _model(keep=0.1)
+    with pytest.raises(ValueError, match="format='csr' is unknown; allowed: dense, sparse, compact"):
+        export.save_sparse(model, str(tmp_path / "m"), format="csr")
+    (tmp_path / "m").mkdir()
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        export.save_sparse(model, str(tmp_path / "m"), format="dense")
+    export.save_sparse(model, str(tmp_path / "m"), format="dense", overwrite=True)
+    assert os.path.exists(tmp_path / "m" / "saved_model.pb") and sorted(os.listdir(tmp_path)) == ["m"]
+
+
+def test_an_unpruned_model_warns_and_still_exports(tmp_path):
+    with pytest.warns(UserWarning, match="not pruned"):
+        report = export.save_sparse(_model(keep=1.0), str(tmp_path / "m"), format="sparse")
+    assert report["weights_kept"] == report["weights"]
+
+
+def test_an_interrupted_export_leaves_nothing(tmp_path, monkeypatch):
+    def dies(model, path):
+        open(os.path.join(path, "saved_model.pb"), "w").close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(saving, "write_saved_model", dies)
+    with pytest.raises(KeyboardInterrupt):
+        export.save_sparse(_model(keep=0.1), str(tmp_path / "m"), format="sparse")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_mismatching_export_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(saving, "saved_model_predictor", lambda path: lambda x: np.zeros((len(x), 10)))
+    with pytest.raises(RuntimeError, match="outputs differ from the model's by .* nothing was written"):
+        export.save_sparse(_model(keep=0.1), str(tmp_path / "m"), format="dense")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unsupported_layers_and_subclassed_models_are_named():
+    class Masked1D(keras.layers.Conv1D):  # a layer with a mask that is neither Dense nor Conv2D
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.mask = self.add_weight(shape=self.kernel.shape, initializer="ones", trainable=False)
+
+    inputs = keras.Input((8, 2))
+    model = keras.Model(inputs, Masked1D(3, 2, name="odd")(inputs))
+    with pytest.raises(ValueError, match="layer 'odd' \\(.*Masked1D\\) cannot be exported"):
+        export.strip(model)
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__(name="mine")
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Subclassed()
+    sub(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="model 'mine' cannot be copied layer by layer"):
+        export.strip(sub)
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    data = str(root / "digits")
+    write_mnist(data, learnable_digits(240, seed=0), learnable_digits(300, seed=1))
+    dataset, training = DatasetHparams(batch_size=20, validation_size=40), TrainingHparams(iterations=20, eval_every=10)
+    lottery = lottery_run(LotteryHparams(dataset, training=training), levels=2, controls=(), root=str(root),
+                          data_dir=data, verbose=False)
+    l0 = trainer.run(TrainerHparams(dataset, ModelHparams(), training, SparsityHparams(strength=1.0)),
+                     root=str(root), data_dir=data, verbose=False)
+    return {"root": root, "data": data, "lottery": lottery, "l0": l0}
+
+
+def _cli(*args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", "tflth.export", *args], capture_output=True, text=True, env=env)
+
+
+def _error(done):
+    """The command's one error line (TensorFlow's own start-up lines aside)."""
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_command_exports_a_lottery_level_and_reports_sizes(runs):
+    out = runs["root"] / "ticket"
+    done = _cli(f"--run_dir={runs['lottery']}", "--level=2", "--format=sparse", f"--out={out}",
+                f"--data_dir={runs['data']}")
+    assert done.returncode == 0, done.stderr
+    assert "level 2 (main) as sparse" in done.stdout and "CSR limit" in done.stdout
+    kept = float(done.stdout.split("weights kept")[1].split("(")[1].split("%")[0])
+    assert abs(kept - 100 * 0.8 ** 2) < 1.0  # two levels of 20% (the lottery default)
+    accuracies = done.stdout.split("test accuracy")[1].split("%")
+    assert accuracies[0].strip() == accuracies[1].split(",")[1].strip()  # model and export agree
+    assert os.path.exists(out / "saved_model.pb")
+
+
+def test_command_exports_a_sparse_training_run_as_tflite(runs):
+    out = runs["root"] / "l0.tflite"
+    done = _cli(f"--run_dir={runs['l0']}", "--format=tflite", f"--out={out}", f"--data_dir={runs['data']}")
+    assert done.returncode == 0, done.stderr
+    assert "seed 0 as tflite" in done.stdout and os.path.getsize(out) > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format=zip"], "--format='zip' is unknown; allowed: dense, sparse, compact, tflite"),
+    (["--level=7"], "--level=7: give a finished level of"),
+    ([], "--level=None: give a finished level"),
+    (["--level=1", "--seed=3"], "finished: none"),
+])
+def test_command_bad_input_is_one_line(runs, args, message):
+    out = runs["root"] / "never"
+    done = _cli(f"--run_dir={runs['lottery']}", f"--out={out}", f"--data_dir={runs['data']}", *args)
+    assert message in _error(done)
+    assert not os.path.exists(out)
+
+
+def test_command_refuses_an_existing_out_and_a_level_for_sparse_runs(runs):
+    done = _cli(f"--run_dir={runs['l0']}", f"--out={runs['root']}", "--format=dense")
+    assert "exists; pass --overwrite" in _error(done)
+    done = _cli(f"--run_dir={runs['l0']}", "--level=1", f"--out={runs['root'] / 'x'}")
+    assert "only lottery runs have levels" in _error(done)
+
+
+def test_docs_example_runs_as_written(mnist_dir, tmp_path, monkeypatch):
+    import re
+    text = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "export.md")).read()
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.setenv("TFLTH_DATA_DIR", os.path.abspath(mnist_dir))
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(block, "docs/export.md", "exec"), scope)
+    assert sorted(os.listdir(tmp_path)) == ["lenet.tflite", "lenet_compact", "lenet_sparse"]
+    assert scope["report"]["variable_bytes"] < scope["report"]["csr_limit_bytes"]
+    np.testing.assert_allclose(scope["logits"], scope["model"](scope["x"], training=False), atol=1e-5)

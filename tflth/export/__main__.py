@@ -1,0 +1,3 @@
+from tflth.export.cli import main
+
+main()
