@@ -48,7 +48,8 @@ def test_strip_gives_plain_keras_layers_with_the_models_outputs(family, name):
     np.testing.assert_allclose(plain(_x()), model(_x(), training=False), atol=1e-6)
     # the pruned weights are exact zeros in the plain kernels
     kept = sum(int(np.count_nonzero(layer.kernel)) for layer in plain.layers if hasattr(layer, "kernel"))
-    assert kept == saving.kernel_counts(model)[0] < 0.11 * saving.kernel_counts(model)[1]
+    counts = saving.kernel_counts(model)
+    assert kept == counts["weights_kept"] < 0.11 * counts["weights"]
 
 
 def test_strip_folds_l0_gates_and_posterior_means():
@@ -99,6 +100,7 @@ def test_every_format_loads_without_tflth_and_computes_the_same(tmp_path):
     # sizes: the sparse kernels are near the CSR limit, far below the dense ones
     dense, sparse_, compact = reports["dense"], reports["sparse"], reports["compact"]
     assert sparse_["variable_bytes"] <= 1.25 * sparse_["csr_limit_bytes"]
+    assert sparse_["csr_bytes"] == sparse_["csr_limit_stored_index_bytes"]  # nothing stored beyond CSR itself
     assert dense["variable_bytes"] > 15 * sparse_["variable_bytes"]
     assert compact["parameters"] < dense["parameters"] and dense["parameters"] == model.count_params() - sum(
         int(np.prod(layer.mask.shape)) for layer in pruning.prunable_layers(model))
@@ -110,9 +112,70 @@ def test_compact_export_removes_pruned_units(tmp_path):
     model = _model("lenet_300_100", keep=1.0)
     pruning.prune_units(model, 0.5)
     report = export.save_sparse(model, str(tmp_path / "c"), format="compact")
-    small = saving.export_model(model, "compact")
-    assert [layer.units for layer in small.layers if hasattr(layer, "units")] == [150, 50, 10]
-    assert report["parameters"] == small.count_params()
+    assert report["units"] == "150-50-10" and report["units_before"] == "300-100-10"
+    assert report["parameters"] == 784 * 150 + 150 + 150 * 50 + 50 + 50 * 10 + 10
+
+
+def _layers_model(kind):
+    """Small models whose layers the sparse format must reproduce."""
+    keras.utils.set_random_seed(0)
+    from tflth.layers import MaskedConv2D, MaskedDense
+    if kind == "dense_rank3":
+        inputs = keras.Input((5, 12))
+        x = MaskedDense(7, activation="tanh", name="a")(inputs)
+        return keras.Model(inputs, MaskedDense(3, use_bias=False, name="b")(x))
+    inputs = keras.Input((12, 12, 3))
+    conv = {"strided_same": dict(strides=2, padding="same"), "dilated": dict(dilation_rate=2),
+            "no_bias": dict(use_bias=False, kernel_size=(2, 3))}[kind]
+    x = MaskedConv2D(6, conv.pop("kernel_size", 3), activation="sigmoid", name="a", **conv)(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = MaskedConv2D(4, 3, name="empty")(x)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, MaskedDense(3, name="out")(x))
+
+
+@pytest.mark.parametrize("kind", ["dense_rank3", "strided_same", "dilated", "no_bias"])
+def test_sparse_format_reproduces_each_kind_of_layer(kind, tmp_path):
+    model = _layers_model(kind)
+    pruning.prune_to(model, 0.7, allocation="uniform")
+    if kind != "dense_rank3":  # a layer with no weight left, and trained BatchNorm statistics
+        pruning.set_masks(model, {"empty": np.zeros(model.get_layer("empty").mask.shape, "float32")})
+        bn = model.get_layer("bn")
+        bn.moving_mean.assign(np.linspace(-1, 1, 6).astype("float32"))
+        bn.moving_variance.assign(np.linspace(0.5, 2, 6).astype("float32"))
+    x = np.random.default_rng(0).normal(size=(4,) + tuple(model.input_shape[1:])).astype("float32")
+    export.save_sparse(model, str(tmp_path / "m"), format="sparse", sample=x)
+    np.testing.assert_allclose(saving.saved_model_predictor(str(tmp_path / "m"))(x), model(x, training=False),
+                               atol=1e-5)
+
+
+def test_strip_copies_nested_models_and_refuses_what_keras_would_compute_wrongly():
+    from tflth.layers import MaskedConv2D, MaskedDense
+    inner = keras.Sequential([keras.Input((6,)), MaskedDense(5, name="inner_fc"), keras.layers.BatchNormalization()],
+                             name="inner")
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, MaskedDense(2, name="out")(inner(inputs)))
+    pruning.prune_to(model, 0.5)
+    plain = export.strip(model)
+    classes = {type(layer).__module__.split(".")[0] for layer in plain._flatten_layers(include_self=False)}
+    assert classes == {"keras"}
+    x = np.random.default_rng(0).normal(size=(3, 6)).astype("float32")
+    np.testing.assert_allclose(plain(x), model(x, training=False), atol=1e-6)
+    inputs = keras.Input((4, 6, 6))
+    first = keras.Model(inputs, MaskedConv2D(4, 3, data_format="channels_first", name="cf")(inputs))
+    with pytest.raises(ValueError, match="layer 'cf': a channels_first Conv2D with a bias cannot be exported"):
+        export.strip(first)
+
+
+def test_compact_refuses_a_hidden_softmax(tmp_path):
+    from tflth.layers import MaskedDense
+    inputs = keras.Input((6,))
+    x = MaskedDense(5, activation="softmax", name="mix")(inputs)
+    model = keras.Model(inputs, MaskedDense(2, name="out")(x))
+    pruning.prune_to(model, 0.5)
+    with pytest.raises(ValueError, match="layer 'mix': its softmax activation mixes the units"):
+        export.save_sparse(model, str(tmp_path / "never"), format="compact")
+    assert os.listdir(tmp_path) == []
 
 
 def test_bad_format_and_existing_path_are_refused_and_overwrite_replaces(tmp_path):
@@ -124,6 +187,10 @@ def test_bad_format_and_existing_path_are_refused_and_overwrite_replaces(tmp_pat
         export.save_sparse(model, str(tmp_path / "m"), format="dense")
     export.save_sparse(model, str(tmp_path / "m"), format="dense", overwrite=True)
     assert os.path.exists(tmp_path / "m" / "saved_model.pb") and sorted(os.listdir(tmp_path)) == ["m"]
+    (tmp_path / "m.tflite").write_bytes(b"old")
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        export.to_tflite(model, str(tmp_path / "m.tflite"))
+    assert (tmp_path / "m.tflite").read_bytes() == b"old"
 
 
 def test_an_unpruned_model_warns_and_still_exports(tmp_path):
@@ -227,6 +294,7 @@ def test_command_exports_a_sparse_training_run_as_tflite(runs):
     (["--level=7"], "--level=7: give a finished level of"),
     ([], "--level=None: give a finished level"),
     (["--level=1", "--seed=3"], "finished: none"),
+    (["--level=1", "--branch=mian"], "--branch='mian' is unknown; allowed: main, reinit"),
 ])
 def test_command_bad_input_is_one_line(runs, args, message):
     out = runs["root"] / "never"
@@ -240,6 +308,10 @@ def test_command_refuses_an_existing_out_and_a_level_for_sparse_runs(runs):
     assert "exists; pass --overwrite" in _error(done)
     done = _cli(f"--run_dir={runs['l0']}", "--level=1", f"--out={runs['root'] / 'x'}")
     assert "only lottery runs have levels" in _error(done)
+    done = _cli(f"--run_dir={runs['l0']}", "--format=tflite", "--overwrite", f"--out={runs['root']}")
+    assert "is a folder; --format=tflite writes a file" in _error(done)
+    done = _cli(f"--run_dir={runs['l0']}", f"--out={runs['root'] / 'digits' / 'train-images-idx3-ubyte.gz' / 'x'}")
+    assert "error:" in _error(done)  # --out below a file: one line, no traceback
 
 
 def test_docs_example_runs_as_written(mnist_dir, tmp_path, monkeypatch):

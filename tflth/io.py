@@ -44,17 +44,29 @@ def atomic_dir(path, overwrite=False):
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(path)}-")
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700; results are meant to be shared
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700; results are meant to be shared
         if os.path.exists(path):
             old = tempfile.mkdtemp(dir=parent, prefix=f".old-{os.path.basename(path)}-")
             os.replace(path, os.path.join(old, "x"))
-            os.replace(tmp, path)
-            shutil.rmtree(old)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(os.path.join(old, "x"), path)  # the old one back, not neither
+                raise
+            finally:
+                if not os.path.exists(os.path.join(old, "x")) or os.path.exists(path):
+                    shutil.rmtree(old)
         else:
             os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path, text):

@@ -44,8 +44,11 @@ def report_lines(report):
     kept, total = report["weights_kept"], report["weights"]
     sizes = f"{_kb(report['bytes'])} (gzipped {_kb(report['gzip_bytes'])})"
     if "variable_bytes" in report:
-        sizes += (f"; variables {_kb(report['variable_bytes'])}, CSR limit {_kb(report['csr_limit_bytes'])} "
-                  f"({report['variable_bytes'] / report['csr_limit_bytes']:.2f}x)")
+        sizes += f"; variables {_kb(report['variable_bytes'])}"
+    sizes += f"; CSR limit {_kb(report['csr_limit_bytes'])} (32-bit indices)"
+    if "csr_bytes" in report:
+        sizes += (f"; CSR arrays stored {_kb(report['csr_bytes'])}, "
+                  f"{report['csr_bytes'] / report['csr_limit_stored_index_bytes']:.2f}x their limit")
     lines = [f"  weights kept   {kept:,} of {total:,} ({100.0 * kept / total:.2f}%)", f"  size           {sizes}"]
     if "parameters" in report:
         lines.append(f"  parameters     {report['parameters']:,} stored"
@@ -74,6 +77,8 @@ def _main(argv):
         fail(f"--format={FLAGS.format!r} is unknown; allowed: {', '.join(FORMATS)}")
     if os.path.exists(FLAGS.out) and not FLAGS.overwrite:
         fail(f"--out={FLAGS.out} exists; pass --overwrite to replace it")
+    if FLAGS.format == "tflite" and os.path.isdir(FLAGS.out):
+        fail(f"--out={FLAGS.out} is a folder; --format=tflite writes a file (e.g. model.tflite)")
     try:
         model, hparams, what = from_run.load(FLAGS.run_dir, FLAGS.seed, FLAGS.level, FLAGS.branch)
         x, y = tdata.arrays(hparams.dataset.dataset, "test", data_dir=FLAGS.data_dir or None)
@@ -90,7 +95,7 @@ def _main(argv):
             else:
                 report = saving.save_sparse(model, FLAGS.out, FLAGS.format, overwrite=FLAGS.overwrite, sample=sample)
                 predict = saving.saved_model_predictor(FLAGS.out)
-        except (ValueError, RuntimeError) as e:
+        except (ValueError, RuntimeError, OSError) as e:  # OSError: --out cannot be written
             fail(str(e).splitlines()[0])
     for w in caught:
         if "not pruned" in str(w.message):

@@ -29,6 +29,10 @@ def load(run_dir, seed=0, level=None, branch="main"):
         raise ValueError(f"--run_dir={run_dir}: not a run folder (expected lottery_<hash> or sparse_<hash> "
                          "holding hparams.json)")
     saved = io.read_json(runs.hparams_file(run_dir))
+    if kind == "lottery" and branch not in lottery_paths.BRANCHES:
+        raise ValueError(f"--branch={branch!r} is unknown; allowed: {', '.join(lottery_paths.BRANCHES)}")
+    if kind == "sparse" and branch != "main":
+        raise ValueError(f"--branch={branch!r}: only lottery runs have branches; {run_dir} is a sparse-training run")
     if kind == "lottery":
         hparams = LotteryHparams.from_dict(saved)
         replicate = lottery_paths.replicate_dir(run_dir, seed)

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from tflth import io
-from tflth.export.sparse import csr_limit_bytes, sparse_layer
+from tflth.export.sparse import csr_limit_bytes, index_dtype, sparse_layer
 from tflth.export.strip import carries_mask, deployed, replace_layers, strip
 from tflth.pruning import compact as compaction
 
@@ -58,16 +58,20 @@ def export_model(model, format):
 
 
 def kernel_counts(model):
-    """(kept, total, csr_limit_bytes) over the Dense and Conv2D kernels of `model` (any family),
-    counted on the deployed weights."""
-    kept = total = limit = 0
+    """{"weights_kept", "weights", "csr_limit_bytes" (32-bit indices), "csr_limit_stored_index_bytes"
+    (with the column-index width the sparse format stores)} over the Dense and Conv2D kernels of
+    `model` (any family), counted on the deployed weights."""
+    counts = dict.fromkeys(("weights_kept", "weights", "csr_limit_bytes", "csr_limit_stored_index_bytes"), 0)
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if carries_mask(layer) or _weighted(layer):
             kernel = deployed(layer)[0]
-            nonzero = int(np.count_nonzero(kernel))
-            kept, total = kept + nonzero, total + kernel.size
-            limit += csr_limit_bytes(nonzero, kernel.shape[-1])
-    return kept, total, limit
+            nonzero, rows = int(np.count_nonzero(kernel)), kernel.shape[-1]
+            stored = np.dtype(index_dtype(kernel.size // rows)).itemsize
+            counts["weights_kept"] += nonzero
+            counts["weights"] += kernel.size
+            counts["csr_limit_bytes"] += csr_limit_bytes(nonzero, rows)
+            counts["csr_limit_stored_index_bytes"] += csr_limit_bytes(nonzero, rows, index_bytes=stored)
+    return counts
 
 
 def folder_sizes(path):
@@ -116,8 +120,8 @@ def _check(expected, got, atol, rtol, what):
     return difference
 
 
-def _warn_if_dense(kept, total):
-    if kept == total:
+def _warn_if_dense(counts):
+    if counts["weights_kept"] == counts["weights"]:
         warnings.warn("the model is not pruned (every kernel weight is non-zero): the export will not be smaller",
                       stacklevel=3)
 
@@ -150,19 +154,21 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     sample = _sample(model, sample)
-    kept, total, limit = kernel_counts(model)
-    _warn_if_dense(kept, total)
+    counts = kernel_counts(model)
+    _warn_if_dense(counts)
     exported = export_model(model, format)
     expected = model(sample, training=False)
     with io.atomic_dir(path, overwrite) as tmp:
         write_saved_model(exported, tmp)
         difference = _check(expected, saved_model_predictor(tmp)(sample), atol, rtol,
                             f"{format} export of {model.name!r}")
-        report = {"format": format, "weights_kept": kept, "weights": total, "csr_limit_bytes": limit,
-                  "max_abs_difference": difference, "parameters": int(exported.count_params()),
-                  **folder_sizes(tmp)}
+        report = {"format": format, **counts, "max_abs_difference": difference,
+                  "parameters": int(exported.count_params()), **folder_sizes(tmp)}
         if format == "compact":
             report["units"], report["units_before"] = units(exported), units(model)
+        if format == "sparse":  # the CSR arrays alone, beside the biases and other variables
+            report["csr_bytes"] = sum(v.numpy().nbytes for layer in exported._flatten_layers(include_self=False)
+                                      if hasattr(layer, "csr") for v in layer.csr()[:3])
         io.write_json(os.path.join(tmp, REPORT), report)
     return report
 
@@ -173,12 +179,13 @@ def saved_model_predictor(path):
     return lambda x: np.asarray(loaded.serve(np.asarray(x, np.float32)))
 
 
-def tflite_predictor(model):
-    """x -> outputs of a TFLite model (a file path or the flatbuffer's bytes)."""
+def tflite_predictor(model, threads=None):
+    """x -> outputs of a TFLite model (a file path or the flatbuffer's bytes), run with `threads`
+    threads (None: TFLite's default)."""
     with warnings.catch_warnings():  # TF 2.21 says tf.lite.Interpreter moves to ai_edge_litert
         warnings.simplefilter("ignore")
         source = dict(model_content=model) if isinstance(model, bytes) else dict(model_path=os.fspath(model))
-        interpreter = tf.lite.Interpreter(**source)
+        interpreter = tf.lite.Interpreter(**source, num_threads=threads)
     interpreter.allocate_tensors()
     (entry,), (exit_,) = interpreter.get_input_details(), interpreter.get_output_details()
 
@@ -211,12 +218,11 @@ def to_tflite(model, path, sparse=True, overwrite=False, sample=None, atol=1e-5,
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     sample = _sample(model, sample)
-    kept, total, limit = kernel_counts(model)
-    _warn_if_dense(kept, total)
+    counts = kernel_counts(model)
+    _warn_if_dense(counts)
     content = tflite_bytes(model, sparse)
     difference = _check(model(sample, training=False), tflite_predictor(content)(sample), atol, rtol,
                         f"TFLite export of {model.name!r}")
     with io.atomic_path(path, suffix=".tflite") as tmp, open(tmp, "wb") as f:
         f.write(content)
-    return {"format": "tflite", "weights_kept": kept, "weights": total, "csr_limit_bytes": limit,
-            "max_abs_difference": difference, **folder_sizes(path)}
+    return {"format": "tflite", **counts, "max_abs_difference": difference, **folder_sizes(path)}

@@ -35,9 +35,10 @@ def from_csr(values, columns, pointers, shape):
 
 
 def csr_limit_bytes(nonzeros, rows, value_bytes=4, index_bytes=4):
-    """The bytes CSR needs at the least with 32-bit values and indices: values, column indices and
-    rows + 1 row pointers."""
-    return nonzeros * (value_bytes + index_bytes) + (rows + 1) * index_bytes
+    """The bytes CSR needs at the least: values, column indices and rows + 1 row pointers, all
+    32-bit by default (scipy's CSR; `index_bytes=2`: 16-bit column indices, as `to_csr` stores
+    where the rows allow, with 32-bit pointers)."""
+    return nonzeros * (value_bytes + index_bytes) + (rows + 1) * 4
 
 
 def _row_ids(pointers, rows):

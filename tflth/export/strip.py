@@ -65,6 +65,11 @@ def _strip_layer(layer):
     if cls is None:
         raise ValueError(f"layer {layer.name!r} ({type(layer).__qualname__}) cannot be exported: only Dense "
                          "and Conv2D layers of a tflth family are supported")
+    if cls is keras.layers.Conv2D and layer.data_format == "channels_first" and layer.use_bias:
+        # Keras 3.15's Conv2D adds such a bias on the wrong axis when width == filters
+        # (tflth/layers/_forward.py works around it; a plain Keras layer cannot).
+        raise ValueError(f"layer {layer.name!r}: a channels_first Conv2D with a bias cannot be exported as Keras' "
+                         "own Conv2D; build the model channels_last")
     config = {k: v for k, v in layer.get_config().items() if k in keys and k not in _DROPPED}
     kernel, bias = deployed(layer)
     return cls.from_config(config), [kernel] + ([bias] if layer.use_bias else [])

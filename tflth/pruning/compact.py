@@ -34,8 +34,17 @@ def _weighted(layer):
     return isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
 
 
+_MIXING = ("softmax", "log_softmax")  # activations that are not elementwise
+
+
 def _chain(model):
     layers = list(model.layers)
+    last = max((i for i, layer in enumerate(layers) if _weighted(layer)), default=0)
+    for layer in layers[:last]:  # removing a unit changes what a softmax gives the others
+        name = getattr(getattr(layer, "activation", None), "__name__", None)
+        if name in _MIXING:
+            raise ValueError(f"layer {layer.name!r}: its {name} activation mixes the units, so none can be removed; "
+                             "compaction needs elementwise activations before the last weighted layer")
     for layer in layers:
         if not (_weighted(layer) or isinstance(layer, _PASS_THROUGH)):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be compacted; supported: "
