@@ -1,7 +1,8 @@
 """Writing a pruned model so that TensorFlow alone can load it, and saying how big it is.
 
     report = save_sparse(model, "out/model", format="sparse")   # a SavedModel folder
-    tf.saved_model.load("out/model").serve(x)                   # in any process, no tflth needed
+    loaded = tf.saved_model.load("out/model")                   # in any process, no tflth needed
+    loaded.serve(x)                                             # (keep `loaded`: serve needs its variables)
     to_tflite(model, "out/model.tflite")                        # TFLite, with its sparsity encoding
 
 Every export is checked before it is kept: the written model is loaded back and run on a sample
@@ -16,7 +17,6 @@ import tarfile
 import tempfile
 import warnings
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -24,6 +24,7 @@ from tflth import io
 from tflth.export.sparse import csr_limit_bytes, index_dtype, sparse_layer
 from tflth.export.strip import carries_mask, deployed, replace_layers, strip
 from tflth.pruning import compact as compaction
+from tflth.pruning.compact import is_weighted
 
 FORMATS = ("dense", "sparse", "compact")
 REPORT = "tflth_export.json"
@@ -34,12 +35,8 @@ def check_format(format):
         raise ValueError(f"format={format!r} is unknown; allowed: {', '.join(FORMATS)}")
 
 
-def _weighted(layer):
-    return isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
-
-
 def _sparsify(layer):
-    if not _weighted(layer):
+    if not is_weighted(layer):
         return None
     kernel, bias = (np.asarray(w) for w in (layer.kernel, layer.bias if layer.use_bias else 0.0))
     return sparse_layer(layer, kernel, bias)
@@ -63,7 +60,7 @@ def kernel_counts(model):
     `model` (any family), counted on the deployed weights."""
     counts = dict.fromkeys(("weights_kept", "weights", "csr_limit_bytes", "csr_limit_stored_index_bytes"), 0)
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if carries_mask(layer) or _weighted(layer):
+        if carries_mask(layer) or is_weighted(layer):
             kernel = deployed(layer)[0]
             nonzero, rows = int(np.count_nonzero(kernel)), kernel.shape[-1]
             stored = np.dtype(index_dtype(kernel.size // rows)).itemsize
@@ -98,7 +95,7 @@ def folder_sizes(path):
 def units(model):
     """The output units of the model's Dense and Conv2D layers, e.g. "300-100-10"."""
     return "-".join(str(layer.kernel.shape[-1]) for layer in model._flatten_layers(include_self=False, recursive=True)
-                    if _weighted(layer))
+                    if is_weighted(layer))
 
 
 def _sample(model, sample):
@@ -120,10 +117,15 @@ def _check(expected, got, atol, rtol, what):
     return difference
 
 
-def _warn_if_dense(counts):
+def _start(model, path, overwrite, sample):
+    """What every export checks first: (the sample batch, `kernel_counts`); warns if nothing is pruned."""
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    counts = kernel_counts(model)
     if counts["weights_kept"] == counts["weights"]:
         warnings.warn("the model is not pruned (every kernel weight is non-zero): the export will not be smaller",
                       stacklevel=3)
+    return _sample(model, sample), counts
 
 
 def write_saved_model(model, path):
@@ -151,11 +153,7 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
     Returns a report (also written to `path/tflth_export.json`): sizes, weights kept, the CSR limit
     and the largest difference from the model's outputs on `sample` (default: 16 random inputs)."""
     check_format(format)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    sample = _sample(model, sample)
-    counts = kernel_counts(model)
-    _warn_if_dense(counts)
+    sample, counts = _start(model, path, overwrite, sample)
     exported = export_model(model, format)
     expected = model(sample, training=False)
     with io.atomic_dir(path, overwrite) as tmp:
@@ -215,11 +213,7 @@ def tflite_bytes(model, sparse=True):
 def to_tflite(model, path, sparse=True, overwrite=False, sample=None, atol=1e-5, rtol=1e-6):
     """Writes `model` as a TFLite file at `path` (see `tflite_bytes`), checked against the model's
     outputs on `sample` like `save_sparse`; returns its report."""
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    sample = _sample(model, sample)
-    counts = kernel_counts(model)
-    _warn_if_dense(counts)
+    sample, counts = _start(model, path, overwrite, sample)
     content = tflite_bytes(model, sparse)
     difference = _check(model(sample, training=False), tflite_predictor(content)(sample), atol, rtol,
                         f"TFLite export of {model.name!r}")

@@ -30,7 +30,7 @@ def deployed_weights(layer):
     return np.asarray(kernel), None if bias is None else np.asarray(bias)
 
 
-def _weighted(layer):
+def is_weighted(layer):
     return isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D))
 
 
@@ -39,14 +39,14 @@ _MIXING = ("softmax", "log_softmax")  # activations that are not elementwise
 
 def _chain(model):
     layers = list(model.layers)
-    last = max((i for i, layer in enumerate(layers) if _weighted(layer)), default=0)
+    last = max((i for i, layer in enumerate(layers) if is_weighted(layer)), default=0)
     for layer in layers[:last]:  # removing a unit changes what a softmax gives the others
         name = getattr(getattr(layer, "activation", None), "__name__", None)
         if name in _MIXING:
             raise ValueError(f"layer {layer.name!r}: its {name} activation mixes the units, so none can be removed; "
                              "compaction needs elementwise activations before the last weighted layer")
     for layer in layers:
-        if not (_weighted(layer) or isinstance(layer, _PASS_THROUGH)):
+        if not (is_weighted(layer) or isinstance(layer, _PASS_THROUGH)):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be compacted; supported: "
                              "Dense, Conv2D, pooling, Flatten, activation and dropout layers in a chain")
         if len(layer._inbound_nodes) > 1 or (layer._inbound_nodes and len(layer._inbound_nodes[0].input_tensors) > 1):
@@ -62,7 +62,7 @@ def _constants(layers, bias):
     mapped elementwise (pooling, Flatten and evaluation-mode dropout keep a constant)."""
     x = np.asarray(bias, np.float32).reshape(1, -1)
     for layer in layers:
-        if _weighted(layer):
+        if is_weighted(layer):
             x = layer.activation(x)
         elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)):
             x = layer(x)
@@ -90,7 +90,7 @@ class Plan:
 def plan(model):
     """Decides which units of every weighted layer survive (see the module docstring)."""
     layers = _chain(model)
-    weighted = [layer for layer in layers if _weighted(layer)]
+    weighted = [layer for layer in layers if is_weighted(layer)]
     if not weighted:
         raise ValueError("model has no Dense or Conv2D layer to compact")
     weights = {layer.name: deployed_weights(layer) for layer in weighted}
@@ -111,13 +111,13 @@ def plan(model):
         if np.any(constant[gone] != 0):  # a removed constant unit's share of the next layer, now its bias
             next_kernel, next_bias = weights[after.name]
             weights[after.name] = (next_kernel, next_bias + constant[gone] @ rows[:, gone].sum(axis=0))
-    inputs, units, positions, kept, size = {}, {}, {}, None, None
+    inputs, units, positions, kept = {}, {}, {}, None
     for layer in layers:
         if isinstance(layer, keras.layers.Flatten) and kept is not None:
             spatial = int(np.prod(layer.input.shape[1:-1]))
             channels = layer.input.shape[-1]
             kept = (np.arange(spatial)[:, None] * channels + kept[None, :]).reshape(-1)
-        elif _weighted(layer):
+        elif is_weighted(layer):
             fan_in = weights[layer.name][0].shape[-2]
             inputs[layer.name] = np.arange(fan_in) if kept is None else kept
             kept = units[layer.name] = np.flatnonzero(alive[layer.name])
@@ -134,7 +134,7 @@ def compact(model, name=None):
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if not _weighted(layer):
+        if not is_weighted(layer):
             x = type(layer).from_config(layer.get_config())(x)
             continue
         kernel, bias = p.weights[layer.name]
