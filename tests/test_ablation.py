@@ -54,6 +54,20 @@ def test_cells_run_once_then_are_skipped_and_the_table_shows_them(tmp_path, digi
     assert saved["summary"]["snip"]["50.0"]["n"] == 1
 
 
+def test_collect_only_trains_nothing_and_writes_the_finished_cells(tmp_path, digits_dir):
+    root = tmp_path / "runs"
+    ablation.run(STUDY, ["snip"], [50.0], seeds=(0,), root=str(root), data_dir=digits_dir, verbose=False)
+    before = sorted(os.listdir(root))
+    args = [f"--root={root}", "--methods=snip,rigl", "--keep=50", "--seeds=0", "--collect_only",
+            f"--batch_size={STUDY.dataset.batch_size}", f"--validation_size={STUDY.dataset.validation_size}",
+            f"--iterations={STUDY.training.iterations}", f"--eval_every={STUDY.training.eval_every}"]
+    out = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "ablation.py")] + args,
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "1 cells finished, 1 not yet" in out.stdout and "| rigl | — |" in out.stdout
+    assert sorted(os.listdir(root)) == sorted(before + ["ablation"])  # no rigl folder was made
+
+
 def test_a_missing_cell_is_listed_not_invented(tmp_path):
     result = runner.collect(STUDY, ["gradual"], [10.0], (0, 1), str(tmp_path))
     assert result["cells"] == [] and [(c["method"], c["seed"]) for c in result["missing"]] == [("gradual", 0),

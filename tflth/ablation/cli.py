@@ -25,6 +25,8 @@ def define_run_flags(flag_values=FLAGS):
     flags.DEFINE_string("keep", "10,5,2", "Comma-separated % of weights kept, decreasing.", flag_values=flag_values)
     flags.DEFINE_string("out", "", "Folder for ablation.json, .md and .png; default: <root>/ablation.",
                         flag_values=flag_values)
+    flags.DEFINE_bool("collect_only", False, "Train nothing: write the table and plot of the cells finished so far "
+                      "(safe while the study runs in another process).", flag_values=flag_values)
     define_common_flags(flag_values)
 
 
@@ -41,10 +43,15 @@ def _main(argv):
             raise ValueError(f"--keep={FLAGS.keep!r}: must be comma-separated numbers") from None
         seeds, train_kw = common_args(FLAGS)
         runner.check(study, methods, keep, FLAGS.root)
-        data = load_data(runner.imp_hparams(study), FLAGS.data_dir or None)  # fails here, before any folder
-    except (ValueError, RuntimeError) as e:
+        data = None if FLAGS.collect_only else load_data(runner.imp_hparams(study), FLAGS.data_dir or None)
+    except (ValueError, RuntimeError) as e:  # fails here, before any folder
         fail(str(e).splitlines()[0])
-    result = runner.run(study, methods, keep, seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet, **train_kw)
+    if FLAGS.collect_only:
+        result = runner.collect(study, methods, keep, seeds, FLAGS.root)
+        print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
+    else:
+        result = runner.run(study, methods, keep, seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet,
+                            **train_kw)
     out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
     text = runner.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}")
     print(text + f"\n[tflth] ablation written to {out}")
