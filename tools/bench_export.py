@@ -29,8 +29,6 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU latency: the SavedModels must not run on a GPU
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FORMATS = ("dense", "sparse", "compact", "tflite")
@@ -171,4 +169,6 @@ def _targets(rows):
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # CPU latency: the SavedModels must not run on a GPU
     sys.exit(main())
