@@ -105,7 +105,7 @@ def _main(argv):
     print(f"[tflth] exported {what} as {FLAGS.format} to {FLAGS.out}")
     print("\n".join(report_lines(report)))
     load = ("tf.lite.Interpreter(model_path=...)" if FLAGS.format == "tflite"
-            else "tf.saved_model.load(path).serve(x), x: float32 images in [0, 1]")
+            else "loaded = tf.saved_model.load(path); loaded.serve(x), x: float32 images in [0, 1]")
     print(f"  load with      {load}")
 
 
