@@ -253,7 +253,10 @@ def runs(tmp_path_factory):
                           data_dir=data, verbose=False)
     l0 = trainer.run(TrainerHparams(dataset, ModelHparams(), training, SparsityHparams(strength=1.0)),
                      root=str(root), data_dir=data, verbose=False)
-    return {"root": root, "data": data, "lottery": lottery, "l0": l0}
+    bayes = trainer.run(TrainerHparams(dataset, ModelHparams(), training, SparsityHparams(
+        penalty="none", strength=1.0, prior="log_uniform", estimator="local_reparam", mc_samples=0, prune_score="log_alpha",
+        prune_to=10.0, prune_every=5, prune_end=15)), root=str(root), data_dir=data, verbose=False)
+    return {"root": root, "data": data, "lottery": lottery, "l0": l0, "bayes": bayes}
 
 
 def _cli(*args):
@@ -279,6 +282,15 @@ def test_command_exports_a_lottery_level_and_reports_sizes(runs):
     accuracies = done.stdout.split("test accuracy")[1].split("%")
     assert accuracies[0].strip() == accuracies[1].split(",")[1].strip()  # model and export agree
     assert os.path.exists(out / "saved_model.pb")
+
+
+def test_command_exports_a_bayesian_run_compacted(runs):
+    out = runs["root"] / "svd"
+    done = _cli(f"--run_dir={runs['bayes']}", "--format=compact", f"--out={out}", f"--data_dir={runs['data']}")
+    assert done.returncode == 0, done.stderr
+    assert "seed 0 as compact" in done.stdout and "(10.00%)" in done.stdout and "units " in done.stdout
+    accuracies = done.stdout.split("test accuracy")[1].split("%")
+    assert accuracies[0].strip() == accuracies[1].split(",")[1].strip()
 
 
 def test_command_exports_a_sparse_training_run_as_tflite(runs):
