@@ -263,10 +263,15 @@ def test_a_killed_bayesian_run_resumes_to_the_same_result(tmp_path, digits_dir, 
     with pytest.raises(KeyboardInterrupt):
         runner.run(BAYES, root=str(tmp_path / "b"), data_dir=digits_dir, verbose=False, checkpoint_seconds=0)
     monkeypatch.setattr(engine.state, "save", save)
+    progress = engine.progress_file(runner.seed_dir(runner.run_dir(str(tmp_path / "b"), BAYES), 0))
+    assert 0 < engine.resumed_seconds(os.path.dirname(progress)) < 1000
+    saved = dict(np.load(progress))
+    np.savez(progress, **{**saved, "seconds": np.float64(1000.0)})  # as if the first process had run 1000 s
     resumed = _metrics(runner.run(BAYES, root=str(tmp_path / "b"), data_dir=digits_dir, verbose=False,
                                   checkpoint_seconds=0))
     for key in ("rows", "weights_remaining", "architecture", "calibration"):
         assert resumed[key] == expected[key], key
+    assert 1000 < resumed["seconds"] < 1000 + expected["seconds"] * 10  # the cost counts the killed process's part
 
 
 @pytest.mark.parametrize("kw,check", [

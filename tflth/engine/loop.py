@@ -14,6 +14,7 @@ import os
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tflth.engine import state
@@ -25,6 +26,15 @@ PRINT_SECONDS = 10.0
 
 def progress_file(folder):
     return os.path.join(folder, "progress.npz")
+
+
+def resumed_seconds(folder):
+    """The training seconds a resume point holds (0.0 without one): what earlier processes spent
+    on the training, so that a resumed training's cost counts them."""
+    if not os.path.exists(progress_file(folder)):
+        return 0.0
+    with np.load(progress_file(folder)) as saved:  # reads this entry alone, not the weights
+        return float(saved["seconds"]) if "seconds" in saved.files else 0.0
 
 
 def tensorboard_dir(folder):
@@ -78,8 +88,9 @@ class _Recorder(keras.callbacks.Callback):
     """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
 
     def __init__(self, data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                 test_every_eval, label):
+                 test_every_eval, label, seconds_before=0.0):
         super().__init__()
+        self.seconds_before = seconds_before  # spent by earlier processes (resumed_seconds)
         self.data, self.folder, self.start, self.stop, self.rows = data, folder, start, stop, rows
         self.on_point, self.verbose, self.label = on_point, verbose, label
         self.checkpoint_seconds, self.test_every_eval = checkpoint_seconds, test_every_eval
@@ -103,7 +114,8 @@ class _Recorder(keras.callbacks.Callback):
         # max(checkpoint_seconds, one interval) of training.
         since, interval, self.last_point = now - self.last_checkpoint, now - self.last_point, now
         if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
-            state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows))
+            state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
+                       seconds=self.seconds_before + now - self.began)
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
             self.last_print = now
@@ -201,7 +213,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
                          f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
                          "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                         test_every_eval, label)
+                         test_every_eval, label, resumed_seconds(folder))
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)

@@ -84,7 +84,7 @@ class Replicate:
         if self.verbose:
             print(f"[{label}] {100 * (1 - pruning.sparsity(model)['total']):.1f}% of weights remain; "
                   f"training iterations {k}..{self.hparams.training.iterations}", flush=True)
-        started = time.time()
+        started = time.time() - engine.resumed_seconds(folder)  # a resumed branch's cost counts the earlier part
         rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
                             verbose=self.verbose, **self.train_kw)
         io.save_weights(model, paths.final_weights(folder))

@@ -189,7 +189,7 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
         pruning.straight_through(model)
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations, *callback_steps(hparams)))
     label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
-    started = time.time()
+    started = time.time() - engine.resumed_seconds(folder)  # a resumed seed's cost counts the earlier part
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
                         callbacks=callbacks(hparams, data, seed), **train_kw)
     if s.straight_through:
