@@ -91,14 +91,18 @@ def print_table(names, median, ratio, median_ratio, reference):
                                        f"({', '.join(f'{r:.2f}' for r in ratio[c][n])})" for c in median) + " |")
 
 
-def result(args, ms, median, ratio, median_ratio, reference):
-    """The JSON a benchmark writes: machine, versions, arguments and every measurement."""
+def environment():
+    """{"machine", "versions"}: what every benchmark's JSON says it ran on."""
     import keras
     import tensorflow as tf
     return {"machine": f"{os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}",
             "versions": {"python": platform.python_version(), "tensorflow": tf.__version__,
-                         "keras": keras.__version__},
-            "args": vars(args), "ms_per_step": ms, "median_ms_per_step": median,
+                         "keras": keras.__version__}}
+
+
+def result(args, ms, median, ratio, median_ratio, reference):
+    """The JSON a benchmark writes: machine, versions, arguments and every measurement."""
+    return {**environment(), "args": vars(args), "ms_per_step": ms, "median_ms_per_step": median,
             f"ratio_to_{reference}": ratio, f"median_ratio_to_{reference}": median_ratio}
 
 

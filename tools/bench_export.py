@@ -23,11 +23,12 @@ than the dense ones; compact faster than dense wherever it removed >= 50% of the
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
+
+import _bench
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -102,7 +103,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import numpy as np
-    import tensorflow as tf
 
     from tflth import data, io, pruning
     from tflth.export import saving
@@ -133,10 +133,8 @@ def main(argv=None):
                 print(_line(rows[-1]), flush=True)
     print()
     _targets(rows)
-    io.write_json(args.out, {"rows": rows, "args": vars(args), "machine": f"{os.cpu_count()} CPU cores, "
-                             f"{platform.processor() or platform.machine()}", "threads": {
-                                 "tensorflow": "default (one per core)", "tflite": os.cpu_count()},
-                             "versions": {"python": platform.python_version(), "tensorflow": tf.__version__}})
+    io.write_json(args.out, {"rows": rows, "args": vars(args), **_bench.environment(),
+                             "threads": {"tensorflow": "default (one per core)", "tflite": os.cpu_count()}})
     print(f"[bench] written to {args.out}")
     return 0
 

@@ -193,11 +193,12 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
     (test values are None where the test set was not evaluated).
     """
     training, stop = hparams.training, stop or hparams.training.iterations
-    rows, step = [], start
+    rows, step, seconds_before = [], start, 0.0
     if os.path.exists(progress_file(folder)):
         saved = state.load(progress_file(folder))
         state.restore(model, saved)
         step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
+        seconds_before = float(saved.get("seconds", 0.0))  # spent by earlier processes
         if verbose:
             print(f"[{label}] resuming at step {step}", flush=True)
     runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))
@@ -213,7 +214,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
                          f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
                          "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                         test_every_eval, label, resumed_seconds(folder))
+                         test_every_eval, label, seconds_before)
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)

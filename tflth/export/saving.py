@@ -22,9 +22,10 @@ import tensorflow as tf
 
 from tflth import io
 from tflth.export.sparse import csr_limit_bytes, index_dtype, sparse_layer
-from tflth.export.strip import carries_mask, deployed, replace_layers, strip
+from tflth.export.strip import deployed, replace_layers, strip
 from tflth.pruning import compact as compaction
 from tflth.pruning.compact import is_weighted
+from tflth.pruning.masks import is_prunable
 
 FORMATS = ("dense", "sparse", "compact")
 REPORT = "tflth_export.json"
@@ -60,7 +61,7 @@ def kernel_counts(model):
     `model` (any family), counted on the deployed weights."""
     counts = dict.fromkeys(("weights_kept", "weights", "csr_limit_bytes", "csr_limit_stored_index_bytes"), 0)
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        if carries_mask(layer) or is_weighted(layer):
+        if is_prunable(layer) or is_weighted(layer):
             kernel = deployed(layer)[0]
             nonzero, rows = int(np.count_nonzero(kernel)), kernel.shape[-1]
             stored = np.dtype(index_dtype(kernel.size // rows)).itemsize

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 from tflth.pruning.compact import deployed_weights
+from tflth.pruning.masks import is_prunable
 
 _DROPPED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
             "bias_constraint")
@@ -25,14 +26,10 @@ def _plain_class(layer):
     return None, None
 
 
-def carries_mask(layer):
-    return getattr(layer, "mask", None) is not None and hasattr(layer, "kernel")
-
-
 def deployed(layer):
     """(kernel, bias) of a layer with a kernel, as numpy, pruned entries exactly zero."""
     kernel, bias = deployed_weights(layer)
-    if carries_mask(layer):
+    if is_prunable(layer):
         kernel = kernel * np.asarray(layer.mask, dtype=kernel.dtype)
     return kernel, bias
 
@@ -59,7 +56,7 @@ def replace_layers(model, replace):
 
 
 def _strip_layer(layer):
-    if not carries_mask(layer):
+    if not is_prunable(layer):
         return None
     cls, keys = _plain_class(layer)
     if cls is None:

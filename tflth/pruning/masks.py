@@ -2,13 +2,14 @@
 import numpy as np
 
 
+def is_prunable(layer):
+    """Whether `layer` has a kernel and a `mask` weight (a masked, L0 or Bayesian layer)."""
+    return getattr(layer, "mask", None) is not None and hasattr(layer, "kernel")
+
+
 def prunable_layers(model):
     """The layers with a `mask` weight, in model order (nested models included)."""
-    found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if getattr(layer, "mask", None) is not None and hasattr(layer, "kernel"):
-            found.append(layer)
-    return found
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if is_prunable(layer)]
 
 
 def get_masks(model):

@@ -17,7 +17,7 @@
 import numpy as np
 
 from tflth.pruning.masks import get_masks, set_masks
-from tflth.pruning.pruner import _count, _remove_lowest, check_prune_args, layer_roles
+from tflth.pruning.pruner import _count, _remove_lowest, check_prune_args
 from tflth.pruning.scores import score_layers
 
 SIDES = ("output", "input", "group")
@@ -61,12 +61,11 @@ def prune_units(model, fraction, score="magnitude", side="output", norm=2, exclu
         raise ValueError(f"norm={norm!r} must be 1 (L1) or 2 (L2)")
     protect_classes = exclude is None
     exclude = ("output",) if protect_classes and side == "output" else tuple(exclude or ())
-    _, layers, _, _ = check_prune_args(model, fraction, score, "layerwise", None, exclude)
+    _, layers, _, roles = check_prune_args(model, fraction, score, "layerwise", None, exclude)
     scores = score_layers(score, layers, model, **context)
     sides = {layer.name: group_side(scores[layer.name]) if side == "group" else side for layer in layers}
     if protect_classes:
-        layers = [layer for layer in layers if not (layer_roles(model)[layer.name] == "output" and
-                                                    sides[layer.name] == "output")]
+        layers = [layer for layer in layers if not (roles[layer.name] == "output" and sides[layer.name] == "output")]
     masks = get_masks(model)
     new = {}
     for layer in layers:
