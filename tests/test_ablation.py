@@ -1,5 +1,6 @@
 """The ablation study: every method's hyperparameters, cells resumed and skipped, the table, the CLI."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -66,6 +67,11 @@ def test_collect_only_trains_nothing_and_writes_the_finished_cells(tmp_path, dig
     assert out.returncode == 0, out.stderr
     assert "1 cells finished, 1 not yet" in out.stdout and "| rigl | — |" in out.stdout
     assert sorted(os.listdir(root)) == sorted(before + ["ablation"])  # no rigl folder was made
+    shutil.rmtree(root / before[0])  # the snip run is gone (another machine): ablation.json still has it
+    out = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "ablation.py")] + args,
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "1 cells finished, 1 not yet" in out.stdout and "1 cells were read from the ablation.json" in out.stdout
 
 
 def test_a_missing_cell_is_listed_not_invented(tmp_path):
@@ -73,6 +79,22 @@ def test_a_missing_cell_is_listed_not_invented(tmp_path):
     assert result["cells"] == [] and [(c["method"], c["seed"]) for c in result["missing"]] == [("gradual", 0),
                                                                                               ("gradual", 1)]
     assert "| gradual | — |" in runner.table(runner.summary(result, ["gradual"], [10.0]), [10.0])
+
+
+def test_cells_recorded_in_an_earlier_json_fill_only_the_same_missing_runs(tmp_path):
+    result = runner.collect(STUDY, ["gradual", "snip"], [10.0], (0, 1), str(tmp_path))
+    folder = result["missing"][0]["folder"]  # gradual's; snip's has another hash
+    earlier = {"cells": [
+        {"method": "gradual", "keep": 10.0, "seed": 0, "kept": 10.0, "error": 1.5, "iterations": 40, "seconds": 3.0,
+         "folder": "elsewhere/" + os.path.basename(folder)},
+        {"method": "gradual", "keep": 10.0, "seed": 1, "kept": 10.0, "error": 9.0, "iterations": 40, "seconds": 3.0,
+         "folder": "elsewhere/sparse_0000000000"},  # same cell, other hyperparameters: not taken
+    ]}
+    merged = runner.add_recorded(result, earlier)
+    assert [(c["method"], c["seed"], c["error"], c["recorded"]) for c in merged["cells"]] == [("gradual", 0, 1.5, True)]
+    assert [(c["method"], c["seed"]) for c in merged["missing"]] == [("gradual", 1), ("snip", 0), ("snip", 1)]
+    text = runner.table(runner.summary(merged, ["gradual"], [10.0]), [10.0], recorded=1)
+    assert "| gradual | 1.50 (n=1) |" in text and "1 cells were read from the ablation.json" in text
 
 
 @pytest.mark.parametrize("args,message", [

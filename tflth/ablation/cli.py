@@ -5,6 +5,7 @@ import os
 
 from absl import app, flags
 
+from tflth import io
 from tflth.ablation import methods as m
 from tflth.ablation import runner
 from tflth.cli import common_args, csv, define_common_flags, fail, parse
@@ -26,7 +27,8 @@ def define_run_flags(flag_values=FLAGS):
     flags.DEFINE_string("out", "", "Folder for ablation.json, .md and .png; default: <root>/ablation.",
                         flag_values=flag_values)
     flags.DEFINE_bool("collect_only", False, "Train nothing: write the table and plot of the cells finished so far "
-                      "(safe while the study runs in another process).", flag_values=flag_values)
+                      "(safe while the study runs in another process). Cells missing under --root but recorded in "
+                      "<out>/ablation.json with the same run folder are kept from there.", flag_values=flag_values)
     define_common_flags(flag_values)
 
 
@@ -48,11 +50,15 @@ def _main(argv):
         fail(str(e).splitlines()[0])
     if FLAGS.collect_only:
         result = runner.collect(study, methods, keep, seeds, FLAGS.root)
-        print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
     else:
         result = runner.run(study, methods, keep, seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet,
                             **train_kw)
     out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
+    earlier = os.path.join(out, "ablation.json")
+    if os.path.exists(earlier):
+        result = runner.add_recorded(result, io.read_json(earlier))
+    if FLAGS.collect_only:
+        print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
     text = runner.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}")
     print(text + f"\n[tflth] ablation written to {out}")
 

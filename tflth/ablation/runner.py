@@ -109,6 +109,25 @@ def collect(study, methods, keep, seeds, root):
     return {"cells": cells, "missing": missing}
 
 
+def add_recorded(result, recorded):
+    """`result` with its missing cells taken from `recorded` (an earlier ablation.json) where one
+    there has the same method, % kept, seed and run folder name: the folder's hash names the
+    hyperparameters, so it is the same computation, finished on a machine whose runs/ are gone.
+    Such cells are marked "recorded"; a cell finished here always wins."""
+    done = {_cell_key(c): c for c in recorded.get("cells", [])}
+    cells, missing = list(result["cells"]), []
+    for cell in result["missing"]:
+        if _cell_key(cell) in done:
+            cells.append({**done[_cell_key(cell)], "recorded": True})
+        else:
+            missing.append(cell)
+    return {"cells": cells, "missing": missing}
+
+
+def _cell_key(cell):
+    return cell["method"], float(cell["keep"]), cell["seed"], os.path.basename(os.path.normpath(cell["folder"]))
+
+
 def summary(result, methods, keep):
     """{method: {keep: {error, error_std, kept, n}}, and per method its iterations and seconds}."""
     out = {}
@@ -127,9 +146,10 @@ def summary(result, methods, keep):
     return out
 
 
-def table(summary_, keep, title=None):
+def table(summary_, keep, title=None, recorded=0):
     """Markdown: one row per method, test error (mean ± std over seeds) at each % kept, and the
-    training iterations (and minutes) it spent per cell."""
+    training iterations (and minutes) it spent per cell; `recorded`: how many cells came from an
+    earlier ablation.json (`add_recorded`)."""
     head = ["Method"] + [f"{k:g}% kept: error %" for k in keep] + ["Iterations per cell", "Minutes per cell"]
     lines = ([f"# {title}", ""] if title else []) + ["| " + " | ".join(head) + " |",
                                                      "|---|" + "---:|" * (len(head) - 1)]
@@ -153,6 +173,9 @@ def table(summary_, keep, title=None):
               "A figure in brackets is the % of weights actually kept where it is more than 5% off the target. "
               "Iterations: every method trains T once, IMP (T + T per level) to its level. Allocation: random, "
               "set and rigl ERK, the others global (tflth/ablation/methods.py)."]
+    if recorded:
+        lines[-1] += (f" {recorded} cells were read from the ablation.json this table replaces: runs finished "
+                      "earlier, on a machine whose run folders are gone (same folder hash, same computation).")
     return "\n".join(lines) + "\n"
 
 
@@ -191,7 +214,7 @@ def write(result, methods, keep, out, title=None):
     s = summary(result, methods, keep)
     io.write_json(os.path.join(out, "ablation.json"), {"summary": {meth: {str(k): v for k, v in rows.items()}
                                                                    for meth, rows in s.items()}, **result})
-    text = table(s, keep, title)
+    text = table(s, keep, title, recorded=sum(bool(c.get("recorded")) for c in result["cells"]))
     io.write_text(os.path.join(out, "ablation.md"), text)
     plot(s, os.path.join(out, "ablation.png"), title)
     return text
