@@ -1,5 +1,5 @@
 """tflth: sparse neural networks on Keras 3 (lottery tickets, masked, L0 and Bayesian layers, pruning scores)."""
-from tflth import bayes, data, engine, l0, layers, lottery, models, priors, pruning, regularizers
+from tflth import bayes, data, distribute, engine, l0, layers, lottery, models, priors, pruning, regularizers
 
 __version__ = "0.1.0"
-__all__ = ["bayes", "data", "engine", "l0", "layers", "lottery", "models", "priors", "pruning", "regularizers"]
+__all__ = ["bayes", "data", "distribute", "engine", "l0", "layers", "lottery", "models", "priors", "pruning", "regularizers"]

@@ -3,9 +3,14 @@
 Bad input (a missing flagfile, an unknown flag, a value out of range, data that cannot be
 found) prints one line and exits with status 2 before any folder is made.
 """
+import contextlib
+import os
 import sys
 
+import tensorflow as tf
 from absl import flags
+
+from tflth import distribute
 
 
 def define_common_flags(flag_values):
@@ -20,6 +25,32 @@ def define_common_flags(flag_values):
                        "would leave more than this much training unsaved (a resume loses at most "
                        "max(one interval, this)).", flag_values=flag_values)
     flags.DEFINE_bool("quiet", False, "No progress lines.", flag_values=flag_values)
+    flags.DEFINE_enum("strategy", "default", distribute.NAMES, "tf.distribute strategy (tflth.distribute): "
+                      "mirrored = every local GPU, multi_worker = the cluster in TF_CONFIG. --batch_size is the "
+                      "global batch, split over the replicas.", flag_values=flag_values)
+    flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism (tf.config.experimental."
+                      "enable_op_determinism): the same seed gives bit-identical runs, on GPU too.",
+                      flag_values=flag_values)
+
+
+def strategy(flag_values, batch_size):
+    """The --strategy, with --deterministic applied; ValueError/RuntimeError for bad input
+    (an unknown name, a malformed TF_CONFIG, a batch size the replicas cannot share)."""
+    if flag_values.deterministic:
+        tf.config.experimental.enable_op_determinism()
+        os.environ["TF_DETERMINISTIC_OPS"] = "1"  # TensorFlow's own switch, for the --workers processes
+    chosen = distribute.get_strategy(flag_values.strategy)
+    distribute.check_batch_size(batch_size, chosen)
+    return chosen
+
+
+@contextlib.contextmanager
+def distributed(chosen, flag_values):
+    """Inside `chosen`'s scope, yields (root, verbose) for this process: the chief writes to
+    --root and prints progress; another worker of a multi-worker run works on a private copy
+    of --root (`tflth.distribute.worker_root`) and prints nothing."""
+    with chosen.scope(), distribute.worker_root(flag_values.root, chosen) as root:
+        yield root, not flag_values.quiet and distribute.is_chief(chosen)
 
 
 def fail(message):

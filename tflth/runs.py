@@ -4,9 +4,16 @@ and run folders named by a hash of the hyperparameters (checked on resume).
 `hparams` is any frozen hparams object with `.dataset` (DatasetHparams), `.sections`,
 `to_dict()` and `from_dict()` (the lottery's and the sparse-training runner's).
 """
+import contextlib
+import functools
+import importlib.metadata
 import os
+import platform
+import subprocess
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from tflth import data as tdata
 from tflth import engine, io, models
@@ -37,8 +44,20 @@ def build_model(hparams, model, family, seed, dataset_size=None, **layer_kw):
     info = tdata.info(hparams.dataset.dataset)
     if get_family(family).takes_dataset_size:
         layer_kw["dataset_size"] = dataset_size or train_size(hparams)
-    return models.get_model(model, family=family, input_shape=info.input_shape, num_classes=info.num_classes,
-                            **layer_kw)
+    with dtype_policy(hparams.training.precision):  # the layers keep it; compile then scales the loss
+        return models.get_model(model, family=family, input_shape=info.input_shape, num_classes=info.num_classes,
+                                **layer_kw)
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras' global dtype policy set to `name` while models are built, and put back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def run_dir(root, prefix, hparams):
@@ -51,6 +70,32 @@ def hparams_file(run):
 
 def flags_file(run):
     return os.path.join(run, "flags.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def versions():
+    """What a run was made with, recorded in its metrics: tflth, TensorFlow, Keras, NumPy and
+    Python versions, and the git commit of the tflth checkout where it is one ("+" marks
+    uncommitted changes)."""
+    try:
+        tflth_version = importlib.metadata.version("tflth")
+    except importlib.metadata.PackageNotFoundError:
+        tflth_version = None
+    return {"tflth": tflth_version, "commit": _commit(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def _commit():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.exists(os.path.join(repo, ".git")):
+        return None
+    try:
+        head = subprocess.run(["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("+" if dirty.stdout.strip() else "") if head.returncode == 0 else None
 
 
 def metrics_file(folder):

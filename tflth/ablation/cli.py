@@ -5,10 +5,10 @@ import os
 
 from absl import app, flags
 
-from tflth import io
+from tflth import distribute, io
 from tflth.ablation import methods as m
 from tflth.ablation import runner
-from tflth.cli import common_args, csv, define_common_flags, fail, parse
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
@@ -44,15 +44,18 @@ def _main(argv):
         except ValueError:
             raise ValueError(f"--keep={FLAGS.keep!r}: must be comma-separated numbers") from None
         seeds, train_kw = common_args(FLAGS)
+        chosen = strategy(FLAGS, study.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
         runner.check(study, methods, keep, FLAGS.root)
         data = None if FLAGS.collect_only else load_data(runner.imp_hparams(study), FLAGS.data_dir or None)
     except (ValueError, RuntimeError) as e:  # fails here, before any folder
         fail(str(e).splitlines()[0])
-    if FLAGS.collect_only:
-        result = runner.collect(study, methods, keep, seeds, FLAGS.root)
-    else:
-        result = runner.run(study, methods, keep, seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet,
-                            **train_kw)
+    with distributed(chosen, FLAGS) as (root, verbose):
+        if FLAGS.collect_only:
+            result = runner.collect(study, methods, keep, seeds, root)
+        else:
+            result = runner.run(study, methods, keep, seeds, root=root, data=data, verbose=verbose, **train_kw)
+    if not distribute.is_chief(chosen):
+        return  # the chief writes the table
     out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
     earlier = os.path.join(out, "ablation.json")
     if os.path.exists(earlier):

@@ -43,9 +43,13 @@ class TrainingHparams:
                             "replaces them at the end of training and gives the final row; 0: none. The L0 "
                             "paper's code evaluates such an average (beta_ema = 0.999).")
     jit_compile: bool = field(True, "Compile training and evaluation with XLA (faster on CPU and GPU).")
+    precision: str = field("float32", "Keras dtype policy: float32, mixed_float16 or mixed_bfloat16 (compute in "
+                                      "16 bits, variables in float32; masks, L0 gates and Bayesian layers stay "
+                                      "float32; mixed_float16 scales the loss).")
 
     def __post_init__(self):
         one_of("optimizer", self.optimizer, ("adam", "sgd"))
+        one_of("precision", self.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
         if self.lr <= 0:
             fail("lr", self.lr, "must be > 0")
         for name in ("weight_decay", "l2", "momentum"):

@@ -9,6 +9,7 @@ several times too large (zero moments, bias correction of step k).
 import keras
 import tensorflow as tf
 
+from tflth import distribute
 from tflth.layers import family_variables
 
 
@@ -106,7 +107,13 @@ def compile_model(model, training, steps_per_execution=1, offset=0):
         optimizer.exclude_from_weight_decay(var_list=extra)
     if training.l2:
         optimizer.exclude_from_l2(extra)
+    # XLA on one replica only (tflth.distribute.xla_allowed). Keras' loop of
+    # several steps per execution reads a distributed iterator inside a tf.cond, which TF 2.21
+    # cannot run ("must feed a value for placeholder", seen with 2 CPU replicas and with 2
+    # workers): one step per execution under a strategy of several replicas.
+    if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+        steps_per_execution = 1
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=metrics, steps_per_execution=steps_per_execution,
-                  jit_compile=training.jit_compile)
+                  jit_compile=training.jit_compile and distribute.xla_allowed())
     model.optimizer.build(model.trainable_variables)

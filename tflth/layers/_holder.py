@@ -13,7 +13,9 @@ class VariableHolder(keras.layers.Layer):
 
     def __init__(self, specs, **kwargs):
         super().__init__(**kwargs)
-        self.v = {name: self.add_weight(name=name, **spec) for name, spec in specs.items()}
+        # autocast=False: under mixed precision a family computes gates, posteriors and priors
+        # from float32 parameters (what their numerics need) and casts only the weights it makes.
+        self.v = {name: self.add_weight(name=name, autocast=False, **spec) for name, spec in specs.items()}
         self.built = True
 
     def load_own_variables(self, store):

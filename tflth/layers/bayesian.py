@@ -75,6 +75,12 @@ class _BayesianMixin:
         if kwargs.get("targeted_dropout"):
             raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: Bayesian layers do not apply "
                              "targeted dropout; allowed: 0")
+        policy = keras.dtype_policies.get(kwargs.get("dtype") or keras.config.dtype_policy())
+        if policy.compute_dtype != policy.variable_dtype:
+            # Mixed precision: the layer samples, and computes its KL and log alpha, in float32
+            # (exp, log and squared scales of 1e-3 under- and overflow in float16); the layers
+            # around it stay in float16 / bfloat16.
+            kwargs["dtype"] = policy.variable_dtype
         super().__init__(*args, **kwargs)
         self.prior, self.dataset_size, self.scale_init, self.seed = prior, int(dataset_size), float(scale_init), seed
         self.sampling = False

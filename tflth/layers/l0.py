@@ -111,7 +111,8 @@ class _L0Mixin:
 
     def call(self, inputs, training=None):
         self.add_loss(self.penalty())
-        return forward(self, inputs, *self.gated_weights(self._gate_values(training)))
+        z = ops.cast(self._gate_values(training), self.compute_dtype)  # gates drawn in float32
+        return forward(self, inputs, *self.gated_weights(z))
 
     def penalty(self):
         """The L0 (and gate-weighted L2) penalty of Eq. 14, over the weights still unpruned."""
@@ -125,11 +126,11 @@ class _L0Mixin:
         if self.l0_lambda:
             total = self.l0_lambda / (self.dataset_size or 1) * ops.sum(p * sizes)
         if self.l2:
-            squares = group(ops.square(self.kernel))
+            squares = group(ops.square(ops.cast(self.kernel, p.dtype)))
             if self.use_bias and self._filter_gates():
-                squares = squares + ops.reshape(ops.square(self.bias), self.gate_shape)
+                squares = squares + ops.reshape(ops.square(ops.cast(self.bias, p.dtype)), self.gate_shape)
             total = total + 0.5 * self.l2 * ops.sum(p * squares)
-        return ops.convert_to_tensor(total, dtype=self.compute_dtype)
+        return ops.convert_to_tensor(total, dtype=self.variable_dtype)  # float32 under mixed precision
 
     def get_config(self):
         return {**super().get_config(), "gates": self.gates, "l0_lambda": self.l0_lambda,

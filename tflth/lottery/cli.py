@@ -4,7 +4,8 @@ Bad input prints one line and exits with status 2 before any folder is made (`tf
 """
 from absl import app, flags
 
-from tflth.cli import common_args, csv, define_common_flags, fail, parse
+from tflth import distribute
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.lottery import branches, runner
 from tflth.lottery.hparams import SECTIONS, LotteryHparams
@@ -33,21 +34,27 @@ def _main(argv):
     try:
         hparams = LotteryHparams(*(from_flags(cls, FLAGS) for cls in SECTIONS))
         seeds, train_kw = common_args(FLAGS)
+        chosen = strategy(FLAGS, hparams.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
         controls = csv(FLAGS.branches)
         try:
             control_levels = csv(FLAGS.control_levels, int) or None
         except ValueError:
             raise ValueError(f"--control_levels={FLAGS.control_levels!r}: must be comma-separated integers") from None
         runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers, FLAGS.root)
+        if FLAGS.workers > 1 and FLAGS.strategy != "default":
+            raise ValueError(f"--workers={FLAGS.workers}: worker processes cannot share one --strategy="
+                             f"{FLAGS.strategy}; use --workers=1")
         data_dir = FLAGS.data_dir or None
         data = runner.load_data(hparams, data_dir)  # fails here, before any folder is made
     except (ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0])
-    folder = runner.run(hparams, levels=FLAGS.levels, seeds=seeds, controls=controls,
-                        control_levels=control_levels, root=FLAGS.root, verbose=not FLAGS.quiet,
-                        workers=FLAGS.workers, data_dir=data_dir, data=data if FLAGS.workers == 1 else None,
-                        **train_kw)
-    print(f"[tflth] done: {folder}\n[tflth] summarize with: python tools/summarize.py {folder}")
+    with distributed(chosen, FLAGS) as (root, verbose):
+        folder = runner.run(hparams, levels=FLAGS.levels, seeds=seeds, controls=controls,
+                            control_levels=control_levels, root=root, verbose=verbose,
+                            workers=FLAGS.workers, data_dir=data_dir, data=data if FLAGS.workers == 1 else None,
+                            **train_kw)
+    if distribute.is_chief(chosen):
+        print(f"[tflth] done: {folder}\n[tflth] summarize with: python tools/summarize.py {folder}")
 
 
 def main():

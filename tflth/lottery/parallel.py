@@ -22,6 +22,8 @@ _WORKER = {}
 def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     import tensorflow as tf
+    if os.environ.get("TF_DETERMINISTIC_OPS") == "1":  # --deterministic: set by the parent for us
+        tf.config.experimental.enable_op_determinism()
     # Share the cores between the workers instead of each TF runtime taking all of them,
     # and let workers share a GPU instead of the first one taking all its memory.
     tf.config.threading.set_intra_op_parallelism_threads(threads)

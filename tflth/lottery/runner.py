@@ -90,7 +90,7 @@ class Replicate:
         io.save_weights(model, paths.final_weights(folder))
         io.write_npz(paths.branch_masks(folder), masks)
         sparsity = pruning.sparsity(model)
-        metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows,
+        metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
                    "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
                    **engine.summarize_rows(rows, k)}

@@ -43,12 +43,22 @@ def _loss_fn(model, loss, score):
 def kernel_gradients(model, layers, data, loss=None, batches=1, score="gradient"):
     """[{layer name: dL/d kernel}] for each batch of `data` (see the module docstring)."""
     loss_fn = _loss_fn(model, loss, score)
-    kernels = [layer.kernel for layer in layers]
-    out = []
-    for x, y in _batches(data, batches, score):
+    strategy = model.distribute_strategy
+
+    def gradients(x, y):
+        kernels = [layer.kernel for layer in layers]
         with tf.GradientTape() as tape:
             value = loss_fn(y, model(x, training=False))
-        grads = tape.gradient(value, kernels)
+        return tape.gradient(value, kernels)
+
+    out = []
+    for x, y in _batches(data, batches, score):
+        if strategy.num_replicas_in_sync > 1 and tf.distribute.in_cross_replica_context():
+            # Mirrored variables are read in replica context: every replica takes the whole
+            # batch and gets the same gradients; this process keeps its first replica's.
+            grads = strategy.experimental_local_results(strategy.run(gradients, args=(x, y)))[0]
+        else:
+            grads = gradients(x, y)
         out.append({layer.name: np.zeros(tuple(layer.kernel.shape), np.float32) if g is None else np.asarray(g)
                     for layer, g in zip(layers, grads)})
     return out

@@ -9,7 +9,8 @@ import dataclasses
 
 from absl import app, flags
 
-from tflth.cli import common_args, csv, define_common_flags, fail, parse
+from tflth import distribute
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.trainer import runner
@@ -54,14 +55,17 @@ def _main(argv):
     try:
         all_hparams = variants(FLAGS)
         seeds, train_kw = common_args(FLAGS)
+        chosen = strategy(FLAGS, all_hparams[0].dataset.batch_size)  # before TensorFlow starts (multi_worker)
         for hparams in all_hparams:
             runner.check_run_args(hparams, FLAGS.root)
         data = load_data(all_hparams[0], FLAGS.data_dir or None)  # fails here, before any folder is made
     except (ValueError, RuntimeError) as e:
         fail(str(e).splitlines()[0])
-    folders = [runner.run(hparams, seeds=seeds, root=FLAGS.root, data=data, verbose=not FLAGS.quiet, **train_kw)
-               for hparams in all_hparams]
-    print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
+    with distributed(chosen, FLAGS) as (root, verbose):
+        folders = [runner.run(hparams, seeds=seeds, root=root, data=data, verbose=verbose, **train_kw)
+                   for hparams in all_hparams]
+    if distribute.is_chief(chosen):
+        print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
 
 
 def main(defaults=None):

@@ -202,7 +202,8 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
                "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
                "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
                "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
-               "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None}
+               "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None,
+               "versions": runs.versions()}
     io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)

@@ -1,0 +1,60 @@
+"""A lottery run (or a sparse-training run) under a tf.distribute strategy, as a test's
+subprocess (logical devices and TF_CONFIG must be set before TensorFlow starts).
+
+    python distributed_run.py STRATEGY DIGITS_DIR ROOT OUT.npz LEVELS|snip|rigl|l0
+
+STRATEGY: default, mirrored2 (MirroredStrategy over 2 logical CPUs) or multi_worker (TF_CONFIG).
+OUT.npz gets this process's masks and weights (from its own copy of the run), OUT.npz.json
+whether it is the chief, its test accuracy and the versions its metrics record.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import tensorflow as tf  # noqa: E402
+
+name, digits, root, out, levels = sys.argv[1:6]
+if name == "mirrored2":
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from tflth import distribute, io, pruning  # noqa: E402
+from tflth.engine.hparams import DatasetHparams, TrainingHparams  # noqa: E402
+from tflth.lottery import paths, runner  # noqa: E402
+from tflth.lottery.hparams import LotteryHparams  # noqa: E402
+from tflth.trainer import runner as trainer  # noqa: E402
+from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams  # noqa: E402
+
+DATA, TRAINING = DatasetHparams(batch_size=20, validation_size=40), TrainingHparams(iterations=40, eval_every=10)
+HPARAMS = LotteryHparams(DATA, training=TRAINING)
+SPARSE = {  # pruning by gradients (read in replica context), dynamic sparsity, stochastic L0 gates
+    "snip": SparsityHparams(penalty="none", prune_score="snip", prune_schedule="oneshot", prune_start=0, prune_to=20.0),
+    "rigl": SparsityHparams(penalty="none", prune_score="random", prune_schedule="oneshot", prune_start=0,
+                            prune_to=20.0, prune_scope="erk", dst="rigl", dst_every=10),
+    "l0": SparsityHparams(penalty="l0", gates="weight", strength=1.0, prune_score="inclusion", prune_to=50.0,
+                          prune_start=10, prune_end=30, prune_every=10),
+}
+tf.config.experimental.enable_op_determinism()
+strategy = (distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]) if name == "mirrored2"
+            else distribute.get_strategy(name))
+distribute.check_batch_size(HPARAMS.dataset.batch_size, strategy)
+with strategy.scope(), distribute.worker_root(root, strategy) as mine:
+    if levels in SPARSE:
+        hparams = TrainerHparams(DATA, ModelHparams("lenet_300_100"), TRAINING, SPARSE[levels])
+        folder = trainer.run(hparams, root=mine, data_dir=digits, verbose=False)
+        model = trainer.build_model(hparams, 0)
+        model.load_weights(os.path.join(trainer.seed_dir(folder, 0), "final.weights.h5"))
+        arrays = {"mask/" + k: v for k, v in pruning.get_masks(model).items()}
+        metrics = io.read_json(os.path.join(trainer.seed_dir(folder, 0), "metrics.json"))
+    else:
+        folder = runner.run(HPARAMS, levels=int(levels), controls=(), root=mine, data_dir=digits, verbose=False)
+        level = paths.branch_dir(paths.replicate_dir(folder, 0), int(levels), "main")
+        arrays = {"mask/" + k: v for k, v in io.read_npz(paths.branch_masks(level)).items()}
+        model = runner.build_model(HPARAMS, 0)
+        model.load_weights(paths.final_weights(level))
+        metrics = io.read_json(paths.metrics(level))
+    arrays.update({"weight/" + v.path: v.numpy() for v in model.weights})
+io.write_npz(out, arrays)
+io.write_json(out + ".json", {"chief": distribute.is_chief(strategy), "replicas": strategy.num_replicas_in_sync,
+                              "folder": folder, "test_acc": metrics["final_test_acc"],
+                              "versions": metrics["versions"]})

@@ -1,0 +1,176 @@
+"""tflth.distribute: strategies by name, checked TF_CONFIG and batch sizes, and lottery runs under
+MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy (2 processes on 127.0.0.1)
+that give the masks of one device."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from idx_files import learnable_digits, write_mnist
+
+from tflth import distribute, io
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("digits"))
+    write_mnist(d, learnable_digits(240, 0), learnable_digits(60, 1))
+    return d
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(strategy, digits_dir, root, out, levels, env=None):
+    return _start([os.path.join(HERE, "distributed_run.py"), strategy, digits_dir, str(root), str(out), str(levels)],
+                  env)
+
+
+def _start(args, env=None):
+    return subprocess.Popen([sys.executable] + args, env={**os.environ, **(env or {})}, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(*processes):
+    """The outputs; if one process fails, the others (which would wait for it) are killed."""
+    outputs = []
+    try:
+        for process in processes:
+            output, _ = process.communicate(timeout=600)
+            assert process.returncode == 0, output[-3000:]
+            outputs.append(output)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    return outputs
+
+
+def _result(out):
+    return io.read_npz(str(out)), io.read_json(str(out) + ".json")
+
+
+def _two_workers(args):
+    """Starts `args(i)` as workers 0 and 1 of a cluster on 127.0.0.1; returns their outputs."""
+    hosts = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
+    return _finish(*[_start(args(i), {"TF_CONFIG": json.dumps(
+        {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})}) for i in range(2)])
+
+
+def test_mirrored_over_two_devices_gives_the_masks_and_weights_of_one(digits_dir, tmp_path):
+    _finish(_launch("default", digits_dir, tmp_path / "one", tmp_path / "one.npz", 2),
+            _launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", 2))
+    (single, info1), (mirrored, info2) = _result(tmp_path / "one.npz"), _result(tmp_path / "two.npz")
+    assert (info1["replicas"], info2["replicas"]) == (1, 2)
+    masks = [k for k in single if k.startswith("mask/")]
+    assert masks and all(np.array_equal(single[k], mirrored[k]) for k in masks)
+    assert 0.5 < np.mean(single["mask/fc1"]) < 0.7  # two levels of 20% pruning happened
+    for k in single:
+        np.testing.assert_allclose(mirrored[k], single[k], atol=2e-5, err_msg=k)
+    assert info2["versions"]["tensorflow"] == tf.__version__
+
+
+def test_two_workers_end_with_the_same_masks_one_set_of_files_and_the_recipe_resumes(digits_dir, tmp_path):
+    root = tmp_path / "runs"
+    _two_workers(lambda i: [os.path.join(HERE, "distributed_run.py"), "multi_worker", digits_dir, str(root),
+                            str(tmp_path / f"worker{i}.npz"), "1"])
+    (chief_arrays, chief), (other_arrays, other) = (_result(tmp_path / f"worker{i}.npz") for i in range(2))
+    assert chief["chief"] and not other["chief"] and chief["replicas"] == other["replicas"] == 2
+    assert set(chief_arrays) == set(other_arrays) and chief["test_acc"] == other["test_acc"]
+    for k in chief_arrays:
+        assert np.array_equal(chief_arrays[k], other_arrays[k]), k
+    assert 0.7 < np.mean(chief_arrays["mask/fc1"]) < 0.9  # level 1: 20% pruned
+    # One set of files: the chief's run folder under root; the other worker's copy is gone.
+    folder = os.path.basename(chief["folder"])
+    assert os.listdir(root) == [folder] and not os.path.exists(other["folder"])
+    assert sorted(os.listdir(tmp_path)) == ["runs", "worker0.npz", "worker0.npz.json", "worker1.npz",
+                                            "worker1.npz.json"]
+    level1 = root / folder / "replicate_0" / "level_1" / "main" / "metrics.json"
+    stamp = os.path.getmtime(level1)
+    # The recipe, one level deeper with the same hyperparameters: both workers skip levels 0 and 1
+    # (the chief's files) and train level 2; the chief alone reports.
+    outputs = _two_workers(lambda i: [
+        os.path.join("recipes", "mnist_lth.py"), f"--data_dir={digits_dir}", f"--root={root}", "--batch_size=20",
+        "--validation_size=40", "--iterations=40", "--eval_every=10", "--levels=2", "--branches=",
+        "--strategy=multi_worker"])
+    assert f"[tflth] done: {root / folder}" in outputs[0] and "[tflth] done" not in outputs[1]
+    assert os.path.getmtime(level1) == stamp and (level1.parent.parent.parent / "level_2" / "main" / "metrics.json").exists()
+    assert os.listdir(root) == [folder] and sorted(os.listdir(tmp_path))[0] == "runs"
+
+
+@pytest.mark.parametrize("run", ["snip", "rigl", "l0"])
+def test_gradient_scores_dynamic_sparsity_and_l0_gates_run_mirrored(digits_dir, tmp_path, run):
+    processes = [_launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", run)]
+    if run != "l0":  # L0's gates are random draws: a replica's half batch sees others than one device's batch
+        processes.append(_launch("default", digits_dir, tmp_path / "one", tmp_path / "one.npz", run))
+    _finish(*processes)
+    mirrored, info = _result(tmp_path / "two.npz")
+    kept = 100.0 * sum(mirrored[k].sum() for k in mirrored if k.startswith("mask/")) / sum(
+        mirrored[k].size for k in mirrored if k.startswith("mask/"))
+    assert abs(kept - (50.0 if run == "l0" else 20.0)) < 0.5 and info["test_acc"] > 0.5
+    if run != "l0":  # deterministic layers: SNIP's masks and RigL's rewiring are the one device's
+        single, _ = _result(tmp_path / "one.npz")
+        assert all(np.array_equal(single[k], mirrored[k]) for k in single if k.startswith("mask/"))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "TF_CONFIG is not set"),
+    ("{", "TF_CONFIG is not JSON"),
+    ('{"cluster": {"worker": "a:1"}, "task": {"type": "worker", "index": 0}}', "'cluster' must map task types"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "'task' must have a 'type' among"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}', "task index 1 is not in [0, 1)"),
+    ('{"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": {"type": "ps", "index": 0}}', "task type 'ps'"),
+])
+def test_a_malformed_tf_config_is_named(text, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        distribute.read_tf_config(text)
+
+
+def test_a_good_tf_config_is_read():
+    config = distribute.read_tf_config('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", '
+                                       '"index": 1}}')
+    assert config["task"]["index"] == 1
+
+
+def test_unknown_strategy_and_indivisible_batch_are_refused():
+    with pytest.raises(ValueError, match=r"--strategy='gpus': allowed: default, mirrored, multi_worker, tpu"):
+        distribute.get_strategy("gpus")
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+    with pytest.raises(ValueError, match=r"--batch_size=25: must be divisible by the 2 replicas"):
+        distribute.check_batch_size(25, TwoReplicas())
+    distribute.check_batch_size(24, TwoReplicas())
+
+
+def test_one_process_is_its_own_chief_and_writes_to_root(tmp_path):
+    strategy = distribute.get_strategy("default")
+    assert distribute.is_chief(strategy) and distribute.num_workers(strategy) == 1
+    assert distribute.xla_allowed(strategy)
+    with distribute.worker_root(str(tmp_path), strategy) as root:
+        assert root == str(tmp_path)
+
+
+@pytest.mark.parametrize("args,env,message", [
+    (["--strategy=gpus"], {}, "flag --strategy=gpus: value should be one of <default|mirrored|multi_worker|tpu>"),
+    (["--strategy=multi_worker"], {"TF_CONFIG": ""}, "TF_CONFIG is not set"),
+    (["--strategy=multi_worker"], {"TF_CONFIG": "{oops"}, "TF_CONFIG is not JSON"),
+    (["--strategy=mirrored", "--workers=2"], {}, "--workers=2: worker processes cannot share one --strategy"),
+])
+def test_bad_strategy_flags_are_one_line_and_write_nothing(tmp_path, args, env, message):
+    root = tmp_path / "runs"
+    out = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "mnist_lth.py"), f"--root={root}",
+                          "--iterations=20", "--eval_every=10", "--levels=1"] + args,
+                         capture_output=True, text=True, cwd=REPO, env={**os.environ, **env})
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith("error: ") and message in last and not root.exists()

@@ -1,0 +1,216 @@
+"""Training on several devices and machines with TensorFlow's own tf.distribute.
+
+    strategy = tflth.distribute.get_strategy("mirrored")
+    with strategy.scope():
+        model = tflth.models.lenet_300_100(); model.compile(...)   # variables mirrored
+    model.fit(..., callbacks=[tflth.pruning.PruneCallback(...)])
+
+Batch size: `--batch_size` (and a dataset's batch in `fit`) is the *global* batch, what one
+step sees over all replicas; each replica gets batch_size / replicas examples and Keras
+averages the gradients over the global batch. So the same flags train the same model on one
+device or on N, up to float rounding, and the batch size must divide by the replicas.
+
+Masks are non-trainable variables: a callback assigns them in cross-replica context, which
+writes one value to every replica. Every worker of a multi-worker run computes the same masks
+from the same (all-reduced) weights and seed. Only the chief writes: the other workers run the
+same code on a private copy of the run root (`worker_root`) that is removed at the end.
+"""
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+NAMES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def get_strategy(name="default", devices=None):
+    """The tf.distribute strategy called `name`:
+    - default: the current one (no distribution, or the scope you are in);
+    - mirrored: MirroredStrategy over `devices` (default: every GPU, else the CPU);
+    - multi_worker: MultiWorkerMirroredStrategy from the TF_CONFIG environment variable;
+    - tpu: TPUStrategy on the TPU this process is attached to.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        read_tf_config()
+        _fix_keras_multi_worker()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as e:
+            raise RuntimeError(f"--strategy=tpu: no TPU found ({str(e).splitlines()[0]})") from None
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"--strategy={name!r}: allowed: {', '.join(NAMES)}")
+
+
+def read_tf_config(text=None):
+    """TF_CONFIG (or `text`) as a dict, checked: a "cluster" of task types, each a list of
+    "host:port", and a "task" whose type and index name one of them. ValueError otherwise."""
+    text = os.environ.get("TF_CONFIG", "") if text is None else text
+    if not text.strip():
+        raise ValueError("TF_CONFIG is not set; --strategy=multi_worker reads the cluster from it "
+                         '(e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", '
+                         '"index": 0}})')
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not JSON: {e}") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or any(
+            not isinstance(hosts, list) or not hosts or any(not isinstance(h, str) or ":" not in h for h in hosts)
+            for hosts in cluster.values()):
+        raise ValueError(f"TF_CONFIG: 'cluster' must map task types to lists of 'host:port'; got {cluster!r}")
+    if not isinstance(task, dict) or task.get("type") not in cluster:
+        raise ValueError(f"TF_CONFIG: 'task' must have a 'type' among {sorted(cluster)}; got {task!r}")
+    if task["type"] not in ("chief", "worker"):
+        raise ValueError(f"TF_CONFIG: task type {task['type']!r}: MultiWorkerMirroredStrategy trains on 'chief' and "
+                         "'worker' tasks only")
+    index = task.get("index")
+    if not isinstance(index, int) or not 0 <= index < len(cluster[task["type"]]):
+        raise ValueError(f"TF_CONFIG: task index {index!r} is not in [0, {len(cluster[task['type']])}) for "
+                         f"type {task['type']!r}")
+    return config
+
+
+def check_batch_size(batch_size, strategy=None):
+    """ValueError unless the global `batch_size` splits evenly over the replicas."""
+    replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    if batch_size % replicas:
+        raise ValueError(f"--batch_size={batch_size}: must be divisible by the {replicas} replicas of the strategy "
+                         "(it is the global batch; each replica gets batch_size / replicas)")
+
+
+def xla_allowed(strategy=None):
+    """Whether the engine compiles with XLA: on one replica only. XLA has no collectives on CPU
+    devices, and Keras itself turns jit_compile off under a strategy of several replicas; on
+    GPUs that is still to be measured."""
+    return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync == 1
+
+
+def _cluster(strategy):
+    """The cluster resolver of a multi-worker strategy, else None (TPU resolvers name tasks too)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return None
+    resolver = strategy.cluster_resolver
+    return resolver if resolver is not None and resolver.task_type else None
+
+
+def num_workers(strategy=None):
+    resolver = _cluster(strategy)
+    if resolver is None:
+        return 1
+    return sum(len(hosts) for kind, hosts in resolver.cluster_spec().as_dict().items() if kind in ("chief", "worker"))
+
+
+def is_chief(strategy=None):
+    """Whether this process writes: the "chief" task, else worker 0 of a cluster without one,
+    and always outside a multi-worker cluster."""
+    resolver = _cluster(strategy)
+    if resolver is None or resolver.task_type == "chief":
+        return True
+    return (resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def barrier(strategy, failed=False):
+    """Returns once every worker has reached it (an all-reduce every replica joins); raises on
+    every worker if any of them arrives with `failed`, so none waits for a worker that gave up."""
+    @tf.function
+    def meet():
+        return strategy.run(lambda: tf.distribute.get_replica_context().all_reduce("sum", tf.constant(float(failed))))
+    total = strategy.experimental_local_results(meet())[0]
+    if float(total) > 0:
+        raise RuntimeError("a worker failed to prepare its copy of the run root; see its own error")
+
+
+@contextlib.contextmanager
+def worker_root(root, strategy=None):
+    """The folder of run folders this process writes to: `root` itself, except on the workers
+    of a multi-worker run that are not the chief, which get a private copy of it (hidden, beside
+    it; hard links where the file system allows: every tflth write replaces a file, never edits
+    it), so they resume and skip exactly as the chief does while only the chief's files stay on
+    disk. `root` must be on storage every worker sees (as for any multi-worker checkpoint). The
+    copy is made while every worker waits, before the chief writes, and removed at the end."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if num_workers(strategy) == 1:
+        yield root
+        return
+    barrier(strategy)  # nobody has written yet
+    private, failed = None, False
+    if not is_chief(strategy):
+        try:  # beside root: the same file system, so hard links work
+            parent = os.path.dirname(os.path.abspath(root))
+            os.makedirs(parent, exist_ok=True)
+            private = os.path.join(tempfile.mkdtemp(prefix=".tflth-worker-", dir=parent), "root")
+            if os.path.isdir(root):
+                shutil.copytree(root, private, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(".*"))
+            else:
+                os.makedirs(private)
+        except OSError as e:
+            print(f"error: worker {_cluster(strategy).task_id}: cannot copy {root}: {e}", flush=True)
+            failed = True
+    barrier(strategy, failed)  # every copy is made before the chief goes on
+    try:
+        yield private or root
+    finally:
+        if private:
+            shutil.rmtree(os.path.dirname(private), ignore_errors=True)
+
+
+def _fix_keras_multi_worker():
+    """Keras 3.15's TF trainer fails under MultiWorkerMirroredStrategy in two places, for every
+    model; both are patched here alone (private Keras API), once, when such a strategy is made:
+    - before fit and evaluate, `_maybe_symbolic_build` reduces the first (x, y) batch over the
+      replicas just to learn its shapes, and a nested structure cannot be reduced: it gets this
+      worker's own first replica batch instead (same shapes, no communication);
+    - `reduce_per_replica(..., "auto")` reduces each step's scalar logs with
+      `strategy.reduce("MEAN", v, axis=0)`, which needs rank >= 1: scalars get axis=None, the
+      mean over the replicas, which is what Keras means on every other strategy.
+    """
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+    if getattr(keras_trainer, "_tflth_multi_worker_fix", False):
+        return
+    multi_worker = keras_trainer._collective_all_reduce_multi_worker
+    keras_reduce, keras_build = keras_trainer.reduce_per_replica, keras_trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def first_local(strategy, value):
+        return (strategy.experimental_local_results(value)[0]
+                if isinstance(value, tf.distribute.DistributedValues) else value)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and multi_worker(strategy):
+            # Plain tensors too (one replica per worker): each is this worker's part of the mean.
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None if first_local(strategy, v).shape.rank == 0 else 0)
+                if isinstance(v, (tf.distribute.DistributedValues, tf.Tensor)) else v, values)
+        return keras_reduce(values, strategy, reduction)
+
+    def maybe_symbolic_build(model, iterator=None, data_batch=None):
+        strategy = model.distribute_strategy
+        if iterator is not None and data_batch is None and multi_worker(strategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(lambda v: first_local(strategy, v), next(batches))
+                break
+            iterator = None
+        return keras_build(model, iterator=iterator, data_batch=data_batch)
+
+    keras_trainer.reduce_per_replica = reduce_per_replica
+    keras_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    keras_trainer._tflth_multi_worker_fix = True
+
+
+def _link_or_copy(src, dst):
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system
+        shutil.copy2(src, dst)
