@@ -84,6 +84,14 @@ def _eta(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def evaluate(model, stream):
+    """{"loss", "accuracy"} of a compiled model on an evaluation stream: the loss is the data term
+    ("cross_entropy", compile_model's metric) where the model has it, not Keras' loss with the
+    layers' penalties added."""
+    result = model.evaluate(stream, verbose=0, return_dict=True)
+    return {"loss": result.get("cross_entropy", result["loss"]), "accuracy": result["accuracy"]}
+
+
 class _Recorder(keras.callbacks.Callback):
     """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
 
@@ -134,10 +142,7 @@ class _Recorder(keras.callbacks.Callback):
                 "test_loss": test["loss"], "test_acc": test["accuracy"]}
 
     def evaluate(self, stream):
-        """{"loss", "accuracy"}: the loss is the data term ("cross_entropy", compile_model's
-        metric) where the model has it, not Keras' loss with the layers' penalties added."""
-        result = self.model.evaluate(stream, verbose=0, return_dict=True)
-        return {"loss": result.get("cross_entropy", result["loss"]), "accuracy": result["accuracy"]}
+        return evaluate(self.model, stream)
 
     def test_last_row(self):
         """The last row of a run a callback stopped gets the test set too, like the end's."""

@@ -60,12 +60,6 @@ def report_lines(report):
     return lines
 
 
-def _accuracy(predict, x, y, batch=1000):
-    right = sum(int(np.sum(np.argmax(predict(x[i:i + batch]), axis=-1) == y[i:i + batch]))
-                for i in range(0, len(x), batch))
-    return right / len(x)
-
-
 def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
@@ -100,8 +94,8 @@ def _main(argv):
     for w in caught:
         if "not pruned" in str(w.message):
             print(f"warning: {w.message}")
-    report["model_test_accuracy"] = _accuracy(lambda b: model.predict(b, verbose=0), x, y)
-    report["test_accuracy"] = _accuracy(predict, x, y)
+    report["model_test_accuracy"] = saving.accuracy(lambda b: model.predict(b, verbose=0), x, y)
+    report["test_accuracy"] = saving.accuracy(predict, x, y)
     print(f"[tflth] exported {what} as {FLAGS.format} to {FLAGS.out}")
     print("\n".join(report_lines(report)))
     load = ("tf.lite.Interpreter(model_path=...)" if FLAGS.format == "tflite"

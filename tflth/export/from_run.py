@@ -51,8 +51,10 @@ def load(run_dir, seed=0, level=None, branch="main"):
     if not os.path.exists(runs.metrics_file(folder)):
         raise ValueError(f"{folder} holds no finished training (no metrics.json); check --seed"
                          + (" and --branch" if kind == "lottery" else ""))
-    model.load_weights(runs.final_weights(folder))
-    if kind == "sparse" and hparams.sparsity.keep_percent:  # as the run tested it after training
-        trainer.prune_to(model, hparams.sparsity.keep_percent)
-        what += f", pruned to {hparams.sparsity.keep_percent:g}% (--keep_percent)"
+    if kind == "lottery":
+        model.load_weights(runs.final_weights(folder))
+    else:
+        trainer.load_final(model, hparams, folder)
+        if hparams.sparsity.keep_percent:  # as the run tested it after training
+            what += f", pruned to {hparams.sparsity.keep_percent:g}% (--keep_percent)"
     return model, hparams, f"{run_dir} {what}"

@@ -172,6 +172,13 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
     return report
 
 
+def accuracy(predict, x, y, batch=1000):
+    """The accuracy of `predict` (images -> class scores) on (x, y), in batches."""
+    right = sum(int(np.sum(np.argmax(predict(x[i:i + batch]), axis=-1) == y[i:i + batch]))
+                for i in range(0, len(x), batch))
+    return right / len(x)
+
+
 def saved_model_predictor(path):
     """x -> outputs of the SavedModel at `path` (as numpy)."""
     loaded = tf.saved_model.load(path)  # held by the closure: its functions need its variables alive

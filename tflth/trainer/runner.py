@@ -178,8 +178,9 @@ def _evaluate(model, data):
     return result["accuracy"]
 
 
-def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
-    """Trains (or resumes, or skips) one seed; returns its metrics."""
+def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **train_kw):
+    """Trains (or resumes, or skips) one seed; returns its metrics. `extra_callbacks` join the
+    run's own (a tuner's, a user's)."""
     folder = seed_dir(run, seed)
     if os.path.exists(runs.metrics_file(folder)):
         return io.read_json(runs.metrics_file(folder))
@@ -191,7 +192,7 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
     started = time.time() - engine.resumed_seconds(folder)  # a resumed seed's cost counts the earlier part
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
-                        callbacks=callbacks(hparams, data, seed), **train_kw)
+                        callbacks=[*callbacks(hparams, data, seed), *extra_callbacks], **train_kw)
     if s.straight_through:
         pruning.straight_through(model, False)  # the kernel masked for good
     if s.penalty == "l0":
@@ -222,6 +223,14 @@ def train_seed(hparams, run, seed, data, verbose=True, **train_kw):
     io.write_json(runs.metrics_file(folder), metrics)
     runs.remove_checkpoint(folder)
     return metrics
+
+
+def load_final(model, hparams, folder):
+    """Loads a finished seed's trained weights (`folder`: its seed folder) into `model` (built by
+    `build_model`) and prunes them to --keep_percent as the run tested them."""
+    model.load_weights(runs.final_weights(folder))
+    if hparams.sparsity.keep_percent:
+        prune_to(model, hparams.sparsity.keep_percent)
 
 
 def check_run_args(hparams, root=None):

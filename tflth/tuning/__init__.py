@@ -1,0 +1,14 @@
+"""keras-tuner searches over sparsity hyperparameters (`recipes/tune.py`).
+
+`SparseHyperModel` turns a search space (`space.parse_space`) over the flags of the
+sparse-training runner into keras-tuner trials, each trained by the one engine in its own
+hashed run folder; `objective` names what a trial is judged by (accuracy, sparsity, or a
+score that weighs them); `search.run` is the resumable search with its trials table and the
+export of the best model.
+"""
+from tflth.tuning.hypermodel import METRICS, REPORTED, SparseHyperModel, check_objective, objective, score
+from tflth.tuning.search import SearchHparams, TuneHparams, export_best, make_tuner, trials
+from tflth.tuning.space import Range, apply, parse, parse_space
+
+__all__ = ["METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams", "apply",
+           "check_objective", "export_best", "make_tuner", "objective", "parse", "parse_space", "score", "trials"]

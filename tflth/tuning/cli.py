@@ -1,0 +1,65 @@
+"""The command line of a keras-tuner search (`recipes/tune.py`): the sparse-training runner's
+flags give the base run, --search the ranges, --tuner and --objective the search; bad input
+prints one line and exits with status 2 before any folder is made. Rerunning the command
+resumes the search; a larger --max_trials goes on with more trials."""
+from absl import app, flags
+
+from tflth.cli import common_args, define_common_flags, fail, parse, strategy
+from tflth.hparams import define_flags, from_flags
+from tflth.runs import load_data
+from tflth.tuning import search
+from tflth.tuning.search import SECTIONS, TuneHparams
+
+FLAGS = flags.FLAGS
+
+
+def define_run_flags(flag_values=FLAGS):
+    for cls in SECTIONS:
+        define_flags(cls, flag_values)
+    flags.DEFINE_integer("max_trials", 10, "random, bayesian: trials in all (a rerun with more goes on).",
+                         flag_values=flag_values)
+    flags.DEFINE_string("export", "compact", "Export the best trial's model to <search folder>/best as: "
+                        + ", ".join(search.EXPORTS) + " (tflth.export).", flag_values=flag_values)
+    define_common_flags(flag_values)
+
+
+def _main(argv):
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    try:
+        if not FLAGS.search:
+            raise ValueError("--search is required: the ranges to search, e.g. --search=strength=log:0.01:1")
+        hparams = TuneHparams(*(from_flags(cls, FLAGS) for cls in SECTIONS))
+        seeds, train_kw = common_args(FLAGS)
+        if FLAGS.strategy == "multi_worker":
+            raise ValueError("--strategy=multi_worker: a search runs on one machine (mirrored uses its GPUs); for "
+                             "many machines run keras-tuner's own distributed tuning")
+        if FLAGS.max_trials < 1:
+            raise ValueError(f"--max_trials={FLAGS.max_trials}: must be >= 1")
+        if FLAGS.export not in search.EXPORTS:
+            raise ValueError(f"--export={FLAGS.export!r}: allowed: {', '.join(search.EXPORTS)}")
+        chosen = strategy(FLAGS, hparams.dataset.batch_size)
+        search.check(hparams, FLAGS.root, seeds)
+        data = load_data(hparams.base, FLAGS.data_dir or None)  # fails here, before any folder is made
+    except (ValueError, RuntimeError) as e:
+        fail(str(e).splitlines()[0])
+    try:
+        folder, rows, report = search.run(
+            hparams, max_trials=FLAGS.max_trials, seeds=seeds, root=FLAGS.root, data=data,
+            data_dir=FLAGS.data_dir or None, export=FLAGS.export, verbose=not FLAGS.quiet,
+            distribution_strategy=None if FLAGS.strategy == "default" else chosen, **train_kw)
+    except RuntimeError as e:  # keras-tuner stops after consecutive failed trials; finished ones are kept
+        fail(f"{str(e).splitlines()[0]} (each failed trial's error is in its trial.json under the search folder's "
+             "tuner/; rerunning resumes)")
+    print(search.table(rows, search.title(hparams)))
+    print(search.summary_line(rows, hparams))
+    if report is not None:
+        print(f"[tune] exported trial {report['trial']} ({report['what']}) as {FLAGS.export} to {folder}/best: "
+              f"{report['weights_kept']:,} of {report['weights']:,} weights, test accuracy "
+              f"{100 * report['test_accuracy']:.2f}% (model {100 * report['model_test_accuracy']:.2f}%)")
+    print(f"[tflth] done: {folder}")
+
+
+def main():
+    define_run_flags()
+    app.run(_main, flags_parser=parse(FLAGS))
