@@ -64,18 +64,28 @@ def test_cifar_recipe_smoke(flagfile, tmp_path):
 SPARSE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith((
     "mnist_l0", "mnist_penalties", "mnist_bayes", "mnist_snip", "mnist_gradual", "mnist_rigl"))]
 ABLATION_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith("mnist_ablation")]
+TUNE_FLAGFILES = [f for f in FLAGFILES if os.path.basename(f).startswith("mnist_tune")]
 
 
-def test_every_flagfile_parses_with_its_recipe():
+def test_every_flagfile_parses_with_its_recipe(tmp_path):
     from tflth.trainer import cli as trainer_cli
     assert {"mnist_l0_neuron.cfg", "mnist_l0_weight.cfg", "mnist_l0_lenet5.cfg", "mnist_penalties.cfg",
             "mnist_bayes_svd.cfg", "mnist_bayes_horseshoe.cfg", "mnist_bayes_snr.cfg",
             "mnist_bayes_lenet5.cfg", "mnist_bayes_spike_slab.cfg"} <= {os.path.basename(f) for f in SPARSE_FLAGFILES}
     from tflth.ablation import cli as ablation_cli
     from tflth.ablation import runner as ablation_runner
-    assert ABLATION_FLAGFILES
+    from tflth.tuning import cli as tune_cli
+    from tflth.tuning import search
+    assert ABLATION_FLAGFILES and TUNE_FLAGFILES
     for flagfile in FLAGFILES:
-        if flagfile in ABLATION_FLAGFILES:
+        if flagfile in TUNE_FLAGFILES:
+            values = flags.FlagValues()
+            tune_cli.define_run_flags(values)
+            values(["recipe", f"--flagfile={flagfile}"])
+            hparams = search.TuneHparams(*(from_flags(cls, values) for cls in search.SECTIONS))
+            assert hparams.space
+            search.check(hparams, str(tmp_path))  # the base run and every corner of the space are valid
+        elif flagfile in ABLATION_FLAGFILES:
             values = flags.FlagValues()
             ablation_cli.define_run_flags(values)
             values(["recipe", f"--flagfile={flagfile}"])

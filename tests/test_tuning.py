@@ -127,6 +127,31 @@ def test_every_corner_of_the_space_is_checked_against_the_base_run():
         space.check(late, BASE, run_check=trainer.check_run_args)
 
 
+@pytest.mark.parametrize("sparsity, names", [
+    (SparsityHparams(strength=0.1), ["strength", "droprate_init"]),
+    (SparsityHparams(penalty="log_t"), ["strength"]),
+    (GRADUAL, ["prune_to", "prune_start"]),
+    (SparsityHparams(penalty="none", prior="horseshoe", strength=1.0, prune_score="snr", prune_to=10.0,
+                     prune_schedule="oneshot", prune_start=10), ["prior_args.global_scale", "prune_to"]),
+    (SparsityHparams(penalty="none", prior="log_uniform", strength=1.0, prune_score="log_alpha",
+                     prune_threshold="-3"), ["prune_threshold"]),
+])
+def test_each_family_has_its_sparsity_hyperparameters_by_default(sparsity, names):
+    base = TrainerHparams(DATA, ModelHparams(), TRAINING, sparsity)
+    ranges = space.default_space(base)
+    assert [r.name for r in ranges] == names
+    space.check(ranges, base, run_check=trainer.check_run_args)  # every corner is a valid run
+    hparams = search.TuneHparams(DATA, ModelHparams(), TRAINING, sparsity)
+    assert hparams.space == ranges  # an empty --search searches them
+    lottery_ranges = space.default_space(LotteryHparams(DATA, training=TRAINING))
+    assert [r.name for r in lottery_ranges] == ["fraction", "rewind_iteration"]
+
+
+def test_a_family_without_sparsity_hyperparameters_needs_a_search():
+    with pytest.raises(ValueError, match=r"^--search: this run's family has no default ranges"):
+        space.default_space(TrainerHparams(DATA, ModelHparams(), TRAINING, SparsityHparams(penalty="none")))
+
+
 # Objectives.
 
 def test_objectives_are_the_reported_metrics_and_never_the_test_set():
@@ -168,7 +193,8 @@ def test_two_trial_search_differs_and_exports_the_best(tmp_path, data, digits_di
     model, _, _ = from_run.load(best["run_dir"], 0)
     np.testing.assert_allclose(loaded.serve(x).numpy(), model(x, training=False).numpy(), atol=1e-5)
     text = search.write(rows, folder, "tiny")
-    assert "**best**" in text and all(os.path.exists(os.path.join(folder, f"trials.{e}")) for e in ("json", "md", "png"))
+    assert "**best**" in text
+    assert all(os.path.exists(os.path.join(folder, f"trials.{e}")) for e in ("json", "md", "png"))
 
 
 def test_trials_start_afresh_and_equal_runs_made_alone(tmp_path, digits_dir, data):
@@ -307,8 +333,8 @@ def test_recipe_searches_bayesian_layers_resumes_and_refuses_bad_input(tmp_path,
               "--prune_score=snr", "--prune_to=50", "--prune_every=5"]
     for bad, message in ((["--search=lr=log:1e-4:1e-2"], "error: --search: the space (lr) has no sparsity"),
                          (["--search=prune_to=float:5:50", "--objective=val_acc"], "error: --objective='val_acc'"),
-                         ([], "error: --search is required"),
-                         (["--search=prune_to=float:5:50", "--prune_start=25"], "error: --search: with every range at its first value: --prune_start=25"),
+                         (["--search=prune_to=float:5:50", "--prune_start=25"],
+                          "error: --search: with every range at its first value: --prune_start=25"),
                          (["--search=prune_start=int:0:25"], "error: --search=prune_start=int:0:25: at prune_start=25"),
                          (["--search=prune_to=float:5:50", "--tuner=hyperband", "--prune_start=15"],
                           "error: --tuner=hyperband: its trials of 1 epochs (10 iterations"),

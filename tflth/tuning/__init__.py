@@ -8,7 +8,8 @@ export of the best model.
 """
 from tflth.tuning.hypermodel import METRICS, REPORTED, SparseHyperModel, check_objective, objective, score
 from tflth.tuning.search import SearchHparams, TuneHparams, export_best, make_tuner, trials
-from tflth.tuning.space import Range, apply, parse, parse_space
+from tflth.tuning.space import Range, apply, default_space, parse, parse_space
 
 __all__ = ["METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams", "apply",
-           "check_objective", "export_best", "make_tuner", "objective", "parse", "parse_space", "score", "trials"]
+           "check_objective", "default_space", "export_best", "make_tuner", "objective", "parse", "parse_space", "score",
+           "trials"]

@@ -27,8 +27,6 @@ def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     try:
-        if not FLAGS.search:
-            raise ValueError("--search is required: the ranges to search, e.g. --search=strength=log:0.01:1")
         hparams = TuneHparams(*(from_flags(cls, FLAGS) for cls in SECTIONS))
         seeds, train_kw = common_args(FLAGS)
         if FLAGS.strategy == "multi_worker":

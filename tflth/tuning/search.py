@@ -37,7 +37,8 @@ class SearchHparams:
     search: str = field("", "Comma-separated ranges name=kind:arguments over the flags of the base run, e.g. "
                             "'prune_to=log:1:20,prune_start=int:0:20000:2500,lr=log:3e-4:3e-3' or, with --prior, "
                             "'prior_args.global_scale=log:1e-6:1e-3' (kinds: float, log, int, choice; see "
-                            "tflth/tuning/space.py).")
+                            "tflth/tuning/space.py). Empty: the sparsity hyperparameters of the base run's family "
+                            "(tflth.tuning.space.default_space).")
     tuner: str = field("random", "random, bayesian (Gaussian-process Bayesian optimisation) or hyperband.")
     objective: str = field("score", "What the tuner optimises: " + ", ".join(METRICS) + " (score = val_accuracy "
                                     "- kept_cost * weights_kept / 100, below every trial within "
@@ -53,7 +54,7 @@ class SearchHparams:
     def __post_init__(self):
         one_of("tuner", self.tuner, tuple(TUNERS))
         objective(self.objective)
-        self.space  # checks --search
+        self.ranges  # checks --search
         if not 0 < self.max_weights_kept <= 100:
             fail("max_weights_kept", self.max_weights_kept, "must be in (0, 100]")
         if not self.kept_cost >= 0:
@@ -70,8 +71,10 @@ class SearchHparams:
                     fail(name, getattr(self, name), "applies to --tuner=hyperband only")
 
     @property
-    def space(self):
-        return space_module.parse_space([part for part in self.search.split(",") if part.strip()])
+    def ranges(self):
+        """--search as Ranges ([] when empty)."""
+        texts = [part for part in self.search.split(",") if part.strip()]
+        return space_module.parse_space(texts) if texts else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +90,11 @@ class TuneHparams(Sections):
     def base(self):
         return TrainerHparams(self.dataset, self.model, self.training, self.sparsity)
 
+    @property
+    def space(self):
+        """--search, or the default ranges of the base run's family."""
+        return self.search.ranges or space_module.default_space(self.base)
+
 
 SECTIONS = (DatasetHparams, ModelHparams, TrainingHparams, SparsityHparams, SearchHparams)
 
@@ -97,7 +105,7 @@ def search_dir(root, hparams):
 
 def hypermodel(hparams, base=None, **kw):
     s = hparams.search
-    return SparseHyperModel(base or hparams.base, s.space, max_weights_kept=s.max_weights_kept,
+    return SparseHyperModel(base or hparams.base, hparams.space, max_weights_kept=s.max_weights_kept,
                             kept_cost=s.kept_cost, **kw)
 
 
@@ -274,7 +282,7 @@ def run(hparams, *, max_trials=10, seeds=(0,), root="runs", data=None, data_dir=
     model = hypermodel(hparams, seeds=seeds, root=root, data=data, verbose=verbose, **train_kw)
     tuner = make_tuner(hparams, model, folder, max_trials, distribution_strategy)
     if verbose:
-        print(f"[tune] search folder {folder}", flush=True)
+        print(f"[tune] search folder {folder}; ranges: {', '.join(map(str, model.space))}", flush=True)
     tuner.search(verbose=int(verbose))
     rows = trials(tuner, model)
     write(rows, folder, title(hparams))

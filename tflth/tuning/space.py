@@ -1,6 +1,6 @@
-"""The search space of a keras-tuner search: ranges over the fields of `TrainerHparams`.
+"""The search space of a keras-tuner search: ranges over the hyperparameters of a run.
 
-A range is written `name=kind:arguments`, one per `--search` flag:
+A range is written `name=kind:arguments` (`--search` takes them comma-separated):
 
     strength=log:0.01:1            a float drawn log-uniformly from [0.01, 1]
     prune_to=float:2:20:2          a float from [2, 20] in steps of 2 (the step is optional)
@@ -11,8 +11,9 @@ A range is written `name=kind:arguments`, one per `--search` flag:
 `name` is any flag of the run searched: of the sparse-training runner (data, model, training,
 sparsity, or `prior_args.<key>`), or of the lottery runner (data, model, training, pruning: e.g.
 `rewind_iteration=int:0:2000:500`). A search must include at least one sparsity hyperparameter
-(a field of the sparsity or pruning section): that is what this tool is for. Values are cast to the field's type; a numeric range on a text field
-(--prune_threshold) gives the number as text.
+(a field of the sparsity or pruning section): that is what this tool is for. Values are cast to
+the field's type; a numeric range on a text field (--prune_threshold) gives the number as text.
+`default_space` gives each family's own sparsity hyperparameters.
 """
 import dataclasses
 
@@ -148,6 +149,32 @@ def check_sparsity(space, cls=TrainerHparams):
                    if cls is TrainerHparams else "fraction=float:0.1:0.5, rewind_iteration=int:0:2000:500")
         raise ValueError(f"--search: the space ({given}) has no sparsity hyperparameter; search at least one of "
                          f"the {section} flags (e.g. {example})")
+
+
+def default_space(base):
+    """The sparsity hyperparameters of `base`'s family as ranges (what a search with no --search
+    varies): the prior's scale or inclusion, the L0 or MAP penalty's strength (and L0's initial
+    drop rate), the pruning target and start; for a lottery run the per-level fraction and the
+    rewinding iteration. ValueError if the family has none."""
+    t = base.training.iterations
+    if isinstance(base, LotteryHparams):
+        texts = ["fraction=float:0.1:0.5", f"rewind_iteration=int:0:{max(1, t // 10)}"]
+        return parse_space(texts, LotteryHparams)
+    s, texts = base.sparsity, []
+    texts += {"normal": ["prior_args.scale=log:0.01:1"], "horseshoe": ["prior_args.global_scale=log:1e-7:1e-3"],
+              "spike_and_slab": ["prior_args.inclusion=log:0.01:0.9"]}.get(s.prior, [])
+    if s.penalty == "l0":
+        texts += ["strength=log:0.01:10", "droprate_init=float:0.2:0.7"]
+    elif s.penalty != "none":
+        texts += ["strength=log:0.01:10"]
+    if s.prune_to:
+        texts += ["prune_to=log:1:20"] + ([f"prune_start=int:0:{t // 2}"] if s.prune_schedule == "gradual" else [])
+    elif s.prune_score == "log_alpha" and s.prune_threshold:
+        texts += ["prune_threshold=float:-5:-1"]
+    if not texts:
+        raise ValueError("--search: this run's family has no default ranges (no penalty, prior or pruning target); "
+                         "give --search")
+    return parse_space(texts)
 
 
 def _prior_args(text):
