@@ -49,7 +49,7 @@ with strategy.scope(), distribute.worker_root(root, strategy) as mine:
     else:
         folder = runner.run(HPARAMS, levels=int(levels), controls=(), root=mine, data_dir=digits, verbose=False)
         level = paths.branch_dir(paths.replicate_dir(folder, 0), int(levels), "main")
-        arrays = {"mask/" + k: v for k, v in io.read_npz(paths.branch_masks(level)).items()}
+        arrays = {"mask/" + k: v for k, v in io.read_masks(paths.branch_masks(level)).items()}
         model = runner.build_model(HPARAMS, 0)
         model.load_weights(paths.final_weights(level))
         metrics = io.read_json(paths.metrics(level))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from idx_files import learnable_digits, write_mnist
-from tflth import export, models, pruning
+from tflth import export, io, models, pruning
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.export import saving, sparse
 from tflth.lottery import run as lottery_run
@@ -291,6 +291,8 @@ def test_command_exports_a_bayesian_run_compacted(runs):
     assert "seed 0 as compact" in done.stdout and "(10.00%)" in done.stdout and "units " in done.stdout
     accuracies = done.stdout.split("test accuracy")[1].split("%")
     assert accuracies[0].strip() == accuracies[1].split(",")[1].strip()
+    recorded = io.read_json(str(out / "tflth_export.json"))  # the accuracies are kept with the export
+    assert f"{100 * recorded['test_accuracy']:.2f}" == accuracies[1].split(",")[1].strip()
 
 
 def test_command_exports_a_sparse_training_run_as_tflite(runs):

@@ -34,7 +34,7 @@ def _metrics(run, level, branch, seed=0):
 
 
 def _masks(run, level, branch="main", seed=0):
-    return io.read_npz(paths.branch_masks(paths.branch_dir(paths.replicate_dir(run, seed), level, branch)))
+    return io.read_masks(paths.branch_masks(paths.branch_dir(paths.replicate_dir(run, seed), level, branch)))
 
 
 @pytest.fixture(scope="module")
@@ -123,9 +123,9 @@ def test_interrupted_level_resumes_to_the_same_result(tmp_path, digits_dir, monk
 
     assert _metrics(reference, 1, "main")["rows"] == _metrics(resumed, 1, "main")["rows"]
     for level in (1, 2):  # level 2's masks come from level 1's trained weights
-        for name, mask in io.read_npz(paths.level_masks(paths.replicate_dir(reference, 0), level)).items():
+        for name, mask in io.read_masks(paths.level_masks(paths.replicate_dir(reference, 0), level)).items():
             np.testing.assert_array_equal(
-                mask, io.read_npz(paths.level_masks(paths.replicate_dir(resumed, 0), level))[name])
+                mask, io.read_masks(paths.level_masks(paths.replicate_dir(resumed, 0), level))[name])
 
 
 LATE = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
@@ -158,7 +158,7 @@ def test_every_branch_starts_from_the_same_optimizer_policy(tmp_path, digits_dir
     monkeypatch.setattr(engine, "train", record)
     _run(tmp_path, digits_dir, hparams, levels=1)
     assert sorted(starts) == ["continue", "main", "random_prune", "reinit"]
-    mask = io.read_npz(paths.level_masks(replicate, 1))["fc1"]
+    mask = io.read_masks(paths.level_masks(replicate, 1))["fc1"]
     for branch, (start, variables, lr, kernel) in starts.items():
         assert start == 10, branch  # every branch trains k..T
         assert lr == pytest.approx(1.2e-4), branch  # the schedule resumes at k, after the drop at 5
@@ -206,7 +206,7 @@ def test_movement_is_measured_from_the_rewind_point(late):
     model = runner.build_model(LATE, 0)
     model.load_weights(paths.final_weights(paths.branch_dir(replicate, 0, "main")))
     rewind = engine.state.load(paths.rewind_state(replicate))
-    next_masks = io.read_npz(paths.level_masks(replicate, 1))
+    next_masks = io.read_masks(paths.level_masks(replicate, 1))
     moved = [np.abs(layer.kernel.numpy() - rewind[engine.state.MODEL + layer.kernel.path])[next_masks[layer.name] > 0]
              for layer in pruning.prunable_layers(model)]
     expected = float(np.concatenate(moved).mean())
@@ -216,7 +216,7 @@ def test_movement_is_measured_from_the_rewind_point(late):
 def test_exclude_leaves_layers_unpruned(tmp_path, digits_dir):
     hparams = dataclasses.replace(HPARAMS, pruning=PruningHparams(exclude="output"))
     run = _run(tmp_path, digits_dir, hparams, levels=1, controls=())
-    masks = io.read_npz(paths.level_masks(paths.replicate_dir(run, 0), 1))
+    masks = io.read_masks(paths.level_masks(paths.replicate_dir(run, 0), 1))
     assert masks["output"].all() and masks["fc1"].mean() == pytest.approx(0.8)
 
 

@@ -82,7 +82,7 @@ def test_precision_flag_runs_a_lottery_level_and_an_l0_run(tmp_path, digits_dir)
     model = lottery_runner.build_model(lottery, 0)
     assert model.dtype_policy.name == "mixed_float16" and keras.config.dtype_policy().name == "float32"
     model.load_weights(lottery_paths.final_weights(level))
-    masks = io.read_npz(lottery_paths.branch_masks(level))
+    masks = io.read_masks(lottery_paths.branch_masks(level))
     for layer in pruning.prunable_layers(model):
         assert np.all(np.asarray(layer.kernel)[masks[layer.name] == 0] == 0.0)
     assert io.read_json(lottery_paths.metrics(level))["final_test_acc"] > 0.5  # it learnt (chance: 0.1)

@@ -48,6 +48,20 @@ def test_magnitude_removes_the_smallest_weights():
     assert _kept(model)["conv"] == 36 and _kept(model)["output"] == 50
 
 
+@pytest.mark.parametrize("count", [0, 1, 7, 40, "all"])
+def test_removal_picks_what_a_stable_sort_would(count):
+    from tflth.pruning.pruner import _remove_lowest
+    rng = np.random.default_rng(len(str(count)))
+    score = rng.integers(0, 5, 80).astype(np.float64)  # many ties
+    score[rng.choice(80, 6, replace=False)] = np.nan
+    mask = (rng.random(80) < 0.75).astype(np.float32)
+    kept = np.flatnonzero(mask)
+    count = len(kept) if count == "all" else count
+    want = mask.copy()
+    want[kept[np.argsort(score[kept], kind="stable")[:count]]] = 0.0
+    np.testing.assert_array_equal(_remove_lowest(score, mask, count), want)
+
+
 def test_global_uses_one_threshold():
     model = _model()
     pruning.prune(model, 0.5, scope="global")

@@ -52,6 +52,7 @@ def test_cifar_recipe_smoke(flagfile, tmp_path):
         hparams,
         dataset=dataclasses.replace(hparams.dataset, batch_size=4),
         training=dataclasses.replace(hparams.training, iterations=4, eval_every=2,
+                                     jit_compile=False,  # XLA takes a minute on VGG-19 here; MNIST tests it
                                      lr_drops="3" if hparams.training.lr_drops else ""),
         pruning=dataclasses.replace(hparams.pruning, rewind_iteration=min(hparams.pruning.rewind_iteration, 2)))
     run = runner.run(hparams, levels=1, controls=("reinit",), root=str(tmp_path), data=_tiny_data((32, 32, 3)),

@@ -77,6 +77,7 @@ def test_ranges_parse_to_the_field_types(text, expected):
     ("prune_to=choice:5:x", "'x' is not a float"),
     ("prune_to=choice:5:5", "a choice is repeated"),
     ("prior_args=choice:a", "search one of its entries"),
+    ("dataset=choice:mnist:fashion_mnist", "a search reads its data once"),
 ])
 def test_bad_ranges_name_the_flag_in_one_line(text, message):
     with pytest.raises(ValueError) as error:
@@ -88,6 +89,8 @@ def test_bad_ranges_name_the_flag_in_one_line(text, message):
 def test_a_space_needs_a_sparsity_hyperparameter_and_distinct_names():
     with pytest.raises(ValueError, match=r"^--search: the space \(lr, batch_size\) has no sparsity hyperparameter"):
         space.parse_space(["lr=log:1e-4:1e-2", "batch_size=choice:20:40"])
+    with pytest.raises(ValueError, match=r"^--search: the space \(mc_samples\) has no sparsity hyperparameter"):
+        space.parse_space(["mc_samples=int:1:30"])  # how a Bayesian model is evaluated, not how sparse it is
     with pytest.raises(ValueError, match=r"^--search: strength given more than once"):
         space.parse_space(["strength=log:0.01:1", "strength=float:1:2"])
     assert len(space.parse_space(["lr=log:1e-4:1e-2", "prior_args.scale=float:0.1:1"])) == 2
@@ -195,6 +198,22 @@ def test_two_trial_search_differs_and_exports_the_best(tmp_path, data, digits_di
     text = search.write(rows, folder, "tiny")
     assert "**best**" in text
     assert all(os.path.exists(os.path.join(folder, f"trials.{e}")) for e in ("json", "md", "png"))
+    recorded = io.read_json(os.path.join(folder, "best", "tflth_export.json"))
+    assert recorded["test_accuracy"] == report["test_accuracy"] and recorded["trial"] == best["trial"]
+
+
+def test_a_search_that_stops_on_failed_trials_keeps_its_table(tmp_path, data, monkeypatch):
+    hparams = search.TuneHparams(DATA, ModelHparams(), TRAINING, GRADUAL, search.SearchHparams(
+        search="prune_to=float:5:50"))
+    folder, _, _ = search.run(hparams, max_trials=1, root=str(tmp_path), data=data, export="none", verbose=False)
+    os.remove(os.path.join(folder, "trials.json"))
+
+    def stop(self, *args, **kwargs):  # what keras-tuner raises after failed trials in a row
+        raise RuntimeError("Number of consecutive failures exceeded the limit of 3.")
+    monkeypatch.setattr(keras_tuner.RandomSearch, "search", stop)
+    with pytest.raises(RuntimeError, match="consecutive failures"):
+        search.run(hparams, max_trials=4, root=str(tmp_path), data=data, export="none", verbose=False)
+    assert len(io.read_json(os.path.join(folder, "trials.json"))["trials"]) == 1
 
 
 def test_trials_start_afresh_and_equal_runs_made_alone(tmp_path, digits_dir, data):
@@ -333,12 +352,11 @@ def test_recipe_searches_bayesian_layers_resumes_and_refuses_bad_input(tmp_path,
               "--prune_score=snr", "--prune_to=50", "--prune_every=5"]
     for bad, message in ((["--search=lr=log:1e-4:1e-2"], "error: --search: the space (lr) has no sparsity"),
                          (["--search=prune_to=float:5:50", "--objective=val_acc"], "error: --objective='val_acc'"),
-                         (["--search=prune_to=float:5:50", "--prune_start=25"],
-                          "error: --search: with every range at its first value: --prune_start=25"),
                          (["--search=prune_start=int:0:25"], "error: --search=prune_start=int:0:25: at prune_start=25"),
                          (["--search=prune_to=float:5:50", "--tuner=hyperband", "--prune_start=15"],
                           "error: --tuner=hyperband: its trials of 1 epochs (10 iterations"),
-                         (["--search=dataset=choice:mnist:fashion_mnist"], "error: --search=dataset=choice"),
+                         (["--search=prune_to=float:5:50", "--tuner=hyperband", "--max_trials=3"],
+                          "error: --max_trials: hyperband sets its trials"),
                          (["--search=prune_to=float:5:50", "--tuner_seed=0"], "error: --tuner_seed=0: must be >= 1")):
         out = _recipe(*common, *bad, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(message), out.stderr[-500:]

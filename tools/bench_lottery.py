@@ -22,7 +22,6 @@ them alike. The report gives medians and the ratio runner / floor, and projects 
 recipe: 15 levels with the ticket and both controls at each = 46 trainings of 50,000 iterations.
 """
 import argparse
-import json
 import os
 import platform
 import shutil

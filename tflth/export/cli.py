@@ -96,6 +96,9 @@ def _main(argv):
             print(f"warning: {w.message}")
     report["model_test_accuracy"] = saving.accuracy(lambda b: model.predict(b, verbose=0), x, y)
     report["test_accuracy"] = saving.accuracy(predict, x, y)
+    if FLAGS.format != "tflite":  # a SavedModel folder keeps its report
+        saving.add_to_report(FLAGS.out, model_test_accuracy=report["model_test_accuracy"],
+                             test_accuracy=report["test_accuracy"])
     print(f"[tflth] exported {what} as {FLAGS.format} to {FLAGS.out}")
     print("\n".join(report_lines(report)))
     load = ("tf.lite.Interpreter(model_path=...)" if FLAGS.format == "tflite"

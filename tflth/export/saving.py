@@ -172,6 +172,12 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
     return report
 
 
+def add_to_report(path, **fields):
+    """Records what was measured after the export (e.g. test accuracies) in its report file."""
+    file = os.path.join(path, REPORT)
+    io.write_json(file, {**io.read_json(file), **fields})
+
+
 def accuracy(predict, x, y, batch=1000):
     """The accuracy of `predict` (images -> class scores) on (x, y), in batches."""
     right = sum(int(np.sum(np.argmax(predict(x[i:i + batch]), axis=-1) == y[i:i + batch]))

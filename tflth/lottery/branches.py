@@ -21,7 +21,7 @@ CONTROLS = ("reinit", "random_prune", "continue")
 def prepare(branch, model, replicate, level, seed, optimizer_state="fresh"):
     """Puts the branch's masks, start weights and optimizer state into the compiled `model`;
     returns the masks."""
-    masks = io.read_npz(paths.level_masks(replicate, level))
+    masks = io.read_masks(paths.level_masks(replicate, level))
     rewind = engine.state.load(paths.rewind_state(replicate))
     if branch in ("main", "random_prune"):
         engine.state.restore(model, rewind, optimizer=False, masks=False)

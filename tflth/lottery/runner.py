@@ -15,7 +15,6 @@ import numpy as np
 from tflth import engine, io, pruning, runs
 from tflth.lottery import branches as br
 from tflth.lottery import paths
-from tflth.lottery.hparams import LotteryHparams
 
 
 load_data = runs.load_data
@@ -88,14 +87,14 @@ class Replicate:
         rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
                             verbose=self.verbose, **self.train_kw)
         io.save_weights(model, paths.final_weights(folder))
-        io.write_npz(paths.branch_masks(folder), masks)
+        io.write_masks(paths.branch_masks(folder), masks)
         sparsity = pruning.sparsity(model)
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
                    "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
                    **engine.summarize_rows(rows, k)}
         if level > 0:
-            previous = io.read_npz(paths.level_masks(self.dir, level - 1))
+            previous = io.read_masks(paths.level_masks(self.dir, level - 1))
             metrics["mask_overlap_prev"] = br.overlap(masks, previous)
         if branch == "main":
             metrics["movement"] = self._prune_next_level(level, masks)
@@ -112,7 +111,7 @@ class Replicate:
         k, model = self.hparams.pruning.rewind_iteration, self.model
         model.set_weights(self.init)
         self._compile(offset=0)
-        io.write_npz(paths.level_masks(self.dir, 0), pruning.get_masks(model))
+        io.write_masks(paths.level_masks(self.dir, 0), pruning.get_masks(model))
         engine.state.save(paths.init_state(self.dir), model, optimizer=False, masks=False)
         if k > 0:
             label = f"seed {self.seed} pretrain"
@@ -147,7 +146,7 @@ class Replicate:
         start = {layer.name: rewind[engine.state.MODEL + layer.kernel.path] for layer in layers}
         next_masks = pruning.prune(self.model, **_prune_args(self.hparams), seed=self.seed + level)
         full = {**masks, **next_masks}
-        io.write_npz(paths.level_masks(self.dir, level + 1), full)
+        io.write_masks(paths.level_masks(self.dir, level + 1), full)
         return br.movement(final, start, masks, full)
 
 

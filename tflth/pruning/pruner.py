@@ -33,9 +33,19 @@ def _check_fraction(value, what):
 def _remove_lowest(score, mask, count):
     """Clears the `count` lowest-scoring entries among those still kept."""
     new = mask.reshape(-1).copy()
+    if count <= 0:
+        return new.reshape(mask.shape)
     kept = np.flatnonzero(new)
-    order = np.argsort(np.asarray(score).reshape(-1)[kept], kind="stable")
-    new[kept[order[:count]]] = 0.0
+    values = np.asarray(score).reshape(-1)[kept]
+    # The entries a stable sort would put first (ties go by position; NaN sorts last), found
+    # in O(n) with a partition: a full sort of VGG-19's 20M scores takes seconds.
+    cut = np.partition(values, count - 1)[count - 1]
+    if np.isnan(cut):  # every number goes, then the first NaNs
+        below, tied = ~np.isnan(values), np.flatnonzero(np.isnan(values))
+    else:
+        below, tied = values < cut, np.flatnonzero(values == cut)
+    new[kept[below]] = 0.0
+    new[kept[tied[:count - int(below.sum())]]] = 0.0
     return new.reshape(mask.shape)
 
 

@@ -2,6 +2,7 @@
 flags give the base run, --search the ranges, --tuner and --objective the search; bad input
 prints one line and exits with status 2 before any folder is made. Rerunning the command
 resumes the search; a larger --max_trials goes on with more trials."""
+import keras_tuner
 from absl import app, flags
 
 from tflth.cli import common_args, define_common_flags, fail, parse, strategy
@@ -32,6 +33,8 @@ def _main(argv):
         if FLAGS.strategy == "multi_worker":
             raise ValueError("--strategy=multi_worker: a search runs on one machine (mirrored uses its GPUs); for "
                              "many machines run keras-tuner's own distributed tuning")
+        if FLAGS.tuner == "hyperband" and FLAGS["max_trials"].present:
+            raise ValueError("--max_trials: hyperband sets its trials by --max_epochs and --factor")
         if FLAGS.max_trials < 1:
             raise ValueError(f"--max_trials={FLAGS.max_trials}: must be >= 1")
         if FLAGS.export not in search.EXPORTS:
@@ -46,6 +49,8 @@ def _main(argv):
             hparams, max_trials=FLAGS.max_trials, seeds=seeds, root=FLAGS.root, data=data,
             data_dir=FLAGS.data_dir or None, export=FLAGS.export, verbose=not FLAGS.quiet,
             distribution_strategy=None if FLAGS.strategy == "default" else chosen, **train_kw)
+    except keras_tuner.errors.FatalError as e:  # the same for every trial (e.g. a batch size the replicas cannot split)
+        fail(str(e).splitlines()[0])
     except RuntimeError as e:  # keras-tuner stops after consecutive failed trials; finished ones are kept
         fail(f"{str(e).splitlines()[0]} (each failed trial's error is in its trial.json under the search folder's "
              "tuner/; rerunning resumes)")

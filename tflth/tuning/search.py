@@ -232,10 +232,11 @@ def export_best(rows, model, path, format, data_dir=None):
     x, y = tdata.arrays(hparams.dataset.dataset, "test", data_dir=data_dir)
     x = x.astype("float32") / 255.0  # as the engine feeds it
     report = saving.save_sparse(trained, path, format, overwrite=True, sample=x[:CHECK_EXAMPLES])
-    report["trial"], report["what"] = best[0]["trial"], what
-    report["test_accuracy"] = saving.accuracy(saving.saved_model_predictor(path), x, y)
-    report["model_test_accuracy"] = saving.accuracy(lambda b: trained.predict(b, verbose=0), x, y)
-    return report
+    measured = {"trial": best[0]["trial"], "what": what,
+                "test_accuracy": saving.accuracy(saving.saved_model_predictor(path), x, y),
+                "model_test_accuracy": saving.accuracy(lambda b: trained.predict(b, verbose=0), x, y)}
+    saving.add_to_report(path, **measured)
+    return {**report, **measured}
 
 
 def _seeds_file(folder):
@@ -283,9 +284,11 @@ def run(hparams, *, max_trials=10, seeds=(0,), root="runs", data=None, data_dir=
     tuner = make_tuner(hparams, model, folder, max_trials, distribution_strategy)
     if verbose:
         print(f"[tune] search folder {folder}; ranges: {', '.join(map(str, model.space))}", flush=True)
-    tuner.search(verbose=int(verbose))
-    rows = trials(tuner, model)
-    write(rows, folder, title(hparams))
+    try:
+        tuner.search(verbose=int(verbose))
+    finally:  # the finished trials' table, also when keras-tuner stops after failed trials
+        rows = trials(tuner, model)
+        write(rows, folder, title(hparams))
     report = None
     if export != "none":
         report = export_best(rows, model, os.path.join(folder, "best"), export, data_dir)

@@ -140,9 +140,14 @@ def parse_space(texts, cls=TrainerHparams):
     return space
 
 
+# Fields of the sparsity section that change how a model is evaluated or trained, not how sparse it gets.
+NOT_SPARSITY = ("mc_samples", "estimator")
+
+
 def check_sparsity(space, cls=TrainerHparams):
     section = RUNS[cls][2]
-    sparsity = {name for name, owner in _owners(cls).items() if owner == section}
+    sparsity = {name for name, owner in _owners(cls).items()
+                if owner == section and name not in NOT_SPARSITY}
     if not any(r.name in sparsity or _has_prior_args(r.name, cls) for r in space):
         given = ", ".join(r.name for r in space) or "nothing"
         example = ("strength=log:0.01:1, prune_to=float:2:20, prior_args.global_scale=log:1e-6:1e-3"
