@@ -1,12 +1,14 @@
 """A lottery run (or a sparse-training run) under a tf.distribute strategy, as a test's
 subprocess (logical devices and TF_CONFIG must be set before TensorFlow starts).
 
-    python distributed_run.py STRATEGY DIGITS_DIR ROOT OUT.npz LEVELS|snip|rigl|l0
+    python distributed_run.py STRATEGY DIGITS_DIR ROOT OUT.npz LEVELS[:PRECISION]|snip|rigl|l0|snr|fit
 
 STRATEGY: default, mirrored2 (MirroredStrategy over 2 logical CPUs) or multi_worker (TF_CONFIG).
+"fit": a user's own model.fit with the Snapshot, PruneCallback and Rewind callbacks.
 OUT.npz gets this process's masks and weights (from its own copy of the run), OUT.npz.json
 whether it is the chief, its test accuracy and the versions its metrics record.
 """
+import dataclasses
 import os
 import sys
 
@@ -18,7 +20,10 @@ if name == "mirrored2":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from tflth import distribute, io, pruning  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from tflth import data, distribute, io, models, pruning  # noqa: E402
 from tflth.engine.hparams import DatasetHparams, TrainingHparams  # noqa: E402
 from tflth.lottery import paths, runner  # noqa: E402
 from tflth.lottery.hparams import LotteryHparams  # noqa: E402
@@ -27,19 +32,45 @@ from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams 
 
 DATA, TRAINING = DatasetHparams(batch_size=20, validation_size=40), TrainingHparams(iterations=40, eval_every=10)
 HPARAMS = LotteryHparams(DATA, training=TRAINING)
-SPARSE = {  # pruning by gradients (read in replica context), dynamic sparsity, stochastic L0 gates
+SPARSE = {  # pruning by gradients (read in replica context), dynamic sparsity, stochastic L0 gates and
+    # Bayesian (Flipout) layers with their KL term, pruned by signal-to-noise ratio
     "snip": SparsityHparams(penalty="none", prune_score="snip", prune_schedule="oneshot", prune_start=0, prune_to=20.0),
     "rigl": SparsityHparams(penalty="none", prune_score="random", prune_schedule="oneshot", prune_start=0,
                             prune_to=20.0, prune_scope="erk", dst="rigl", dst_every=10),
     "l0": SparsityHparams(penalty="l0", gates="weight", strength=1.0, prune_score="inclusion", prune_to=50.0,
                           prune_start=10, prune_end=30, prune_every=10),
+    "snr": SparsityHparams(penalty="none", prior="normal", strength=1.0, estimator="flipout", prune_score="snr",
+                           prune_to=50.0, prune_start=10, prune_end=30, prune_every=10),
 }
 tf.config.experimental.enable_op_determinism()
 strategy = (distribute.get_strategy("mirrored", devices=["/cpu:0", "/cpu:1"]) if name == "mirrored2"
             else distribute.get_strategy(name))
 distribute.check_batch_size(HPARAMS.dataset.batch_size, strategy)
+
+def fit():
+    """Iterative pruning with rewinding inside a user's own fit: 20% at steps 10 and 20 of 30, each
+    followed by a rewind of weights and optimizer to step 5."""
+    x, y = data.arrays("mnist", "train", data_dir=digits, validation_size=40)
+    keras.utils.set_random_seed(0)
+    model = models.get_model("lenet_300_100")
+    model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    snapshot = pruning.Snapshot(5)
+    prune = pruning.PruneCallback(pruning.Every(10, 0.2), scope="global", verbose=0,
+                                  rewind=pruning.Rewind(snapshot, optimizer="snapshot"))
+    model.fit(x.astype(np.float32) / 255, y, batch_size=20, epochs=3, shuffle=False, verbose=0,
+              callbacks=[snapshot, prune])
+    assert prune.pruned_at == [10, 20], prune.pruned_at
+    x, y = data.arrays("mnist", "test", data_dir=digits)
+    _, accuracy = model.evaluate(x.astype(np.float32) / 255, y, batch_size=20, verbose=0)
+    return model, accuracy
+
+
 with strategy.scope(), distribute.worker_root(root, strategy) as mine:
-    if levels in SPARSE:
+    if levels == "fit":
+        model, accuracy = fit()
+        arrays = {"mask/" + k: v for k, v in pruning.get_masks(model).items()}
+        metrics, folder = {"final_test_acc": accuracy, "versions": None}, None
+    elif levels in SPARSE:
         hparams = TrainerHparams(DATA, ModelHparams("lenet_300_100"), TRAINING, SPARSE[levels])
         folder = trainer.run(hparams, root=mine, data_dir=digits, verbose=False)
         model = trainer.build_model(hparams, 0)
@@ -47,10 +78,12 @@ with strategy.scope(), distribute.worker_root(root, strategy) as mine:
         arrays = {"mask/" + k: v for k, v in pruning.get_masks(model).items()}
         metrics = io.read_json(os.path.join(trainer.seed_dir(folder, 0), "metrics.json"))
     else:
-        folder = runner.run(HPARAMS, levels=int(levels), controls=(), root=mine, data_dir=digits, verbose=False)
+        levels, _, precision = levels.partition(":")  # "1:mixed_float16": a level in that precision
+        hparams = dataclasses.replace(HPARAMS, training=dataclasses.replace(TRAINING, precision=precision or "float32"))
+        folder = runner.run(hparams, levels=int(levels), controls=(), root=mine, data_dir=digits, verbose=False)
         level = paths.branch_dir(paths.replicate_dir(folder, 0), int(levels), "main")
         arrays = {"mask/" + k: v for k, v in io.read_masks(paths.branch_masks(level)).items()}
-        model = runner.build_model(HPARAMS, 0)
+        model = runner.build_model(hparams, 0)
         model.load_weights(paths.final_weights(level))
         metrics = io.read_json(paths.metrics(level))
     arrays.update({"weight/" + v.path: v.numpy() for v in model.weights})

@@ -108,17 +108,43 @@ def test_two_workers_end_with_the_same_masks_one_set_of_files_and_the_recipe_res
     assert os.listdir(root) == [folder] and sorted(os.listdir(tmp_path))[0] == "runs"
 
 
-@pytest.mark.parametrize("run", ["snip", "rigl", "l0"])
-def test_gradient_scores_dynamic_sparsity_and_l0_gates_run_mirrored(digits_dir, tmp_path, run):
+def test_pruning_and_rewinding_callbacks_in_a_users_fit_give_the_one_device_result(digits_dir, tmp_path):
+    _finish(_launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", "fit"),
+            _launch("default", digits_dir, tmp_path / "one", tmp_path / "one.npz", "fit"))
+    (mirrored, two), (single, one) = _result(tmp_path / "two.npz"), _result(tmp_path / "one.npz")
+    assert two["replicas"] == 2 and one["replicas"] == 1 and set(mirrored) == set(single)
+    for k in single:
+        if k.startswith("mask/"):
+            assert np.array_equal(single[k], mirrored[k]), k
+        else:
+            np.testing.assert_allclose(mirrored[k], single[k], atol=2e-5, err_msg=k)
+    assert 0.6 < np.mean(single["mask/fc1"]) < 0.7  # 0.8 x 0.8 kept
+    assert abs(two["test_acc"] - one["test_acc"]) < 0.02
+
+
+def test_a_mixed_precision_level_runs_mirrored_with_exact_zeros(digits_dir, tmp_path):
+    _finish(_launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", "1:mixed_float16"))
+    arrays, info = _result(tmp_path / "two.npz")
+    assert info["replicas"] == 2 and info["test_acc"] > 0.5
+    masks = {k[len("mask/"):]: v for k, v in arrays.items() if k.startswith("mask/")}
+    assert masks and 0.7 < np.mean(masks["fc1"]) < 0.9
+    for name, mask in masks.items():
+        kernel = arrays[f"weight/{name}/kernel"]
+        assert kernel.dtype == np.float32 and np.all(kernel[mask == 0] == 0) and np.all(kernel[mask == 1] != 0), name
+
+
+@pytest.mark.parametrize("run", ["snip", "rigl", "l0", "snr"])
+def test_gradient_scores_dynamic_sparsity_l0_gates_and_bayesian_layers_run_mirrored(digits_dir, tmp_path, run):
+    stochastic = run in ("l0", "snr")  # random gates / weight draws: a replica's half batch sees other draws
     processes = [_launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", run)]
-    if run != "l0":  # L0's gates are random draws: a replica's half batch sees others than one device's batch
+    if not stochastic:
         processes.append(_launch("default", digits_dir, tmp_path / "one", tmp_path / "one.npz", run))
     _finish(*processes)
     mirrored, info = _result(tmp_path / "two.npz")
     kept = 100.0 * sum(mirrored[k].sum() for k in mirrored if k.startswith("mask/")) / sum(
         mirrored[k].size for k in mirrored if k.startswith("mask/"))
-    assert abs(kept - (50.0 if run == "l0" else 20.0)) < 0.5 and info["test_acc"] > 0.5
-    if run != "l0":  # deterministic layers: SNIP's masks and RigL's rewiring are the one device's
+    assert abs(kept - (50.0 if stochastic else 20.0)) < 0.5 and info["test_acc"] > 0.5
+    if not stochastic:  # deterministic layers: SNIP's masks and RigL's rewiring are the one device's
         single, _ = _result(tmp_path / "one.npz")
         assert all(np.array_equal(single[k], mirrored[k]) for k in single if k.startswith("mask/"))
 
