@@ -328,7 +328,7 @@ def test_offline_with_real_tfds_fails_within_seconds(tmp_path, monkeypatch):
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="TFLTH_DATA_DIR") as e:
         data.arrays("cifar10", "test", data_dir=str(tmp_path))
-    assert time.monotonic() - start < 20  # tfds' import included; its retries took minutes
+    assert time.monotonic() - start < 60  # tfds' import included (and a busy machine); its retries took minutes
     assert asked == ["www.cs.toronto.edu"]
     assert str(tmp_path) in str(e.value) and "--data_dir" in str(e.value)
 

@@ -234,7 +234,7 @@ def test_workers_train_branches_in_processes_with_the_same_results(tmp_path, dig
 def _cli(args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run([sys.executable, os.path.join(REPO, "recipes", "mnist_lth.py"), *args],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
 
 
 @pytest.mark.parametrize("args,message", [

@@ -48,7 +48,7 @@ def test_magnitude_removes_the_smallest_weights():
     assert _kept(model)["conv"] == 36 and _kept(model)["output"] == 50
 
 
-@pytest.mark.parametrize("count", [0, 1, 7, 40, "all"])
+@pytest.mark.parametrize("count", [0, 1, 7, 40, "all", "more"])
 def test_removal_picks_what_a_stable_sort_would(count):
     from tflth.pruning.pruner import _remove_lowest
     rng = np.random.default_rng(len(str(count)))
@@ -56,7 +56,7 @@ def test_removal_picks_what_a_stable_sort_would(count):
     score[rng.choice(80, 6, replace=False)] = np.nan
     mask = (rng.random(80) < 0.75).astype(np.float32)
     kept = np.flatnonzero(mask)
-    count = len(kept) if count == "all" else count
+    count = {"all": len(kept), "more": len(kept) + 3}.get(count, count)
     want = mask.copy()
     want[kept[np.argsort(score[kept], kind="stable")[:count]]] = 0.0
     np.testing.assert_array_equal(_remove_lowest(score, mask, count), want)

@@ -131,7 +131,7 @@ def test_ticks_are_actual_percentages_thinned():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600)
 
 
 def test_main_writes_everything(run, tmp_path, capsys):

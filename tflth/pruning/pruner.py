@@ -33,9 +33,10 @@ def _check_fraction(value, what):
 def _remove_lowest(score, mask, count):
     """Clears the `count` lowest-scoring entries among those still kept."""
     new = mask.reshape(-1).copy()
+    kept = np.flatnonzero(new)
+    count = min(count, kept.size)  # prune_to's global remainder may ask for more than is left
     if count <= 0:
         return new.reshape(mask.shape)
-    kept = np.flatnonzero(new)
     values = np.asarray(score).reshape(-1)[kept]
     # The entries a stable sort would put first (ties go by position; NaN sorts last), found
     # in O(n) with a partition: a full sort of VGG-19's 20M scores takes seconds.

@@ -33,12 +33,12 @@ def _main(argv):
         if FLAGS.strategy == "multi_worker":
             raise ValueError("--strategy=multi_worker: a search runs on one machine (mirrored uses its GPUs); for "
                              "many machines run keras-tuner's own distributed tuning")
-        if FLAGS.tuner == "hyperband" and FLAGS["max_trials"].present:
-            raise ValueError("--max_trials: hyperband sets its trials by --max_epochs and --factor")
         if FLAGS.max_trials < 1:
             raise ValueError(f"--max_trials={FLAGS.max_trials}: must be >= 1")
         if FLAGS.export not in search.EXPORTS:
             raise ValueError(f"--export={FLAGS.export!r}: allowed: {', '.join(search.EXPORTS)}")
+        if FLAGS.tuner == "hyperband" and FLAGS["max_trials"].present and not FLAGS.quiet:  # maybe from a flagfile
+            print("[tune] --max_trials is not used by hyperband: --max_epochs and --factor set its trials")
         chosen = strategy(FLAGS, hparams.dataset.batch_size)
         search.check(hparams, FLAGS.root, seeds)
         data = load_data(hparams.base, FLAGS.data_dir or None)  # fails here, before any folder is made
