@@ -80,10 +80,12 @@ def test_every_flagfile_parses_with_its_recipe(tmp_path):
     assert ABLATION_FLAGFILES and TUNE_FLAGFILES
     for flagfile in FLAGFILES:
         if flagfile in TUNE_FLAGFILES:
+            lottery = "lottery" in os.path.basename(flagfile)
             values = flags.FlagValues()
-            tune_cli.define_run_flags(values)
+            tune_cli.define_run_flags(values, lottery=lottery)
             values(["recipe", f"--flagfile={flagfile}"])
-            hparams = search.TuneHparams(*(from_flags(cls, values) for cls in search.SECTIONS))
+            sections, kind = tune_cli.KINDS[lottery]
+            hparams = kind(*(from_flags(cls, values) for cls in sections))
             assert hparams.space
             search.check(hparams, str(tmp_path))  # the base run and every corner of the space are valid
         elif flagfile in ABLATION_FLAGFILES:

@@ -260,6 +260,30 @@ def test_a_lottery_search_varies_the_rewinding_iteration(tmp_path, data):
         SparseHyperModel(base, space.parse_space(["fraction=float:0.1:0.5"], LotteryHparams))
 
 
+def test_a_lottery_search_from_its_flags_exports_the_last_levels_ticket(tmp_path, data, digits_dir):
+    hparams = search.LotteryTuneHparams(DATA, training=TRAINING, search=search.SearchHparams(
+        search="rewind_iteration=choice:0:10", levels=1, objective="val_accuracy"))
+    folder, rows, report = search.run(hparams, max_trials=2, root=str(tmp_path), data=data, data_dir=digits_dir,
+                                      export="sparse", verbose=False)
+    assert [r["status"] for r in rows] == ["COMPLETED", "COMPLETED"]
+    assert {r["values"]["rewind_iteration"] for r in rows} == {0, 10}
+    assert all(os.path.basename(r["run_dir"]).startswith("lottery_") for r in rows)
+    best = next(r for r in rows if r["best"])
+    assert report["what"].endswith("replicate 0 level 1 (main)") and report["test_accuracy"] == report["model_test_accuracy"]
+    assert 100 * report["weights_kept"] / report["weights"] == pytest.approx(best["metrics"]["weights_kept"], abs=0.01)
+    assert io.read_json(os.path.join(folder, "best", "tflth_export.json"))["trial"] == best["trial"]
+    with pytest.raises(ValueError, match=r"^--levels=0: a lottery search needs"):
+        search.LotteryTuneHparams(DATA, training=TRAINING)
+    with pytest.raises(ValueError, match=r"^--levels=1: only lottery searches"):
+        search.TuneHparams(DATA, ModelHparams(), TRAINING, GRADUAL, search.SearchHparams(levels=1))
+    out = _recipe("--levels=1", "--search=strength=log:0.1:1", f"--root={tmp_path}/cli", cwd=tmp_path,
+                  script="tune_lottery.py")
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
+        "error: --search=strength=log:0.1:1: 'strength' is not a hyperparameter of the run; give a flag of the "
+        "lottery runner"), out.stderr[-500:]
+    assert not os.path.exists(tmp_path / "cli")
+
+
 class _Interrupt(keras.callbacks.Callback):
     """Stops the process (as Ctrl-C would) at step 25 of the second trial (whose last checkpoint
     is step 20's). Class attributes: keras-tuner deep-copies the callbacks into every trial."""
@@ -340,9 +364,9 @@ def test_unknown_objective_or_data_given_to_search_stop_before_training(tmp_path
     assert not os.path.exists(tmp_path / "runs")
 
 
-def _recipe(*args, cwd):
+def _recipe(*args, cwd, script="tune.py"):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, os.path.join(REPO, "recipes", "tune.py"), *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, os.path.join(REPO, "recipes", script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=900)
 
 

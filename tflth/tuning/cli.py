@@ -1,7 +1,9 @@
-"""The command line of a keras-tuner search (`recipes/tune.py`): the sparse-training runner's
-flags give the base run, --search the ranges, --tuner and --objective the search; bad input
+"""The command line of a keras-tuner search (`recipes/tune.py`; `recipes/tune_lottery.py` with
+`lottery=True`): the sparse-training (or lottery) runner's flags give the base run, --search the ranges, --tuner and --objective the search; bad input
 prints one line and exits with status 2 before any folder is made. Rerunning the command
 resumes the search; a larger --max_trials goes on with more trials."""
+import functools
+
 import keras_tuner
 from absl import app, flags
 
@@ -9,13 +11,14 @@ from tflth.cli import common_args, define_common_flags, fail, parse, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.tuning import search
-from tflth.tuning.search import SECTIONS, TuneHparams
+from tflth.tuning.search import LOTTERY_SECTIONS, SECTIONS, LotteryTuneHparams, TuneHparams
 
 FLAGS = flags.FLAGS
+KINDS = {False: (SECTIONS, TuneHparams), True: (LOTTERY_SECTIONS, LotteryTuneHparams)}  # by `lottery`
 
 
-def define_run_flags(flag_values=FLAGS):
-    for cls in SECTIONS:
+def define_run_flags(flag_values=FLAGS, lottery=False):
+    for cls in KINDS[lottery][0]:
         define_flags(cls, flag_values)
     flags.DEFINE_integer("max_trials", 10, "random, bayesian: trials in all (a rerun with more goes on).",
                          flag_values=flag_values)
@@ -24,11 +27,12 @@ def define_run_flags(flag_values=FLAGS):
     define_common_flags(flag_values)
 
 
-def _main(argv):
+def _main(argv, lottery=False):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    sections, kind = KINDS[lottery]
     try:
-        hparams = TuneHparams(*(from_flags(cls, FLAGS) for cls in SECTIONS))
+        hparams = kind(*(from_flags(cls, FLAGS) for cls in sections))
         seeds, train_kw = common_args(FLAGS)
         if FLAGS.strategy == "multi_worker":
             raise ValueError("--strategy=multi_worker: a search runs on one machine (mirrored uses its GPUs); for "
@@ -63,6 +67,6 @@ def _main(argv):
     print(f"[tflth] done: {folder}")
 
 
-def main():
-    define_run_flags()
-    app.run(_main, flags_parser=parse(FLAGS))
+def main(lottery=False):
+    define_run_flags(lottery=lottery)
+    app.run(functools.partial(_main, lottery=lottery), flags_parser=parse(FLAGS))

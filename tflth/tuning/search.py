@@ -4,7 +4,8 @@
                       tuner/                      keras-tuner's project (oracle, trials, checkpoints)
                       trials.json, trials.md, trials.png   every trial: values, metrics, run folder
                       best/                       the best trial's model, exported (tflth.export)
-    <root>/sparse_<hash>/                         one run folder per trial (tflth.trainer)
+    <root>/sparse_<hash>/                         one run folder per trial (tflth.trainer), or
+    <root>/lottery_<hash>/                        for a lottery search (`recipes/tune_lottery.py`)
 
 The folder is named by the hash of the base hyperparameters and the search (not --max_trials):
 rerunning the command reloads the tuner (keras-tuner's overwrite=False), retries the trial
@@ -21,6 +22,8 @@ from tflth import io, runs
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.export import from_run, saving
 from tflth.hparams import Sections, fail, field, one_of
+from tflth.lottery import hparams as lottery_hparams
+from tflth.lottery.hparams import LotteryHparams
 from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
 from tflth.tuning import space as space_module
 from tflth.tuning.hypermodel import METRICS, REPORTED, SparseHyperModel, objective
@@ -50,11 +53,12 @@ class SearchHparams:
     max_epochs: int = field(0, "hyperband: the longest trial in epochs of --eval_every iterations "
                                "(0: --iterations / --eval_every).")
     factor: int = field(3, "hyperband: the reduction factor between rounds.")
+    levels: int = field(0, "Lottery searches (recipes/tune_lottery.py): the pruning levels each trial trains; "
+                           "its model is the last level's ticket.")
 
     def __post_init__(self):
         one_of("tuner", self.tuner, tuple(TUNERS))
         objective(self.objective)
-        self.ranges  # checks --search
         if not 0 < self.max_weights_kept <= 100:
             fail("max_weights_kept", self.max_weights_kept, "must be in (0, 100]")
         if not self.kept_cost >= 0:
@@ -70,11 +74,10 @@ class SearchHparams:
                 if getattr(self, name) != SearchHparams.__dataclass_fields__[name].default:
                     fail(name, getattr(self, name), "applies to --tuner=hyperband only")
 
-    @property
-    def ranges(self):
-        """--search as Ranges ([] when empty)."""
+    def ranges(self, cls):
+        """--search as Ranges over a run of `cls` ([] when empty)."""
         texts = [part for part in self.search.split(",") if part.strip()]
-        return space_module.parse_space(texts) if texts else []
+        return space_module.parse_space(texts, cls) if texts else []
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +89,11 @@ class TuneHparams(Sections):
     sparsity: SparsityHparams = dataclasses.field(default_factory=SparsityHparams)
     search: SearchHparams = dataclasses.field(default_factory=SearchHparams)
 
+    def __post_init__(self):
+        self.search.ranges(TrainerHparams)  # checks --search against the base run's flags
+        if self.search.levels:
+            fail("levels", self.search.levels, "only lottery searches (recipes/tune_lottery.py) have levels")
+
     @property
     def base(self):
         return TrainerHparams(self.dataset, self.model, self.training, self.sparsity)
@@ -93,10 +101,32 @@ class TuneHparams(Sections):
     @property
     def space(self):
         """--search, or the default ranges of the base run's family."""
-        return self.search.ranges or space_module.default_space(self.base)
+        return self.search.ranges(type(self.base)) or space_module.default_space(self.base)
+
+
+@dataclasses.dataclass(frozen=True)
+class LotteryTuneHparams(Sections):
+    """A search whose trials are lottery runs of `search.levels` levels (no control branches)."""
+    dataset: DatasetHparams = dataclasses.field(default_factory=DatasetHparams)
+    model: lottery_hparams.ModelHparams = dataclasses.field(default_factory=lottery_hparams.ModelHparams)
+    training: TrainingHparams = dataclasses.field(default_factory=TrainingHparams)
+    pruning: lottery_hparams.PruningHparams = dataclasses.field(default_factory=lottery_hparams.PruningHparams)
+    search: SearchHparams = dataclasses.field(default_factory=SearchHparams)
+
+    def __post_init__(self):
+        self.search.ranges(LotteryHparams)
+        if self.search.levels < 1:
+            fail("levels", self.search.levels, "a lottery search needs the pruning levels each trial trains (>= 1)")
+
+    @property
+    def base(self):
+        return LotteryHparams(self.dataset, self.model, self.training, self.pruning)
+
+    space = TuneHparams.space
 
 
 SECTIONS = (DatasetHparams, ModelHparams, TrainingHparams, SparsityHparams, SearchHparams)
+LOTTERY_SECTIONS = (*lottery_hparams.SECTIONS, SearchHparams)
 
 
 def search_dir(root, hparams):
@@ -105,8 +135,8 @@ def search_dir(root, hparams):
 
 def hypermodel(hparams, base=None, **kw):
     s = hparams.search
-    return SparseHyperModel(base or hparams.base, hparams.space, max_weights_kept=s.max_weights_kept,
-                            kept_cost=s.kept_cost, **kw)
+    return SparseHyperModel(base or hparams.base, hparams.space, levels=s.levels or None,
+                            max_weights_kept=s.max_weights_kept, kept_cost=s.kept_cost, **kw)
 
 
 def max_epochs(hparams):
@@ -228,7 +258,7 @@ def export_best(rows, model, path, format, data_dir=None):
     best = [r for r in rows if r["best"] and r["run_dir"]]
     if not best:
         return None
-    trained, hparams, what = from_run.load(best[0]["run_dir"], model.seeds[0])
+    trained, hparams, what = from_run.load(best[0]["run_dir"], model.seeds[0], level=model.levels)
     x, y = tdata.arrays(hparams.dataset.dataset, "test", data_dir=data_dir)
     x = x.astype("float32") / 255.0  # as the engine feeds it
     report = saving.save_sparse(trained, path, format, overwrite=True, sample=x[:CHECK_EXAMPLES])
