@@ -274,6 +274,11 @@ def test_a_lottery_search_from_its_flags_exports_the_last_levels_ticket(tmp_path
     assert io.read_json(os.path.join(folder, "best", "tflth_export.json"))["trial"] == best["trial"]
     with pytest.raises(ValueError, match=r"^--levels=0: a lottery search needs"):
         search.LotteryTuneHparams(DATA, training=TRAINING)
+    late = search.LotteryTuneHparams(DATA, training=TRAINING, pruning=dataclasses.replace(
+        LotteryHparams().pruning, rewind_iteration=15), search=search.SearchHparams(
+        search="fraction=float:0.1:0.5", levels=1, tuner="hyperband", max_epochs=3))
+    with pytest.raises(ValueError, match=r"^--tuner=hyperband: its trials of 1 epochs .*--rewind_iteration=15"):
+        search.check(late, str(tmp_path / "never"))
     with pytest.raises(ValueError, match=r"^--levels=1: only lottery searches"):
         search.TuneHparams(DATA, ModelHparams(), TRAINING, GRADUAL, search.SearchHparams(levels=1))
     out = _recipe("--levels=1", "--search=strength=log:0.1:1", f"--root={tmp_path}/cli", cwd=tmp_path,

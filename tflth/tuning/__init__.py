@@ -1,4 +1,4 @@
-"""keras-tuner searches over sparsity hyperparameters (`recipes/tune.py`).
+"""keras-tuner searches over sparsity hyperparameters (`recipes/tune.py`, `recipes/tune_lottery.py`).
 
 `SparseHyperModel` turns a search space (`space.parse_space`) over the flags of the
 sparse-training runner into keras-tuner trials, each trained by the one engine in its own
@@ -7,9 +7,9 @@ score that weighs them); `search.run` is the resumable search with its trials ta
 export of the best model.
 """
 from tflth.tuning.hypermodel import METRICS, REPORTED, SparseHyperModel, check_objective, objective, score
-from tflth.tuning.search import SearchHparams, TuneHparams, export_best, make_tuner, trials
+from tflth.tuning.search import LotteryTuneHparams, SearchHparams, TuneHparams, export_best, make_tuner, trials
 from tflth.tuning.space import Range, apply, default_space, parse, parse_space
 
-__all__ = ["METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams", "apply",
+__all__ = ["LotteryTuneHparams", "METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams", "apply",
            "check_objective", "default_space", "export_best", "make_tuner", "objective", "parse", "parse_space", "score",
            "trials"]

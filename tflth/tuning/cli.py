@@ -1,7 +1,8 @@
 """The command line of a keras-tuner search (`recipes/tune.py`; `recipes/tune_lottery.py` with
-`lottery=True`): the sparse-training (or lottery) runner's flags give the base run, --search the ranges, --tuner and --objective the search; bad input
-prints one line and exits with status 2 before any folder is made. Rerunning the command
-resumes the search; a larger --max_trials goes on with more trials."""
+`lottery=True`): the sparse-training (or lottery) runner's flags give the base run, --search the
+ranges, --tuner and --objective the search; bad input prints one line and exits with status 2
+before any folder is made. Rerunning the command resumes the search; a larger --max_trials goes
+on with more trials."""
 import functools
 
 import keras_tuner

@@ -281,8 +281,8 @@ def check(hparams, root, seeds=(0,)):
     if hparams.search.tuner == "hyperband":
         for epochs in hyperband_budgets(hparams):
             t = hparams.training
-            base = dataclasses.replace(hparams.base, training=dataclasses.replace(t, iterations=epochs * t.eval_every))
-            try:
+            try:  # the shortened base run itself may be invalid (a lottery run's rewind_iteration)
+                base = dataclasses.replace(hparams.base, training=dataclasses.replace(t, iterations=epochs * t.eval_every))
                 hypermodel(hparams, base, root=root, seeds=seeds)
             except ValueError as e:
                 raise ValueError(f"--tuner=hyperband: its trials of {epochs} epochs ({epochs * t.eval_every} "
