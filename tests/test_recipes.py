@@ -84,8 +84,7 @@ def test_every_flagfile_parses_with_its_recipe(tmp_path):
             values = flags.FlagValues()
             tune_cli.define_run_flags(values, lottery=lottery)
             values(["recipe", f"--flagfile={flagfile}"])
-            sections, kind = tune_cli.KINDS[lottery]
-            hparams = kind(*(from_flags(cls, values) for cls in sections))
+            hparams = tune_cli.read_hparams(values, lottery)
             assert hparams.space
             search.check(hparams, str(tmp_path))  # the base run and every corner of the space are valid
         elif flagfile in ABLATION_FLAGFILES:

@@ -269,7 +269,8 @@ def test_a_lottery_search_from_its_flags_exports_the_last_levels_ticket(tmp_path
     assert {r["values"]["rewind_iteration"] for r in rows} == {0, 10}
     assert all(os.path.basename(r["run_dir"]).startswith("lottery_") for r in rows)
     best = next(r for r in rows if r["best"])
-    assert report["what"].endswith("replicate 0 level 1 (main)") and report["test_accuracy"] == report["model_test_accuracy"]
+    assert report["what"].endswith("replicate 0 level 1 (main)")
+    assert report["test_accuracy"] == report["model_test_accuracy"]
     assert 100 * report["weights_kept"] / report["weights"] == pytest.approx(best["metrics"]["weights_kept"], abs=0.01)
     assert io.read_json(os.path.join(folder, "best", "tflth_export.json"))["trial"] == best["trial"]
     with pytest.raises(ValueError, match=r"^--levels=0: a lottery search needs"):

@@ -10,6 +10,6 @@ from tflth.tuning.hypermodel import METRICS, REPORTED, SparseHyperModel, check_o
 from tflth.tuning.search import LotteryTuneHparams, SearchHparams, TuneHparams, export_best, make_tuner, trials
 from tflth.tuning.space import Range, apply, default_space, parse, parse_space
 
-__all__ = ["LotteryTuneHparams", "METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams", "apply",
-           "check_objective", "default_space", "export_best", "make_tuner", "objective", "parse", "parse_space", "score",
-           "trials"]
+__all__ = ["LotteryTuneHparams", "METRICS", "REPORTED", "Range", "SearchHparams", "SparseHyperModel", "TuneHparams",
+           "apply", "check_objective", "default_space", "export_best", "make_tuner", "objective", "parse", "parse_space",
+           "score", "trials"]

@@ -28,12 +28,17 @@ def define_run_flags(flag_values=FLAGS, lottery=False):
     define_common_flags(flag_values)
 
 
+def read_hparams(flag_values=FLAGS, lottery=False):
+    """The search (TuneHparams, or LotteryTuneHparams) the parsed flags give; ValueError if bad."""
+    sections, kind = KINDS[lottery]
+    return kind(*(from_flags(cls, flag_values) for cls in sections))
+
+
 def _main(argv, lottery=False):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    sections, kind = KINDS[lottery]
     try:
-        hparams = kind(*(from_flags(cls, FLAGS) for cls in sections))
+        hparams = read_hparams(FLAGS, lottery)
         seeds, train_kw = common_args(FLAGS)
         if FLAGS.strategy == "multi_worker":
             raise ValueError("--strategy=multi_worker: a search runs on one machine (mirrored uses its GPUs); for "

@@ -282,7 +282,8 @@ def check(hparams, root, seeds=(0,)):
         for epochs in hyperband_budgets(hparams):
             t = hparams.training
             try:  # the shortened base run itself may be invalid (a lottery run's rewind_iteration)
-                base = dataclasses.replace(hparams.base, training=dataclasses.replace(t, iterations=epochs * t.eval_every))
+                short = dataclasses.replace(t, iterations=epochs * t.eval_every)
+                base = dataclasses.replace(hparams.base, training=short)
                 hypermodel(hparams, base, root=root, seeds=seeds)
             except ValueError as e:
                 raise ValueError(f"--tuner=hyperband: its trials of {epochs} epochs ({epochs * t.eval_every} "
