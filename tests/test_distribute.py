@@ -1,6 +1,7 @@
-"""tflth.distribute: strategies by name, checked TF_CONFIG and batch sizes, and lottery runs under
+"""tflth.distribute: strategies by name, checked TF_CONFIG and batch sizes, and runs under
 MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy (2 processes on 127.0.0.1)
-that give the masks of one device."""
+that give the masks of one device, resume, and keep one BatchNorm statistic on every replica."""
+import collections
 import json
 import os
 import socket
@@ -67,9 +68,10 @@ def _two_workers(args):
         {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})}) for i in range(2)])
 
 
-def test_mirrored_over_two_devices_gives_the_masks_and_weights_of_one(digits_dir, tmp_path):
+def test_mirrored_over_two_devices_gives_the_masks_and_weights_of_one_and_resumes(digits_dir, tmp_path):
     _finish(_launch("default", digits_dir, tmp_path / "one", tmp_path / "one.npz", 2),
-            _launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", 2))
+            _launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", 2),
+            _launch("mirrored2", digits_dir, tmp_path / "cut", tmp_path / "cut.npz", "resume"))
     (single, info1), (mirrored, info2) = _result(tmp_path / "one.npz"), _result(tmp_path / "two.npz")
     assert (info1["replicas"], info2["replicas"]) == (1, 2)
     masks = [k for k in single if k.startswith("mask/")]
@@ -78,6 +80,14 @@ def test_mirrored_over_two_devices_gives_the_masks_and_weights_of_one(digits_dir
     for k in single:
         np.testing.assert_allclose(mirrored[k], single[k], atol=2e-5, err_msg=k)
     assert info2["versions"]["tensorflow"] == tf.__version__
+    # Under op determinism Keras compiles without XLA; under 2 replicas, one step per execution.
+    assert info1["compiled"] == {"jit_compile": False, "steps_per_execution": 10, "replicas": 1}
+    assert info2["compiled"] == {"jit_compile": False, "steps_per_execution": 1, "replicas": 2}
+    # Interrupted in the middle of level 1 and resumed under the strategy: the uninterrupted run exactly.
+    resumed, info3 = _result(tmp_path / "cut.npz")
+    assert info3["replicas"] == 2 and info3["test_acc"] == info2["test_acc"] and set(resumed) == set(mirrored)
+    for k in mirrored:
+        np.testing.assert_array_equal(resumed[k], mirrored[k], err_msg=k)
 
 
 def test_two_workers_end_with_the_same_masks_one_set_of_files_and_the_recipe_resumes(digits_dir, tmp_path):
@@ -106,6 +116,57 @@ def test_two_workers_end_with_the_same_masks_one_set_of_files_and_the_recipe_res
     assert f"[tflth] done: {root / folder}" in outputs[0] and "[tflth] done" not in outputs[1]
     assert os.path.getmtime(level1) == stamp and (level1.parent.parent.parent / "level_2" / "main" / "metrics.json").exists()
     assert os.listdir(root) == [folder] and sorted(os.listdir(tmp_path))[0] == "runs"
+
+
+def test_batchnorm_statistics_are_averaged_over_replicas_and_a_resnet_level_runs_mirrored(digits_dir, tmp_path):
+    _finish(_launch("mirrored2", digits_dir, tmp_path / "bn2", tmp_path / "bn2.npz", "batchnorm"),
+            _launch("default", digits_dir, tmp_path / "bn1", tmp_path / "bn1.npz", "batchnorm"),
+            _launch("mirrored2", digits_dir, tmp_path / "two", tmp_path / "two.npz", "resnet"))
+    _two_workers(lambda i: [os.path.join(HERE, "distributed_run.py"), "multi_worker", digits_dir,
+                            str(tmp_path / "bnw"), str(tmp_path / f"bnw{i}.npz"), "batchnorm"])
+    # BatchNorm on the input images, through the engine and through a user's fit with
+    # AverageReplicaStatistics: its moving statistics are equal on every replica and worker
+    # (Keras alone leaves each its own) and its moving mean is the one device's (the average of
+    # the replicas' halves; the variances leave out the spread between the halves' means).
+    one, _ = _result(tmp_path / "bn1.npz")
+    for files in ([tmp_path / "bn2.npz"], [tmp_path / "bnw0.npz", tmp_path / "bnw1.npz"]):
+        copies = collections.defaultdict(list)
+        for path in files:
+            for key, value in _result(path)[0].items():  # "engine/replica0/moving_mean"
+                how, _, name = key.split("/")
+                copies[how, name].append(value)
+        assert sorted(copies) == [(h, n) for h in ("engine", "fit") for n in ("moving_mean", "moving_variance")]
+        for (how, name), (first, second) in copies.items():
+            np.testing.assert_array_equal(first, second, err_msg=f"{how} {name}")
+            # Measured: means equal, variances within 2e-7 (these digits' halves have close means).
+            np.testing.assert_allclose(first, one[f"{how}/replica0/{name}"], rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{how} {name}")
+    # ResNet-20 (convolutions, BatchNorm, shortcuts) on random CIFAR-shaped images: BatchNorm
+    # normalises each replica's half batch in training, so only the level's sparsity is checked.
+    arrays, info = _result(tmp_path / "two.npz")
+    masks = {k[len("mask/"):]: v for k, v in arrays.items() if k.startswith("mask/")}
+    assert info["replicas"] == 2 and len(masks) == 22  # 19 convs, 2 shortcut convs, the output layer
+    kept = sum(m.sum() for m in masks.values()) / sum(m.size for m in masks.values())
+    assert abs(kept - 0.8) < 1e-3  # one level of 20% global pruning
+    for name, mask in masks.items():
+        assert np.all(arrays[f"weight/{name}/kernel"][mask == 0] == 0), name
+    assert all(np.all(np.isfinite(v)) for k, v in arrays.items() if "moving" in k)
+
+
+def test_the_ablation_recipe_runs_as_two_workers_and_the_chief_alone_writes_the_table(digits_dir, tmp_path):
+    root = tmp_path / "runs"
+    outputs = _two_workers(lambda i: [
+        os.path.join("recipes", "ablation.py"), f"--data_dir={digits_dir}", f"--root={root}", "--batch_size=20",
+        "--validation_size=40", "--iterations=40", "--eval_every=20", "--methods=imp,gradual", "--keep=80",
+        "--seeds=0", "--strategy=multi_worker"])
+    assert f"[tflth] ablation written to {root / 'ablation'}" in outputs[0] and "ablation written" not in outputs[1]
+    assert "| imp |" in outputs[0] and "| gradual |" in outputs[0]
+    table = io.read_json(str(root / "ablation" / "ablation.json"))
+    assert sorted(c["method"] for c in table["cells"]) == ["gradual", "imp"] and not table["missing"]
+    assert all(abs(c["kept"] - 80.0) < 1.0 for c in table["cells"])  # IMP: its level 1
+    # One set of files: the chief's two cells and the table; no worker's copy is left.
+    assert sorted(f.split("_")[0] for f in os.listdir(root)) == ["ablation", "lottery", "sparse"]
+    assert os.listdir(tmp_path) == ["runs"]
 
 
 def test_pruning_and_rewinding_callbacks_in_a_users_fit_give_the_one_device_result(digits_dir, tmp_path):

@@ -29,7 +29,8 @@ def define_common_flags(flag_values):
                       "mirrored = every local GPU, multi_worker = the cluster in TF_CONFIG. --batch_size is the "
                       "global batch, split over the replicas.", flag_values=flag_values)
     flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism (tf.config.experimental."
-                      "enable_op_determinism): the same seed gives bit-identical runs, on GPU too.",
+                      "enable_op_determinism): the same seed gives bit-identical runs, on GPU too. Keras "
+                      "compiles without XLA while it is on, whatever --jit_compile asks.",
                       flag_values=flag_values)
 
 

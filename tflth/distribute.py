@@ -11,8 +11,10 @@ averages the gradients over the global batch. So the same flags train the same m
 device or on N, up to float rounding, and the batch size must divide by the replicas.
 
 Masks are non-trainable variables: a callback assigns them in cross-replica context, which
-writes one value to every replica. Every worker of a multi-worker run computes the same masks
-from the same (all-reduced) weights and seed. Only the chief writes: the other workers run the
+writes one value to every replica. BatchNorm's moving statistics, which Keras updates per
+replica, are averaged over the replicas at every evaluation point (`average_replica_statistics`).
+Every worker of a multi-worker run computes the same masks from the same (all-reduced) weights
+and seed. Only the chief writes: the other workers run the
 same code on a private copy of the run root (`worker_root`) that is removed at the end.
 """
 import contextlib
@@ -20,7 +22,9 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 
+import keras
 import tensorflow as tf
 
 NAMES = ("default", "mirrored", "multi_worker", "tpu")
@@ -94,6 +98,64 @@ def xla_allowed(strategy=None):
     devices, and Keras itself turns jit_compile off under a strategy of several replicas; on
     GPUs that is still to be measured."""
     return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync == 1
+
+
+_AVERAGERS = weakref.WeakKeyDictionary()  # model -> (its statistics, their compiled averaging step)
+
+
+def batchnorm_statistics(model):
+    """The moving means and variances of the model's BatchNormalization layers, nested ones
+    included (`synchronized=True` layers are left out: their replicas already agree)."""
+    # Keras has no public walk over nested layers; Layer._flatten_layers is that walk.
+    layers = model._flatten_layers(include_self=False, recursive=True)
+    return [v for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized
+            for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def average_replica_statistics(model):
+    """Sets every replica's copy of the model's BatchNorm moving means and variances to their
+    mean over all replicas and workers; a no-op on one replica.
+
+    Keras updates them per replica, each from its share of the batch (in replica context, with
+    no aggregation), so the replicas drift apart, evaluate with different statistics, and a
+    checkpoint keeps the first replica's. The mean of the replicas' moving means is the moving
+    average of the global batch's means (the average is linear, the shares equal); the mean of
+    their moving variances leaves out the spread between the shares' means. Every worker must
+    call it at the same point: it is an all-reduce."""
+    strategy = model.distribute_strategy
+    if strategy.num_replicas_in_sync == 1:
+        return
+    statistics = batchnorm_statistics(model)
+    if not statistics:
+        return
+    known = _AVERAGERS.get(model)
+    if known is None or [id(v) for v in known[0]] != [id(v) for v in statistics]:  # built or rebuilt since
+
+        @tf.function
+        def average():
+            def replica():
+                context = tf.distribute.get_replica_context()
+                means = context.all_reduce("mean", [tf.identity(v.value) for v in statistics])
+                for v, mean in zip(statistics, means):
+                    v.assign(mean)
+            strategy.run(replica)
+        known = _AVERAGERS[model] = (statistics, average)
+    known[1]()
+
+
+class AverageReplicaStatistics(keras.callbacks.Callback):
+    """`average_replica_statistics` in your own `model.fit`: before every validation, at the end
+    of every epoch and of training. Put it before callbacks that save the model (ModelCheckpoint,
+    BackupAndRestore). The engine's runs do this at every evaluation point themselves."""
+
+    def on_test_begin(self, logs=None):
+        average_replica_statistics(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        average_replica_statistics(self.model)
+
+    def on_train_end(self, logs=None):
+        average_replica_statistics(self.model)
 
 
 def _cluster(strategy):

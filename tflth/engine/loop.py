@@ -2,7 +2,8 @@
 
 One `model.fit` per run of equally spaced evaluation points (usually one per branch), on one
 data stream whose batch i depends only on (seed, i). At every evaluation point a callback
-evaluates the validation set, evaluates the test set where it matters (a new best validation
+averages BatchNorm's statistics over the replicas of a tf.distribute strategy, evaluates the
+validation set, evaluates the test set where it matters (a new best validation
 loss, the end, or always with `test_every_eval`), appends a row, writes TensorBoard scalars,
 calls `on_point(step)`, checkpoints before a minute of training would go unsaved, and
 prints a progress line every few seconds. A run resumed from its checkpoint reads the same
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tflth import distribute
 from tflth.engine import state
 from tflth.engine.streams import train_stream
 from tflth.pruning.callbacks import keep_masks_after_ema
@@ -108,6 +110,9 @@ class _Recorder(keras.callbacks.Callback):
         self.resumed_at = rows[-1]["step"] if rows else start
 
     def record(self, step, train_loss):
+        # One BatchNorm statistic on every replica before it evaluates or is saved, at points
+        # that do not depend on timing (a resumed run averages where the uninterrupted one did).
+        distribute.average_replica_statistics(self.model)
         row = {"step": step, "train_loss": train_loss, **self._evaluate(step)}
         self.rows.append(row)
         with self.writer.as_default():

@@ -93,6 +93,14 @@ def make_optimizer(training, offset=0):
     return cls(rate, **kwargs)
 
 
+def compiled_with(model):
+    """How `model` was compiled in fact, for a run's metrics: Keras compiles without XLA under op
+    determinism (the recipes' --deterministic) whatever jit_compile asks, and the engine runs
+    one step per execution without XLA under several replicas."""
+    return {"jit_compile": bool(model.jit_compile), "steps_per_execution": int(model.steps_per_execution or 1),
+            "replicas": model.distribute_strategy.num_replicas_in_sync}
+
+
 def compile_model(model, training, steps_per_execution=1, offset=0):
     """Compiles `model` for classification with a fresh optimizer (built, so its state exists)."""
     # "cross_entropy" is the data term alone: Keras' loss also holds the penalties layers add

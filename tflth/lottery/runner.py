@@ -90,6 +90,7 @@ class Replicate:
         io.write_masks(paths.branch_masks(folder), masks)
         sparsity = pruning.sparsity(model)
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
+                   "compiled": engine.compiled_with(model),
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
                    "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
                    **engine.summarize_rows(rows, k)}

@@ -7,6 +7,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from tflth import distribute
 from tflth.pruning import rewind as rw
 from tflth.pruning.masks import apply_mask, prunable_layers, sparsity
 from tflth.pruning.pruner import check_prune_args, current_sparsity, prune, prune_to
@@ -87,6 +88,7 @@ class Snapshot(_StepCallback):
         if step == self.iteration and self.weights is None:
             if self.late:
                 raise ValueError(self._misaligned(self.model.steps_per_execution))
+            distribute.average_replica_statistics(self.model)  # one BatchNorm statistic to rewind to
             self.weights = rw.snapshot_weights(self.model)
             self.optimizer = rw.snapshot_optimizer(self.model)
 

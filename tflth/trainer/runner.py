@@ -204,7 +204,7 @@ def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **tra
                "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
                "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
                "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None,
-               "versions": runs.versions()}
+               "versions": runs.versions(), "compiled": engine.compiled_with(model)}
     io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)
