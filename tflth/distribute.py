@@ -94,9 +94,10 @@ def check_batch_size(batch_size, strategy=None):
 
 
 def xla_allowed(strategy=None):
-    """Whether the engine compiles with XLA: on one replica only. XLA has no collectives on CPU
-    devices, and Keras itself turns jit_compile off under a strategy of several replicas; on
-    GPUs that is still to be measured."""
+    """Whether the engine compiles with XLA: on one replica only. XLA over 2 logical CPUs fails
+    (a replica's variables live on another device than XLA's cluster), and Keras resolves
+    jit_compile="auto" to no XLA under any strategy; on GPUs that is still to be measured
+    (tools/bench_distribute.py)."""
     return (strategy or tf.distribute.get_strategy()).num_replicas_in_sync == 1
 
 
@@ -104,12 +105,14 @@ _AVERAGERS = weakref.WeakKeyDictionary()  # model -> (its statistics, their comp
 
 
 def batchnorm_statistics(model):
-    """The moving means and variances of the model's BatchNormalization layers, nested ones
-    included (`synchronized=True` layers are left out: their replicas already agree)."""
+    """The moving statistics of the model's BatchNormalization layers, nested ones included
+    (with `renorm`, its moving stddev and renorm averages too; `synchronized=True` layers are
+    left out: their replicas already agree)."""
     # Keras has no public walk over nested layers; Layer._flatten_layers is that walk.
     layers = model._flatten_layers(include_self=False, recursive=True)
     return [v for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized
-            for v in (layer.moving_mean, layer.moving_variance)]
+            for v in (layer.moving_mean, layer.moving_variance) + (
+                (layer.moving_stddev, layer.renorm_mean, layer.renorm_stddev) if layer.renorm else ())]
 
 
 def average_replica_statistics(model):

@@ -21,18 +21,20 @@ then compiles without XLA whatever jit_compile asks (keras.src.trainers.trainer.
           faster there says that rule can be relaxed.
   floor   the plain architecture compiled by `tflth.engine.compile_model` with the runner's
           steps per execution, so with the compile options the runner gets, in Keras' own loop:
-          training only, warmed up.
+          training only, warmed up. Steady state: (time of a fit of 2 x --iterations - time of
+          a fit of --iterations) / --iterations.
   runner  `tflth.lottery.runner.run` of level 0 (masked layers, the engine's loop, evaluation of
-          5,000 validation and 1,000 test images at step 0 and at the end, checkpoints,
-          TensorBoard). Steady state: (time of 2 x --iterations - time of --iterations) /
-          --iterations, which cancels building, compiling, evaluating and writing; "runner_wall"
-          is the whole run of 2 x --iterations over its iterations.
+          5,000 validation images at step 0 and at the end and of 1,000 test images at the end,
+          TensorBoard, masks and weights written). Steady state as for the floor, which cancels
+          building, compiling, evaluating and writing; "runner_wall" is the whole run of
+          2 x --iterations over its iterations.
   digest  one level of pruning after --digest_iterations: sha256 of the level-1 masks, to compare
           across machines (a GPU against a CPU); --masks_out keeps them (np.packbits).
 
-Rounds alternate floor and runner so that noise hits both alike; the report gives medians and
-the per-round ratio to the floor. The JSON at --out is rewritten after every phase, so a phase
-that fails (its error is recorded) loses none of the others.
+Rounds alternate floor and runner so that noise hits both alike (and which of the two lengths
+runs first); the report gives medians and the per-round ratio to the floor. The probes come
+last, since one may fail badly (XLA), and the JSON at --out is rewritten after every phase and
+probe, so a phase that fails (its error is recorded) loses none of the others.
 """
 import argparse
 import dataclasses
@@ -46,7 +48,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, os.path.dirname(HERE)]  # _bench, and tflth from this checkout without an install
 import _bench  # noqa: E402
 
 VALIDATION, TEST = 5000, 1000
@@ -133,9 +135,9 @@ def error_line(e):
     return f"{type(e).__name__}: {line[:300]}"
 
 
-def probe(hparams, stream, steps, deterministic):
-    """{"jit_compile=..,steps_per_execution=..": {"ok", "ms_per_step" or "error"}}."""
-    results = {}
+def probe(hparams, stream, steps, deterministic, results, save):
+    """Fills `results` {"jit_compile=..,steps_per_execution=..": {"ok", "ms_per_step" or "error"}},
+    calling `save()` after each probe."""
     for jit, spe in PROBES:
         key = f"jit_compile={jit},steps_per_execution={spe}"
         try:
@@ -150,7 +152,7 @@ def probe(hparams, stream, steps, deterministic):
             results[key] = {"ok": False, "error": error_line(e)}
         print(f"probe {key}: " + (f"{results[key]['ms_per_step']:.2f} ms/step" if results[key]["ok"]
                                   else f"fails: {results[key]['error']}"), flush=True)
-    return results
+        save()
 
 
 def runner_seconds(hparams, data):
@@ -232,29 +234,35 @@ def main(argv=None):
     def save():
         median = {k: statistics.median(v) for k, v in ms.items() if v}
         result.update(ms_per_step=ms, median_ms_per_step=median,
-                      images_per_second={k: 1000 * args.batch_size / v for k, v in median.items()})
+                      images_per_second={k: 1000 * args.batch_size / v if v > 0 else None
+                                         for k, v in median.items()})
         if args.out:
             io.write_json(args.out, result)
         return median
 
     n = args.iterations
+    spe = engine.steps_per_execution  # the runner's steps per execution for a training of n
+    if strategy.num_replicas_in_sync == 1 and spe(n, n) != spe(2 * n, 2 * n):
+        raise SystemExit(f"error: --iterations={n}: the runs of {n} and {2 * n} iterations would compile "
+                         f"{spe(n, n)} and {spe(2 * n, 2 * n)} steps per execution; use a multiple of 100")
+    save()
     with strategy.scope():
         stream = engine.train_stream(data["x"], data["y"], args.batch_size, seed=0, augment=hparams.dataset.augment)
-        result["probes"] = probe(hparams, stream, args.probe_steps, args.deterministic)
-        save()
         try:
             floor = plain_model(hparams)
             result["floor"] = options(floor)
             floor.fit(stream, steps_per_epoch=n, epochs=1, verbose=0)  # warm-up
             for round_ in range(args.rounds):
-                ms["floor"].append(timed_fit(floor, stream, n))
-                short, long = (runner_seconds(with_iterations(hparams, i), data) for i in (n, 2 * n))
-                ms["runner"].append(1000 * (long - short) / n)
-                ms["runner_wall"].append(1000 * long / (2 * n))
+                lengths = (n, 2 * n) if round_ % 2 == 0 else (2 * n, n)
+                fits = dict(zip(lengths, (timed_fit(floor, stream, i) * i for i in lengths)))
+                runs = dict(zip(lengths, (1000 * runner_seconds(with_iterations(hparams, i), data) for i in lengths)))
+                ms["floor"].append((fits[2 * n] - fits[n]) / n)
+                ms["runner"].append((runs[2 * n] - runs[n]) / n)
+                ms["runner_wall"].append(runs[2 * n] / (2 * n))
                 print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in ms.items()) + " ms/step",
                       flush=True)
                 save()
-        except Exception as e:  # noqa: BLE001: recorded; the digest still runs
+        except Exception as e:  # noqa: BLE001: recorded; the digest and probes still run
             result["errors"]["timing"] = error_line(e)
             print(f"timing fails: {result['errors']['timing']}", flush=True)
         if args.digest_iterations:
@@ -264,13 +272,16 @@ def main(argv=None):
             except Exception as e:  # noqa: BLE001
                 result["errors"]["digest"] = error_line(e)
                 print(f"digest fails: {result['errors']['digest']}", flush=True)
+            save()
+        result["probes"] = {}
+        probe(hparams, stream, args.probe_steps, args.deterministic, result["probes"], save)
     median = save()
     print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
     for k, v in median.items():
         ratio = (f"{v / median['floor']:.2f} ({', '.join(f'{a / b:.2f}' for a, b in zip(ms[k], ms['floor']))})"
                  if "floor" in median else "-")
         label = f"floor ({result['floor']})" if k == "floor" else k
-        print(f"| {label} | {v:.2f} | {result['images_per_second'][k]:.0f} | {ratio} |")
+        print(f"| {label} | {v:.2f} | {result['images_per_second'][k] or 0:.0f} | {ratio} |")
     if args.out:
         print(f"wrote {args.out}")
     return 1 if result["errors"] else 0

@@ -69,6 +69,8 @@ class Snapshot(_StepCallback):
 
     With `steps_per_execution > 1`, `iteration` must fall on an execution boundary: Keras
     cannot stop in the middle of one, and a snapshot of a later step would be mislabelled.
+    Under several replicas it first averages BatchNorm's statistics over them (an all-reduce:
+    on several workers, give every worker the callback).
     """
 
     def __init__(self, iteration=0):
