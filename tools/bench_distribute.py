@@ -195,7 +195,7 @@ def parse(argv):
     parser.add_argument("--model", default="resnet20", help="a recipes/flags/cifar10_<model>.cfg")
     parser.add_argument("--batch_size", type=int, default=128, help="the global batch")
     parser.add_argument("--iterations", type=int, default=500, help="N: the runner trains N and 2N, the floor N")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--probe_steps", type=int, default=200, help="steps per probe (a multiple of 10)")
     parser.add_argument("--digest_iterations", type=int, default=200, help="0: no mask digest")
     parser.add_argument("--masks_out", help="keep the digest's masks here (.npz of np.packbits)")
@@ -279,7 +279,7 @@ def main(argv=None):
     print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
     for k, v in median.items():
         ratio = (f"{v / median['floor']:.2f} ({', '.join(f'{a / b:.2f}' for a, b in zip(ms[k], ms['floor']))})"
-                 if "floor" in median else "-")
+                 if "floor" in median and min(ms["floor"]) > 0 else "-")
         label = f"floor ({result['floor']})" if k == "floor" else k
         print(f"| {label} | {v:.2f} | {result['images_per_second'][k] or 0:.0f} | {ratio} |")
     if args.out:
