@@ -7,10 +7,8 @@ import numpy as np
 import pytest
 from absl import flags
 
-from tflth.hparams import from_flags
 from tflth.layers import MaskedConv2D, MaskedDense
 from tflth.lottery import cli
-from tflth.lottery.hparams import SECTIONS, LotteryHparams
 from tflth.models import MODELS, get_model
 from tflth.pruning import get_masks, prune
 
@@ -245,7 +243,7 @@ def _flagfile(name):
     values = flags.FlagValues()
     cli.define_run_flags(values)
     values(["recipe", f"--flagfile={os.path.join(FLAGS_DIR, name)}"])
-    return LotteryHparams(*(from_flags(cls, values) for cls in SECTIONS))
+    return cli.read_hparams(values)
 
 
 @pytest.mark.parametrize("flagfile", ["cifar10_vgg19.cfg", "cifar10_resnet20.cfg"])

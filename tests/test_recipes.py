@@ -10,7 +10,6 @@ from absl import flags
 from tflth.hparams import from_flags
 from tflth import engine
 from tflth.lottery import cli, paths, runner
-from tflth.lottery.hparams import SECTIONS, LotteryHparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILES = sorted(glob.glob(os.path.join(REPO, "recipes", "flags", "*.cfg")))
@@ -20,7 +19,7 @@ def _parse(flagfile):
     values = flags.FlagValues()
     cli.define_run_flags(values)
     values(["recipe", f"--flagfile={flagfile}"])
-    return LotteryHparams(*(from_flags(cls, values) for cls in SECTIONS)), values
+    return cli.read_hparams(values), values
 
 
 def test_there_are_flagfiles():

@@ -70,15 +70,13 @@ def recipe_hparams(args):
     """The flagfile's hyperparameters, evaluating only at the start and the end."""
     from absl import flags
 
-    from tflth.hparams import from_flags
     from tflth.lottery import cli
-    from tflth.lottery.hparams import SECTIONS, LotteryHparams
     values = flags.FlagValues()
     cli.define_run_flags(values)
     flagfile = os.path.join(HERE, "..", "recipes", "flags", f"cifar10_{args.model}.cfg")
     values(["bench", f"--flagfile={flagfile}", f"--batch_size={args.batch_size}", f"--iterations={args.iterations}",
             f"--eval_every={args.iterations}", "--lr_drops=", "--rewind_iteration=0"])
-    return LotteryHparams(*(from_flags(cls, values) for cls in SECTIONS))
+    return cli.read_hparams(values)
 
 
 def with_iterations(hparams, iterations):

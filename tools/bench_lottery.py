@@ -50,14 +50,12 @@ def floor(iterations):
 
 def runner(iterations, workers):
     from tflth.lottery import cli, runner as lottery_runner
-    from tflth.hparams import from_flags
-    from tflth.lottery.hparams import SECTIONS, LotteryHparams
     from absl import flags
     values = flags.FlagValues()
     cli.define_run_flags(values)
     values(["bench", "--flagfile=" + os.path.join(os.path.dirname(__file__), "..", "recipes", "flags", "mnist_lth.cfg"),
             f"--iterations={iterations}"])
-    hparams = LotteryHparams(*(from_flags(cls, values) for cls in SECTIONS))
+    hparams = cli.read_hparams(values)
     data = lottery_runner.load_data(hparams) if workers == 1 else None  # workers load their own
     root = tempfile.mkdtemp(prefix="bench_lottery_")
     try:

@@ -28,11 +28,16 @@ def define_run_flags(flag_values=FLAGS):
     define_common_flags(flag_values)
 
 
+def read_hparams(flag_values=FLAGS):
+    """The LotteryHparams the parsed flags give; ValueError if bad."""
+    return LotteryHparams(*(from_flags(cls, flag_values) for cls in SECTIONS))
+
+
 def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     try:
-        hparams = LotteryHparams(*(from_flags(cls, FLAGS) for cls in SECTIONS))
+        hparams = read_hparams()
         seeds, train_kw = common_args(FLAGS)
         chosen = strategy(FLAGS, hparams.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
         controls = csv(FLAGS.branches)
