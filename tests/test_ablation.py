@@ -98,7 +98,7 @@ def test_cells_recorded_in_an_earlier_json_fill_only_the_same_missing_runs(tmp_p
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--methods=imp,magic"], "--methods='imp,magic': unknown magic; allowed: imp, oneshot"),
+    (["--methods=imp,magic"], "--methods='imp,magic': unknown magic; allowed: imp, imp_late"),
     (["--keep=5,10"], "--keep='5.0,10.0': must decrease"),
     (["--keep=100"], "--keep='100.0': give % of weights kept, each in (0, 100)"),
     (["--keep=a"], "--keep='a': must be comma-separated numbers"),

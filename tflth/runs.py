@@ -107,6 +107,12 @@ def final_weights(folder):
     return os.path.join(folder, "final.weights.h5")
 
 
+def training_cost(rows):
+    """{"flops_sparse", "flops_dense"}: a training's FLOPs (`tflth.pruning.flops`), from the
+    engine's rows."""
+    return {key: rows[-1].get(key) if rows else None for key in ("flops_sparse", "flops_dense")}
+
+
 def remove_checkpoint(folder):
     """Drops a finished training's resume point (`engine.train`'s checkpoint), once its results
     are written."""

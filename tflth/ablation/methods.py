@@ -20,17 +20,41 @@ needs steps of its own, they are fractions of T, stated here:
 - snr: N(0, 1) prior, Flipout, pruned by signal-to-noise ratio from T/10 to 0.7T
   (recipes/flags/mnist_bayes_snr.cfg);
 - imp: iterative magnitude pruning with rewinding to initialisation, global, levels of
-  1 - 0.5^(1/3) = 20.6% each, so levels 10, 13 and 17 keep 9.9%, 5.0% and 2.0% (budget: T per
-  level); the study reports the level nearest each target.
+  1 - 0.5^(1/3) = 20.6% each, so levels 10, 13, 17 and 20 keep 9.9%, 5.0%, 2.0% and 0.98%
+  (budget: T per level); the study reports the level nearest each target;
+- imp_late: the same, rewinding to iteration K_LATE = T/50 (late rewinding, Frankle et al. 2020;
+  its budget adds the K_LATE iterations trained once);
+- imp_lr: the same, each level retraining the previous level's trained weights with the
+  optimizer and learning-rate schedule started afresh (learning-rate rewinding, Renda et al.
+  2020; with the study's constant learning rate that is fine-tuning for T iterations);
+- imp_layerwise: imp with every layer pruned by the same fraction per level.
+
+Variants, written `method:variant`, keep a method's training and change one thing:
+- for the sparse-training methods, the pruning score (`snr:magnitude`: the N(0, 1) Flipout
+  training pruned by |posterior mean| instead of signal-to-noise; `svd:random`, `l0:magnitude`,
+  `horseshoe:snr`, ...), to separate the ranking from the training;
+- for the IMP methods, a control branch of the lottery runner at the study's levels
+  (`imp:reinit`, `imp:random_prune`, `imp:continue`: tflth/lottery/branches.py).
 
 Allocation across layers: random, set and rigl use ERK; every other method ranks all weights
-together (one global threshold), as IMP does here.
+together (one global threshold), as IMP does here (imp_layerwise excepted).
 """
 import math
 
-from tflth.trainer.hparams import SparsityHparams
+from tflth.lottery.branches import CONTROLS
+from tflth.trainer.hparams import PRUNE_SCORES, SparsityHparams
 
 IMP_FRACTION = 1.0 - 0.5 ** (1.0 / 3.0)
+# {name: PruningHparams arguments of the lottery run} (`late` rewinding: see rewind_iteration).
+IMP = {"imp": dict(scope="global", fraction_output=-1.0),
+       "imp_late": dict(scope="global", fraction_output=-1.0, late=True),
+       "imp_lr": dict(scope="global", fraction_output=-1.0, rewind_weights=False),
+       "imp_layerwise": dict(scope="layerwise", fraction_output=-1.0)}
+
+
+def late_iteration(iterations):
+    """imp_late's rewind point: T/50 (1,000 of the paper's 50,000 iterations)."""
+    return max(1, iterations // 50)
 
 
 def _gradual(score, keep, iterations, start, end=0.75, **extra):
@@ -70,13 +94,35 @@ METHODS = {
                                   "prior_args": "max_weight_scale=0.2", **_gradual("magnitude", keep, t, 0.2)},
     "snr": lambda keep, t: {**_bayes("normal", "flipout"), **_gradual("snr", keep, t, 0.1, end=0.7)},
 }
-NAMES = ("imp",) + tuple(METHODS)
+NAMES = tuple(IMP) + tuple(METHODS)
+
+
+def split(method):
+    """`method:variant` -> (method, variant or None)."""
+    base, _, variant = method.partition(":")
+    return base, variant or None
+
+
+def is_imp(method):
+    return split(method)[0] in IMP
+
+
+def imp_pruning(method, iterations):
+    """The PruningHparams arguments of IMP method `method` (its variant ignored)."""
+    kw = dict(IMP[split(method)[0]], fraction=IMP_FRACTION)
+    if kw.pop("late", False):
+        kw["rewind_iteration"] = late_iteration(iterations)
+    return kw
 
 
 def sparsity_hparams(method, keep, iterations):
-    """The SparsityHparams of `method` (not "imp") ending at `keep` % of the weights."""
-    kw = METHODS[method](keep, iterations)
+    """The SparsityHparams of sparse-training `method` (`name` or `name:score`) ending at `keep` %
+    of the weights."""
+    base, score = split(method)
+    kw = METHODS[base](keep, iterations)
     kw.setdefault("penalty", "none")
+    if score:
+        kw["prune_score"] = score
     return SparsityHparams(**kw)
 
 
@@ -90,10 +136,16 @@ def imp_kept(level):
 
 
 def check_methods(methods):
-    unknown = [m for m in methods if m not in NAMES]
-    if unknown or not methods:
-        raise ValueError(f"--methods={','.join(methods)!r}: {'unknown ' + ', '.join(unknown) if unknown else 'empty'}; "
-                         f"allowed: {', '.join(NAMES)}")
+    def known(method):
+        base, variant = split(method)
+        allowed = CONTROLS if base in IMP else PRUNE_SCORES[1:] if base in METHODS else ()
+        return base in NAMES and (variant is None or variant in allowed)
+    unknown = [m for m in methods if not known(m)]
+    if unknown or not methods or len(set(methods)) < len(methods):
+        problem = "unknown " + ", ".join(unknown) if unknown else "repeated names" if methods else "empty"
+        raise ValueError(f"--methods={','.join(methods)!r}: {problem}; allowed: {', '.join(NAMES)}, each "
+                         f"optionally as method:variant (a score, {', '.join(PRUNE_SCORES[1:])}; for the imp "
+                         f"methods a control branch, {', '.join(CONTROLS)})")
 
 
 def check_keep(keep):

@@ -38,31 +38,45 @@ def sparse_hparams(study, method, keep):
                           m.sparsity_hparams(method, keep, study.training.iterations))
 
 
-def imp_hparams(study):
+def imp_hparams(study, method="imp"):
     return LotteryHparams(study.dataset, LotteryModel(study.model), study.training,
-                          PruningHparams(scope="global", fraction=m.IMP_FRACTION, fraction_output=-1.0))
+                          PruningHparams(**m.imp_pruning(method, study.training.iterations)))
+
+
+def _imp_runs(methods, keep):
+    """{IMP method: (its control branches asked for, the levels of `keep`)}, in method order."""
+    out = {}
+    for method in filter(m.is_imp, methods):
+        base, branch = m.split(method)
+        out.setdefault(base, [])
+        if branch and branch not in out[base]:
+            out[base].append(branch)
+    return {base: (tuple(controls), sorted({m.imp_levels(k) for k in keep})) for base, controls in out.items()}
 
 
 def check(study, methods, keep, root=None):
     """Everything checkable before data is read or a folder is written."""
     m.check_methods(methods)
     m.check_keep(keep)
+    for base, (controls, levels) in _imp_runs(methods, keep).items():
+        lottery.check_run_args(imp_hparams(study, base), max(levels), controls, root=root)
     for method in methods:
-        if method == "imp":
-            lottery.check_run_args(imp_hparams(study), max(map(m.imp_levels, keep)), (), root=root)
-        else:
-            for k in keep:
-                trainer.check_run_args(sparse_hparams(study, method, k), root)
+        for k in [] if m.is_imp(method) else keep:
+            trainer.check_run_args(sparse_hparams(study, method, k), root)
 
 
 def run(study, methods, keep, seeds=(0,), root="runs", data=None, data_dir=None, verbose=True, **train_kw):
-    """Runs (or resumes, or skips) every cell, in method order; returns `collect`'s result."""
+    """Runs (or resumes, or skips) every cell, in method order (an IMP method's control branches
+    with its first appearance); returns `collect`'s result."""
     check(study, methods, keep, root)
     data = data or runs.load_data(imp_hparams(study), data_dir)
+    imp_runs = _imp_runs(methods, keep)
     for method in methods:
-        if method == "imp":
-            lottery.run(imp_hparams(study), levels=max(map(m.imp_levels, keep)), seeds=seeds, controls=(),
-                        root=root, data=data, verbose=verbose, **train_kw)
+        if m.is_imp(method):
+            controls, levels = imp_runs.pop(m.split(method)[0], (None, None))
+            if levels:
+                lottery.run(imp_hparams(study, method), levels=max(levels), seeds=seeds, controls=controls,
+                            control_levels=levels, root=root, data=data, verbose=verbose, **train_kw)
         else:
             for k in keep:
                 if verbose:
@@ -76,25 +90,44 @@ def _read(path):
     return io.read_json(path) if os.path.exists(path) else None
 
 
+def _imp_cell(study, method, keep, seed, root):
+    """(run folder, metrics of the cell with the cost of every training it needed, or None):
+    levels 0..L-1 of the ticket, then level L of the branch, and the iterations 0..k trained once
+    for the rewind point."""
+    level, branch = m.imp_levels(keep), m.split(method)[1] or "main"
+    folder = lottery_paths.run_dir(root, imp_hparams(study, method))
+    replicate = lottery_paths.replicate_dir(folder, seed)
+    paths = [lottery_paths.metrics(lottery_paths.branch_dir(replicate, lv, "main")) for lv in range(level)]
+    paths.append(lottery_paths.metrics(lottery_paths.branch_dir(replicate, level, branch)))
+    metrics = _read(paths[-1])
+    if metrics is None:
+        return folder, None
+    parts = [_read(p) for p in paths] + [_read(lottery_paths.metrics(lottery_paths.pretrain_dir(replicate))) or {}]
+    return folder, {**metrics, **{key: _total(part.get(key) for part in parts if part)
+                                  for key in ("seconds", "cpu_seconds", "flops_sparse", "flops_dense")}}
+
+
+def _total(values):
+    """The sum, or None if a value is missing (a part trained before tflth recorded it)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
 def collect(study, methods, keep, seeds, root):
-    """[{method, keep, seeds, kept (% by masks), error (%), iterations, seconds}] per cell and
-    seed that is finished; the rest is listed under "missing"."""
+    """[{method, keep, seeds, kept (% by masks), error, val_error (%, final), iterations, seconds, cpu_seconds,
+    flops_sparse, flops_dense (training FLOPs, `tflth.pruning.flops`), correct (per test
+    example, `tflth.io.pack_bits`)}] per cell and seed that is finished; the rest is listed
+    under "missing"."""
     cells, missing = [], []
     iterations = study.training.iterations
     for method in methods:
         for k in keep:
             for seed in seeds:
-                if method == "imp":
-                    level = m.imp_levels(k)
-                    folder = lottery_paths.run_dir(root, imp_hparams(study))
-                    branch = lottery_paths.branch_dir(lottery_paths.replicate_dir(folder, seed), level, "main")
-                    metrics = _read(lottery_paths.metrics(branch))
-                    spent = (level + 1) * iterations
+                if m.is_imp(method):
+                    folder, metrics = _imp_cell(study, method, k, seed, root)
+                    rewind = imp_hparams(study, method).pruning.rewind_iteration
+                    spent = rewind + (m.imp_levels(k) + 1) * (iterations - rewind)
                     kept = metrics and metrics["weights_remaining"]
-                    if metrics:  # IMP's cost is every level up to this one
-                        levels = [_read(lottery_paths.metrics(lottery_paths.branch_dir(
-                            lottery_paths.replicate_dir(folder, seed), lv, "main"))) for lv in range(level + 1)]
-                        metrics = {**metrics, "seconds": sum(lv["seconds"] for lv in levels)}
                 else:
                     folder = trainer.run_dir(root, sparse_hparams(study, method, k))
                     metrics = _read(runs.metrics_file(trainer.seed_dir(folder, seed)))
@@ -104,8 +137,11 @@ def collect(study, methods, keep, seeds, root):
                     missing.append({"method": method, "keep": k, "seed": seed, "folder": folder})
                     continue
                 cells.append({"method": method, "keep": k, "seed": seed, "kept": kept,
-                              "error": 100.0 * (1.0 - metrics["final_test_acc"]), "iterations": spent,
-                              "seconds": metrics.get("seconds"), "folder": folder})
+                              "error": 100.0 * (1.0 - metrics["final_test_acc"]),
+                              "val_error": 100.0 * (1.0 - metrics["rows"][-1]["val_acc"]), "iterations": spent,
+                              **{key: metrics.get(key) for key in ("seconds", "cpu_seconds", "flops_sparse",
+                                                                   "flops_dense")},
+                              "correct": metrics.get("test_correct"), "folder": folder})
     return {"cells": cells, "missing": missing}
 
 

@@ -21,9 +21,11 @@ import tensorflow as tf
 from tflth import distribute
 from tflth.engine import state
 from tflth.engine.streams import train_stream
+from tflth.pruning import flops
 from tflth.pruning.callbacks import keep_masks_after_ema
 
 PRINT_SECONDS = 10.0
+FLOPS_EVERY = 100  # steps between readings of the masks for the FLOP count, at most
 
 
 def progress_file(folder):
@@ -33,10 +35,29 @@ def progress_file(folder):
 def resumed_seconds(folder):
     """The training seconds a resume point holds (0.0 without one): what earlier processes spent
     on the training, so that a resumed training's cost counts them."""
-    if not os.path.exists(progress_file(folder)):
-        return 0.0
-    with np.load(progress_file(folder)) as saved:  # reads this entry alone, not the weights
-        return float(saved["seconds"]) if "seconds" in saved.files else 0.0
+    return Clock.resume(folder).seconds_before
+
+
+class Clock:
+    """The wall and CPU seconds a training has cost, the part of the processes it resumed from
+    included (the CPU seconds of all this process's threads: `time.process_time`)."""
+
+    def __init__(self, seconds=0.0, cpu_seconds=0.0):
+        self.seconds_before, self.cpu_before = seconds, cpu_seconds
+        self.wall_start, self.cpu_start = time.time(), time.process_time()
+
+    @classmethod
+    def resume(cls, folder):
+        """A clock that starts from what `folder`'s resume point says was spent (0 without one)."""
+        if not os.path.exists(progress_file(folder)):
+            return cls()
+        with np.load(progress_file(folder)) as saved:  # reads these entries alone, not the weights
+            return cls(*(float(saved[key]) if key in saved.files else 0.0 for key in ("seconds", "cpu_seconds")))
+
+    def spent(self, now=None):
+        """{"seconds", "cpu_seconds"} so far (`now`: time.time() if the caller has just read it)."""
+        return {"seconds": self.seconds_before + (now or time.time()) - self.wall_start,
+                "cpu_seconds": self.cpu_before + time.process_time() - self.cpu_start}
 
 
 def tensorboard_dir(folder):
@@ -86,6 +107,13 @@ def _eta(seconds):
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def correct(model, stream):
+    """Per example of an evaluation stream, in order: is the model's top class the label?
+    (What paired tests of two methods compare: the same test examples.)"""
+    hits = [np.argmax(np.asarray(model(x, training=False)), axis=-1) == np.asarray(y) for x, y in stream]
+    return np.concatenate(hits)
+
+
 def evaluate(model, stream):
     """{"loss", "accuracy"} of a compiled model on an evaluation stream: the loss is the data term
     ("cross_entropy", compile_model's metric) where the model has it, not Keras' loss with the
@@ -98,9 +126,9 @@ class _Recorder(keras.callbacks.Callback):
     """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
 
     def __init__(self, data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                 test_every_eval, label, seconds_before=0.0):
+                 test_every_eval, label, clock, batch_size):
         super().__init__()
-        self.seconds_before = seconds_before  # spent by earlier processes (resumed_seconds)
+        self.clock, self.batch_size = clock, batch_size  # the clock counts earlier processes' part
         self.data, self.folder, self.start, self.stop, self.rows = data, folder, start, stop, rows
         self.on_point, self.verbose, self.label = on_point, verbose, label
         self.checkpoint_seconds, self.test_every_eval = checkpoint_seconds, test_every_eval
@@ -108,12 +136,30 @@ class _Recorder(keras.callbacks.Callback):
         self.first = self.interval = None
         self.began = self.last_checkpoint = self.last_print = self.last_point = time.time()
         self.resumed_at = rows[-1]["step"] if rows else start
+        self.counted = self.resumed_at  # training FLOPs are counted up to this step
+        self.flops = {key: rows[-1].get(f"flops_{key}") if rows else 0 for key in ("sparse", "dense")}
+
+    def count_flops(self, step):
+        """Adds the training FLOPs of steps (counted, step] at the masks' present density. Masks
+        change before a step (pruning callbacks act at execution boundaries), so the masks read
+        after an execution are the ones it trained with; read at most every FLOPS_EVERY steps
+        (reading them costs about a step of LeNet-300-100), a change between readings is
+        counted from the next reading on."""
+        if step <= self.counted:
+            return
+        forward = flops.forward_flops(self.model)
+        for key, value in self.flops.items():
+            per_step = flops.step_flops(forward[key], self.batch_size)
+            self.flops[key] = None if value is None or per_step is None else value + per_step * (step - self.counted)
+        self.counted = step
 
     def record(self, step, train_loss):
         # One BatchNorm statistic on every replica before it evaluates or is saved, at points
         # that do not depend on timing (a resumed run averages where the uninterrupted one did).
         distribute.average_replica_statistics(self.model)
-        row = {"step": step, "train_loss": train_loss, **self._evaluate(step)}
+        self.count_flops(step)
+        row = {"step": step, "train_loss": train_loss, **self._evaluate(step),
+               "flops_sparse": self.flops["sparse"], "flops_dense": self.flops["dense"]}
         self.rows.append(row)
         with self.writer.as_default():
             for key, value in row.items():
@@ -128,7 +174,7 @@ class _Recorder(keras.callbacks.Callback):
         since, interval, self.last_point = now - self.last_checkpoint, now - self.last_point, now
         if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
             state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
-                       seconds=self.seconds_before + now - self.began)
+                       **self.clock.spent(now))
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
             self.last_print = now
@@ -163,10 +209,13 @@ class _Recorder(keras.callbacks.Callback):
               f"{1000 * per_step:.2f} ms/it eta {_eta(per_step * (self.stop - row['step']))}", flush=True)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.done_in_epoch = 0
+        self.epoch, self.done_in_epoch = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
         self.done_in_epoch = batch + 1  # `batch` is the last step of the execution
+        step = self.first + self.epoch * self.interval + self.done_in_epoch
+        if step - self.counted >= FLOPS_EVERY:
+            self.count_flops(step)
 
     def on_epoch_end(self, epoch, logs=None):
         # Steps counted, not assumed: a callback that stops training ends the epoch early.
@@ -199,16 +248,17 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
       checkpoint_seconds: checkpoint at an evaluation point when waiting for the next one would
         leave more than this long unsaved, so a killed run loses at most max(one interval, this
         long) of training.
-    Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc"}]
-    (test values are None where the test set was not evaluated).
+    Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc",
+    "flops_sparse", "flops_dense"}] (test values are None where the test set was not evaluated;
+    the FLOPs are the training FLOPs from `start` to the row's step, `tflth.pruning.flops`).
     """
     training, stop = hparams.training, stop or hparams.training.iterations
-    rows, step, seconds_before = [], start, 0.0
+    rows, step, clock = [], start, Clock()
     if os.path.exists(progress_file(folder)):
         saved = state.load(progress_file(folder))
         state.restore(model, saved)
         step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
-        seconds_before = float(saved.get("seconds", 0.0))  # spent by earlier processes
+        clock = Clock(*(float(saved.get(key, 0.0)) for key in ("seconds", "cpu_seconds")))  # earlier processes' part
         if verbose:
             print(f"[{label}] resuming at step {step}", flush=True)
     runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))
@@ -224,7 +274,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
                          f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
                          "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                         test_every_eval, label, seconds_before)
+                         test_every_eval, label, clock, hparams.dataset.batch_size)
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)

@@ -162,6 +162,10 @@ class _Reparameterization:
         super().__init__(*args, **kwargs)
         self.local_reparameterization = local_reparameterization
 
+    @property
+    def training_matmuls(self):
+        return 2 if self.local_reparameterization else 1  # x mean and x^2 scale^2
+
     def _sampled_linear(self, inputs, mean, scale):
         if not self.local_reparameterization:
             return linear(self, inputs, mean + scale * noise.normal(ops.shape(mean), self.seed_generator))
@@ -190,6 +194,8 @@ def _per_example(layer, x, m):
 
 
 class _Flipout:
+    training_matmuls = 2  # the mean's and the perturbation's
+
     def _signs(self, x):
         """+-1 per example and channel, the same across a conv's positions."""
         return vi.signs(noise.uniform(_example_shape(self, x), self.seed_generator))

@@ -112,6 +112,9 @@ class _MaskedMixin:
     """
 
     _default_prefix = None  # set by each class
+    # Matmuls (or convolutions) of the kernel's shape in one training forward pass; families
+    # that compute more (Flipout, local reparameterisation) say so (`tflth.pruning.flops`).
+    training_matmuls = 1
 
     def __init__(self, *args, name=None, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
                  straight_through=False, **kwargs):

@@ -1,6 +1,7 @@
 """Where each branch of a level starts: its masks, its weights and its optimizer state.
 
-main          the winning ticket: the level's masks, survivors rewound to iteration k
+main          the winning ticket: the level's masks, survivors rewound to iteration k (with
+              `rewind_weights=False`, learning-rate rewinding: the previous level's trained weights)
 reinit        control: the same masks, freshly initialised weights
 random_prune  control: random masks with the same per-layer sparsity, rewound weights
 continue      control: the same masks on the previous level's final weights (not rewound)
@@ -18,11 +19,13 @@ from tflth.lottery import paths
 CONTROLS = ("reinit", "random_prune", "continue")
 
 
-def prepare(branch, model, replicate, level, seed, optimizer_state="fresh"):
+def prepare(branch, model, replicate, level, seed, optimizer_state="fresh", rewind_weights=True):
     """Puts the branch's masks, start weights and optimizer state into the compiled `model`;
     returns the masks."""
     masks = io.read_masks(paths.level_masks(replicate, level))
     rewind = engine.state.load(paths.rewind_state(replicate))
+    if branch == "main" and not rewind_weights and level > 0:
+        branch = "continue"  # learning-rate rewinding: the ticket goes on from the trained weights
     if branch in ("main", "random_prune"):
         engine.state.restore(model, rewind, optimizer=False, masks=False)
         if branch == "random_prune":

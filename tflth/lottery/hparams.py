@@ -35,6 +35,10 @@ class PruningHparams:
     fraction_output: float = field(0.1, "Per-level fraction for the output layer (-1: same as --fraction).")
     exclude: str = field("", "Comma-separated layer names or roles (conv, dense, output) never pruned.")
     rewind_iteration: int = field(0, "Rewind surviving weights to this iteration (0: initialisation).")
+    rewind_weights: bool = field(True, "Every level's ticket starts from the weights at --rewind_iteration (weight "
+                                       "rewinding); false: from the previous level's trained weights, pruned, with "
+                                       "only the learning-rate schedule and the optimizer started afresh "
+                                       "(learning-rate rewinding, Renda et al. 2020).")
     optimizer_state: str = field("fresh", "The optimizer state every branch of a level >= 1 starts from: "
                                           "fresh (zero moments, step 0, the learning-rate schedule resumed "
                                           "at --rewind_iteration; as open_lth) or rewind (the optimizer "

@@ -8,7 +8,6 @@ stage whose outputs exist is skipped, so rerunning the same command resumes a ki
 All training goes through `tflth.engine.train`.
 """
 import os
-import time
 
 import numpy as np
 
@@ -79,11 +78,12 @@ class Replicate:
         model = self.model
         model.set_weights(self.init)
         self._compile(offset=k if policy == "fresh" else 0)
-        masks = br.prepare(branch, model, self.dir, level, self.seed, policy)
+        masks = br.prepare(branch, model, self.dir, level, self.seed, policy,
+                           self.hparams.pruning.rewind_weights)
         if self.verbose:
             print(f"[{label}] {100 * (1 - pruning.sparsity(model)['total']):.1f}% of weights remain; "
                   f"training iterations {k}..{self.hparams.training.iterations}", flush=True)
-        started = time.time() - engine.resumed_seconds(folder)  # a resumed branch's cost counts the earlier part
+        clock = engine.Clock.resume(folder)  # a resumed branch's cost counts the earlier part
         rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
                             verbose=self.verbose, **self.train_kw)
         io.save_weights(model, paths.final_weights(folder))
@@ -92,8 +92,9 @@ class Replicate:
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
                    "compiled": engine.compiled_with(model),
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
-                   "mask_overlap_prev": None, "movement": None, "seconds": time.time() - started,
-                   **engine.summarize_rows(rows, k)}
+                   "mask_overlap_prev": None, "movement": None, **clock.spent(),
+                   **engine.summarize_rows(rows, k), **runs.training_cost(rows),
+                   "test_correct": io.pack_bits(engine.correct(model, self.data["test"]))}
         if level > 0:
             previous = io.read_masks(paths.level_masks(self.dir, level - 1))
             metrics["mask_overlap_prev"] = br.overlap(masks, previous)
@@ -118,9 +119,11 @@ class Replicate:
             label = f"seed {self.seed} pretrain"
             if self.verbose:
                 print(f"[{label}] training iterations 0..{k} (the rewind point)", flush=True)
+            clock = engine.Clock.resume(paths.pretrain_dir(self.dir))
             rows = engine.train(model, self.data, self.hparams, paths.pretrain_dir(self.dir), stop=k,
                                 seed=self.seed, label=label, verbose=self.verbose, **self.train_kw)
-            io.write_json(paths.metrics(paths.pretrain_dir(self.dir)), {"seed": self.seed, "rows": rows})
+            io.write_json(paths.metrics(paths.pretrain_dir(self.dir)),
+                          {"seed": self.seed, "rows": rows, **clock.spent(), **runs.training_cost(rows)})
         engine.state.save(paths.rewind_state(self.dir), model, masks=False)
         runs.remove_checkpoint(paths.pretrain_dir(self.dir))
 

@@ -17,7 +17,6 @@ finished seeds and resumes a killed one.
 """
 import math
 import os
-import time
 
 import numpy as np
 
@@ -190,7 +189,7 @@ def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **tra
         pruning.straight_through(model)
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations, *callback_steps(hparams)))
     label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
-    started = time.time() - engine.resumed_seconds(folder)  # a resumed seed's cost counts the earlier part
+    clock = engine.Clock.resume(folder)  # a resumed seed's cost counts the earlier part
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
                         callbacks=[*callbacks(hparams, data, seed), *extra_callbacks], **train_kw)
     if s.straight_through:
@@ -200,10 +199,11 @@ def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **tra
     arch = l0.architecture(model)
     metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,
                "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
-               "rows": rows, "seconds": time.time() - started, **engine.summarize_rows(rows, 0),
+               "rows": rows, **clock.spent(), **engine.summarize_rows(rows, 0), **runs.training_cost(rows),
                "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
                "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
                "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None,
+               "test_correct": io.pack_bits(engine.correct(model, data["test"])),
                "versions": runs.versions(), "compiled": engine.compiled_with(model)}
     io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
     if hparams.sparsity.keep_percent:

@@ -1,0 +1,53 @@
+"""Training FLOPs, counted analytically from the masks, as RigL's paper counts them (Evci et
+al. 2020, Appendix H): a training step costs three forward passes (the forward pass, the
+gradient with respect to the activations and with respect to the weights), and a forward
+pass costs 2 FLOPs (a multiply and an add) per weight and output position of every matmul or
+convolution. Two counts:
+
+- sparse: only the weights a mask keeps, what a sparse kernel would execute (RigL's count);
+- dense: every weight, what tflth's dense kernels execute whatever the mask.
+
+A layer declares how many matmuls of its kernel's shape one training forward pass takes
+(`training_matmuls`: 1; Flipout and local reparameterisation 2). Counted: the prunable
+layers' matmuls and convolutions. Not counted: biases, activations, normalisation and
+pooling, and the O(weights) work per step of drawing Bayesian noise, KL terms and L0 gates,
+which does not grow with the batch (wall and CPU seconds measure it).
+"""
+import math
+
+import numpy as np
+
+from tflth.pruning.masks import prunable_layers
+
+PASSES_PER_STEP = 3  # forward, backward to the activations, backward to the weights
+
+
+def positions(layer):
+    """Output positions per example that each kernel weight is used at: 1 for Dense on a
+    vector, H x W for a Conv2D; None where the layer's output shape is unknown (a layer of a
+    subclassed model that was never called symbolically)."""
+    try:
+        shape = tuple(layer.output.shape[1:])
+    except (AttributeError, ValueError):
+        return None
+    channels = int(layer.kernel.shape[-1])
+    return math.prod(int(d) for d in shape) // channels
+
+
+def forward_flops(model):
+    """{"sparse", "dense"}: the FLOPs of one training forward pass of one example through the
+    prunable layers (None for both where a layer's output shape is unknown)."""
+    sparse = dense = 0
+    for layer in prunable_layers(model):
+        per_weight = positions(layer)
+        if per_weight is None:
+            return {"sparse": None, "dense": None}
+        per_weight *= 2 * getattr(layer, "training_matmuls", 1)
+        sparse += per_weight * int(np.count_nonzero(layer.mask.numpy()))
+        dense += per_weight * math.prod(layer.kernel.shape)
+    return {"sparse": sparse, "dense": dense}
+
+
+def step_flops(forward, batch_size):
+    """The FLOPs of one training step of `batch_size` examples, given `forward_flops`' count."""
+    return None if forward is None else PASSES_PER_STEP * batch_size * forward
