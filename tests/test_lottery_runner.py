@@ -9,7 +9,7 @@ import pytest
 from idx_files import learnable_digits, write_mnist
 from tflth import io
 from tflth import engine, pruning
-from tflth.lottery import paths, runner
+from tflth.lottery import branches, paths, runner
 from tflth.lottery.hparams import DatasetHparams, LotteryHparams, PruningHparams, TrainingHparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -173,9 +173,38 @@ def test_every_branch_starts_from_the_same_optimizer_policy(tmp_path, digits_dir
             assert variables[0][1] == 10 and all(v.any() for v in slots), branch
             for (_, v), w in zip(variables, at_k):
                 np.testing.assert_array_equal(v, w)
+        rewound = np.asarray(saved[engine.state.MODEL + "fc1/kernel"])
         if branch in ("main", "continue"):  # rewound weights / the previous level's final weights, masked
-            source = saved[engine.state.MODEL + "fc1/kernel"] if branch == "main" else final.get_layer("fc1").kernel
+            source = rewound if branch == "main" else final.get_layer("fc1").kernel
             np.testing.assert_array_equal(kernel, np.asarray(source) * mask)
+        elif branch == "reinit":  # the same masks on freshly drawn weights, from the branch's own seed
+            fresh = pruning.fresh_weights(runner.build_model(hparams, 0), seed=branches._branch_seed(0, 1, 1))[0]
+            np.testing.assert_array_equal(kernel, fresh * mask)
+            assert not np.allclose(kernel, rewound * mask)
+        else:  # random_prune: the rewound weights under random masks of the same size
+            random_mask = pruning.random_masks_like({"fc1": mask}, seed=branches._branch_seed(0, 1, 2))["fc1"]
+            np.testing.assert_array_equal(kernel, rewound * random_mask)
+            assert random_mask.sum() == mask.sum() and np.any(random_mask != mask)
+
+
+def test_learning_rate_rewinding_retrains_the_previous_levels_weights(tmp_path, digits_dir, monkeypatch):
+    hparams = dataclasses.replace(HPARAMS, pruning=PruningHparams(rewind_weights=False))
+    run = _run(tmp_path, digits_dir, hparams, levels=0)
+    replicate = paths.replicate_dir(run, 0)
+    final = runner.build_model(hparams, 0)
+    final.load_weights(paths.final_weights(paths.branch_dir(replicate, 0, "main")))
+    starts = {}
+
+    def record(model, data, hp, folder, *, start, label, **kw):
+        starts[label.split()[-1]] = (int(model.optimizer.iterations.numpy()), model.get_layer("fc1").kernel.numpy())
+        return [{"step": start, "train_loss": None, "val_loss": 1.0, "val_acc": 0.1, "test_loss": 1.0,
+                 "test_acc": 0.1}]
+    monkeypatch.setattr(engine, "train", record)
+    _run(tmp_path, digits_dir, hparams, levels=1, controls=())
+    step, kernel = starts["main"]
+    mask = io.read_masks(paths.level_masks(replicate, 1))["fc1"]
+    assert step == 0 and mask.mean() < 1  # a fresh optimizer, on pruned weights
+    np.testing.assert_array_equal(kernel, final.get_layer("fc1").kernel.numpy() * mask)
 
 
 def test_every_level_trains_k_to_t_after_one_pretraining(late):

@@ -1,6 +1,7 @@
 """The ablation study: every pruning method on one dataset, model, budget and seeds."""
 from tflth.ablation.methods import IMP_FRACTION, METHODS, NAMES, imp_kept, imp_levels, sparsity_hparams
-from tflth.ablation.runner import Study, collect, run, summary, table, write
+from tflth.ablation.report import check, summary, table, write
+from tflth.ablation.runner import Study, collect, run
 
-__all__ = ["IMP_FRACTION", "METHODS", "NAMES", "Study", "collect", "imp_kept", "imp_levels", "run", "sparsity_hparams",
-           "summary", "table", "write"]
+__all__ = ["IMP_FRACTION", "METHODS", "NAMES", "Study", "check", "collect", "imp_kept", "imp_levels", "run",
+           "sparsity_hparams", "summary", "table", "write"]

@@ -2,12 +2,13 @@
 training flags, --methods, --keep (% of weights kept) and --seeds; bad input prints one line and
 exits with status 2 before any folder is made. Rerunning the command skips finished cells."""
 import os
+import sys
 
 from absl import app, flags
 
 from tflth import distribute, io
 from tflth.ablation import methods as m
-from tflth.ablation import runner
+from tflth.ablation import report, runner
 from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import define_flags, from_flags
@@ -26,6 +27,11 @@ def define_run_flags(flag_values=FLAGS):
     flags.DEFINE_string("keep", "10,5,2", "Comma-separated % of weights kept, decreasing.", flag_values=flag_values)
     flags.DEFINE_string("out", "", "Folder for ablation.json, .md and .png; default: <root>/ablation.",
                         flag_values=flag_values)
+    flags.DEFINE_string("baseline", "", "A method of --methods that every other is compared with, paired on seeds "
+                        "and test examples (a 95% two-level bootstrap interval of the difference); empty: none.",
+                        flag_values=flag_values)
+    flags.DEFINE_bool("check", False, "Train nothing and read no run: make <out>/ablation.md again from "
+                      "<out>/ablation.json and fail (exit 1) on the first line that differs.", flag_values=flag_values)
     flags.DEFINE_bool("collect_only", False, "Train nothing: write the table and plot of the cells finished so far "
                       "(safe while the study runs in another process). Cells missing under --root but recorded in "
                       "<out>/ablation.json with the same run folder are kept from there.", flag_values=flag_values)
@@ -35,6 +41,17 @@ def define_run_flags(flag_values=FLAGS):
 def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
+    out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
+    if FLAGS.check:
+        try:
+            difference = report.check(out)
+        except ValueError as e:
+            fail(str(e))
+        if difference:
+            print(f"error: {difference}", file=sys.stderr)
+            sys.exit(1)
+        print(f"[ablation] {out}/ablation.md is what {out}/ablation.json gives")
+        return
     try:
         ModelHparams(FLAGS.model)  # checks --model
         study = runner.Study(from_flags(DatasetHparams, FLAGS), FLAGS.model, from_flags(TrainingHparams, FLAGS))
@@ -44,6 +61,7 @@ def _main(argv):
         except ValueError:
             raise ValueError(f"--keep={FLAGS.keep!r}: must be comma-separated numbers") from None
         seeds, train_kw = common_args(FLAGS)
+        report.check_baseline(FLAGS.baseline, methods, seeds)
         chosen = strategy(FLAGS, study.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
         runner.check(study, methods, keep, FLAGS.root)
         data = None if FLAGS.collect_only else load_data(runner.imp_hparams(study), FLAGS.data_dir or None)
@@ -56,13 +74,13 @@ def _main(argv):
             result = runner.run(study, methods, keep, seeds, root=root, data=data, verbose=verbose, **train_kw)
     if not distribute.is_chief(chosen):
         return  # the chief writes the table
-    out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
     earlier = os.path.join(out, "ablation.json")
     if os.path.exists(earlier):
         result = runner.add_recorded(result, io.read_json(earlier))
     if FLAGS.collect_only:
         print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
-    text = runner.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}")
+    text = report.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}",
+                        baseline=FLAGS.baseline, seeds=seeds)
     print(text + f"\n[tflth] ablation written to {out}")
 
 

@@ -139,7 +139,7 @@ def check_methods(methods):
     def known(method):
         base, variant = split(method)
         allowed = CONTROLS if base in IMP else PRUNE_SCORES[1:] if base in METHODS else ()
-        return base in NAMES and (variant is None or variant in allowed)
+        return base in NAMES and (variant in allowed if ":" in method else True)
     unknown = [m for m in methods if not known(m)]
     if unknown or not methods or len(set(methods)) < len(methods):
         problem = "unknown " + ", ".join(unknown) if unknown else "repeated names" if methods else "empty"

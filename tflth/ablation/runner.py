@@ -2,9 +2,9 @@
 
 Each cell is a run of the sparse-training runner (IMP: one lottery run per study, to the
 deepest level needed), so its folder is named by the hash of its hyperparameters: rerunning the
-study skips finished cells and resumes a killed one. `collect` reads what is finished; `table`
-(test error) and `plot` (test accuracy) show it against % of weights kept, mean and std over
-seeds, with the training iterations and time each method spent.
+study skips finished cells and resumes a killed one. `collect` reads what is finished, with
+each cell's per-example test correctness and training cost; `tflth.ablation.report` turns it
+into tables, statistics and plots.
 
     <root>/sparse_<hash>/...     one per (method, % kept), all seeds inside
     <root>/lottery_<hash>/...    IMP
@@ -21,6 +21,7 @@ from tflth.lottery import paths as lottery_paths
 from tflth.lottery import runner as lottery
 from tflth.lottery.hparams import LotteryHparams, PruningHparams
 from tflth.lottery.hparams import ModelHparams as LotteryModel
+from tflth.pruning import flops
 from tflth.trainer import runner as trainer
 from tflth.trainer.hparams import ModelHparams, TrainerHparams
 
@@ -117,7 +118,8 @@ def collect(study, methods, keep, seeds, root):
     """[{method, keep, seeds, kept (% by masks), error, val_error (%, final), iterations, seconds, cpu_seconds,
     flops_sparse, flops_dense (training FLOPs, `tflth.pruning.flops`), correct (per test
     example, `tflth.io.pack_bits`)}] per cell and seed that is finished; the rest is listed
-    under "missing"."""
+    under "missing"; "dense_flops": the training FLOPs of the dense network (masked family, no
+    mask) trained for the study's iterations, what the tables divide training FLOPs by."""
     cells, missing = [], []
     iterations = study.training.iterations
     for method in methods:
@@ -142,7 +144,7 @@ def collect(study, methods, keep, seeds, root):
                               **{key: metrics.get(key) for key in ("seconds", "cpu_seconds", "flops_sparse",
                                                                    "flops_dense")},
                               "correct": metrics.get("test_correct"), "folder": folder})
-    return {"cells": cells, "missing": missing}
+    return {"cells": cells, "missing": missing, "dense_flops": dense_flops(study)}
 
 
 def add_recorded(result, recorded):
@@ -157,100 +159,13 @@ def add_recorded(result, recorded):
             cells.append({**done[_cell_key(cell)], "recorded": True})
         else:
             missing.append(cell)
-    return {"cells": cells, "missing": missing}
+    return {**result, "cells": cells, "missing": missing}
+
+
+def dense_flops(study):
+    forward = flops.forward_flops(lottery.build_model(imp_hparams(study), 0))["dense"]
+    return flops.step_flops(forward, study.dataset.batch_size) * study.training.iterations
 
 
 def _cell_key(cell):
     return cell["method"], float(cell["keep"]), cell["seed"], os.path.basename(os.path.normpath(cell["folder"]))
-
-
-def summary(result, methods, keep):
-    """{method: {keep: {error, error_std, kept, n}}, and per method its iterations and seconds}."""
-    out = {}
-    for method in methods:
-        rows = {}
-        for k in keep:
-            mine = [c for c in result["cells"] if c["method"] == method and c["keep"] == k]
-            if mine:
-                errors = np.array([c["error"] for c in mine])
-                rows[k] = {"error": float(errors.mean()), "error_std": float(errors.std(ddof=1)) if len(mine) > 1
-                           else None, "kept": float(np.mean([c["kept"] for c in mine])), "n": len(mine),
-                           "iterations": mine[0]["iterations"],
-                           "seconds": float(np.mean([c["seconds"] for c in mine if c["seconds"] is not None]
-                                                    or [np.nan]))}
-        out[method] = rows
-    return out
-
-
-def table(summary_, keep, title=None, recorded=0):
-    """Markdown: one row per method, test error (mean ± std over seeds) at each % kept, and the
-    training iterations (and minutes) it spent per cell; `recorded`: how many cells came from an
-    earlier ablation.json (`add_recorded`)."""
-    head = ["Method"] + [f"{k:g}% kept: error %" for k in keep] + ["Iterations per cell", "Minutes per cell"]
-    lines = ([f"# {title}", ""] if title else []) + ["| " + " | ".join(head) + " |",
-                                                     "|---|" + "---:|" * (len(head) - 1)]
-    for method, rows in summary_.items():
-        cells = []
-        for k in keep:
-            r = rows.get(k)
-            if r is None:
-                cells.append("—")
-                continue
-            text = f"{r['error']:.2f}" + (f" ± {r['error_std']:.2f}" if r["error_std"] is not None else "")
-            if abs(r["kept"] - k) > 0.05 * k:
-                text += f" (at {r['kept']:.2f}%)"
-            cells.append(text + (f" (n={r['n']})" if r["n"] == 1 else ""))
-        spent = {r["iterations"] for r in rows.values()}
-        seconds = [r["seconds"] for r in rows.values() if np.isfinite(r["seconds"])]
-        cells += [", ".join(f"{s:,}" for s in sorted(spent)) or "—",
-                  f"{np.mean(seconds) / 60:.1f}" if seconds else "—"]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines += ["", "Final test error after the method's training; mean ± sample std over seeds (n=1: one seed). "
-              "A figure in brackets is the % of weights actually kept where it is more than 5% off the target. "
-              "Iterations: every method trains T once, IMP (T + T per level) to its level. Allocation: random, "
-              "set and rigl ERK, the others global (tflth/ablation/methods.py)."]
-    if recorded:
-        lines[-1] += (f" {recorded} cells were read from the ablation.json this table replaces: runs finished "
-                      "earlier, on a machine whose run folders are gone (same folder hash, same computation).")
-    return "\n".join(lines) + "\n"
-
-
-def plot(summary_, path, title=None):
-    """Test accuracy against % of weights kept (log x axis), error bars (sample std) over seeds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method, rows in summary_.items():
-        if not rows:
-            continue
-        ks = sorted(rows, reverse=True)
-        ax.errorbar([rows[k]["kept"] for k in ks], [100.0 - rows[k]["error"] for k in ks],
-                    yerr=[rows[k]["error_std"] or 0.0 for k in ks], marker="o", capsize=3, label=method)
-    ax.set_xscale("log")
-    ax.minorticks_off()
-    targets = sorted({k for rows in summary_.values() for k in rows})
-    ax.set_xticks(targets, labels=[f"{k:g}" for k in targets])
-    ax.invert_xaxis()
-    ax.set_xlabel("% of weights kept")
-    ax.set_ylabel("test accuracy %")
-    if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
-    with io.atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-
-
-def write(result, methods, keep, out, title=None):
-    """ablation.json, ablation.md and ablation.png in `out` (each written atomically)."""
-    os.makedirs(out, exist_ok=True)
-    s = summary(result, methods, keep)
-    io.write_json(os.path.join(out, "ablation.json"), {"summary": {meth: {str(k): v for k, v in rows.items()}
-                                                                   for meth, rows in s.items()}, **result})
-    text = table(s, keep, title, recorded=sum(bool(c.get("recorded")) for c in result["cells"]))
-    io.write_text(os.path.join(out, "ablation.md"), text)
-    plot(s, os.path.join(out, "ablation.png"), title)
-    return text
