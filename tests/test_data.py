@@ -1,5 +1,6 @@
 import gzip
 import os
+import re
 import subprocess
 import sys
 import time
@@ -208,7 +209,9 @@ def test_bad_arguments(tiny, kwargs, argument):
 
 
 def test_unknown_name_lists_choices():
-    with pytest.raises(ValueError, match="cifar10.*imagenet2012.*mnist"):
+    allowed = "'cifar10', 'cifar100', 'fashion_mnist', 'imagenet2012', 'mnist', " \
+              "'mnist_0to4_vs_5to9', 'mnist_permuted'"
+    with pytest.raises(ValueError, match=re.escape(f"expected one of [{allowed}]")):
         data.info("svhn")
 
 
@@ -216,7 +219,8 @@ def test_info():
     i = data.info("mnist")
     assert (i.input_shape, i.num_classes, i.num_train, i.num_test) == ((28, 28, 1), 10, 60000, 10000)
     assert data.info("cifar100").num_classes == 100
-    assert set(data.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012"}
+    assert set(data.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012",
+                                  "mnist_permuted", "mnist_0to4_vs_5to9"}
     with pytest.raises(Exception):
         i.num_classes = 3  # frozen
 

@@ -2,7 +2,8 @@
 
 Images are float32 in [0, 1] with shape HxWxC, labels int32. Small datasets are
 held in memory as uint8 and converted to float after batching (one vectorised
-cast per batch instead of one per example).
+cast per batch instead of one per example). A few tasks are derived from MNIST's
+arrays (same files, same split) to check that a conclusion holds on a second task.
 """
 
 import dataclasses
@@ -21,6 +22,10 @@ ENV_VAR = "TFLTH_DATA_DIR"
 # README.md), so MNIST needs no network: its default source when no data_dir is given.
 PACKAGED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist")
 SPLITS = ("train", "validation", "test")
+# The seed of permuted MNIST's pixel order. It feeds numpy's legacy RandomState, whose
+# streams NumPy keeps frozen across versions and platforms (NEP 19; default_rng's are not
+# promised), so the order is the same in every process and on every machine.
+PERMUTATION_SEED = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,7 +48,28 @@ DATASETS = types.MappingProxyType({
     "cifar100": DatasetInfo((32, 32, 3), 100, 50_000, 10_000, 5_000),
     # ImageNet's official validation set serves as the test set, as in the papers.
     "imagenet2012": DatasetInfo((224, 224, 3), 1000, 1_281_167, 50_000, 0),
+    # MNIST with one fixed shuffle of the 784 pixel positions: no spatial structure left.
+    "mnist_permuted": DatasetInfo((28, 28, 1), 10, 60_000, 10_000, 5_000),
+    # MNIST's images, label 0 for the digits 0-4 and 1 for 5-9.
+    "mnist_0to4_vs_5to9": DatasetInfo((28, 28, 1), 2, 60_000, 10_000, 5_000),
 })
+
+
+def _permute_pixels(x, y):
+    order = np.random.RandomState(PERMUTATION_SEED).permutation(28 * 28)
+    return x.reshape(len(x), 28 * 28)[:, order].reshape(x.shape), y
+
+
+def _low_vs_high_digits(x, y):
+    return x, (y >= 5).astype(np.int32)
+
+
+# Derived task -> (the dataset it transforms, a per-example transform of (x, y)). Applied to
+# whole original splits, so the validation split is the same examples as the source's.
+_DERIVED = {
+    "mnist_permuted": ("mnist", _permute_pixels),
+    "mnist_0to4_vs_5to9": ("mnist", _low_vs_high_digits),
+}
 
 _IDX_NAMES = ("mnist", "fashion_mnist")
 _IDX_FILES = {
@@ -104,7 +130,8 @@ def load(name, split="train", batch_size=60, *, data_dir=None, shuffle=None, see
       batch_size: examples per batch.
       data_dir: where the data is; default: the TFLTH_DATA_DIR environment
         variable. For mnist/fashion_mnist a folder with the four IDX files
-        (optionally .gz), or with a `<name>/` subfolder holding them. For
+        (optionally .gz), or with a `<name>/` subfolder holding them; the tasks
+        derived from MNIST (mnist_permuted, ...) read MNIST's. For
         cifar10/cifar100 the tfds data_dir. For imagenet2012 both the tfds
         data_dir and the tfds manual_dir (holding the downloaded ImageNet tars).
         Without one, MNIST is read from the copy packaged with tflth (no
@@ -198,7 +225,10 @@ def _resolve_data_dir(data_dir):
 def _base_arrays(name, base_split, root):
     key = (name, root, base_split)
     if key not in _CACHE:
-        if root is not None and name in _IDX_NAMES:
+        if name in _DERIVED:
+            source, transform = _DERIVED[name]
+            x, y = transform(*_base_arrays(source, base_split, root))
+        elif root is not None and name in _IDX_NAMES:
             x, y = _read_idx_split(name, root, base_split)
         elif name == "mnist":
             x, y = _read_idx_split(name, PACKAGED_MNIST, base_split)
