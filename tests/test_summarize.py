@@ -1,4 +1,5 @@
 """tools/summarize.py on a fake, partial lottery-ticket run folder with known numbers."""
+import base64
 import glob
 import importlib.util
 import json
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,8 +76,9 @@ def test_aggregate_means_and_stds(run):
     assert list(l0["branches"]) == ["main"]
     assert list(l1["branches"]) == ["main", "reinit", "random_prune"]
     step = l0["branches"]["main"]["early_stop_step"]
+    half = 12.706 * 1000  # t(0.975, 1 df) * std / sqrt(2)
     assert step == {"mean": 11000.0, "std": pytest.approx(1000 * math.sqrt(2)), "min": 10000.0,
-                    "max": 12000.0, "n": 2}
+                    "max": 12000.0, "n": 2, "ci": pytest.approx([11000 - half, 11000 + half])}
     acc = l1["branches"]["main"]["early_stop_test_acc"]  # percent, sample std (ddof=1)
     assert acc["mean"] == pytest.approx(98.3) and acc["std"] == pytest.approx(0.4 / math.sqrt(2))
     assert l1["branches"]["reinit"]["early_stop_test_acc"]["mean"] == pytest.approx(95.5)
@@ -100,8 +103,10 @@ def test_markdown_formatting(run):
     assert lines[0] == "# LeNet"
     assert ("| Level | Weights % | Ticket ES iter | Winning ticket ES acc % | Random reinit ES acc % "
             "| Random prune ES acc % | Ticket Δ vs dense (pp) | Seeds |") in lines
-    assert "| 0 | 100.0 | 11000 ± 1414 | 97.50 ± 0.71 | — | — | +0.00 | 2 |" in lines
-    assert "| 1 | 51.3 | 8500 ± 707 | 98.30 ± 0.28 | 95.50 ± 0.71 | 95.50 (n=1) | +0.80 | 2 |" in lines
+    assert "| 0 | 100.0 | 11000 ± 1414 [-1706, 23706] | 97.50 ± 0.71 [91.15, 103.85] | — | — | +0.00 | 2 |" \
+        in lines  # [95% t interval of the mean]: t(0.975, 1 df) = 12.706 for 2 seeds
+    assert ("| 1 | 51.3 | 8500 ± 707 [2147, 14853] | 98.30 ± 0.28 [95.76, 100.84] | 95.50 ± 0.71 [89.15, 101.85] "
+            "| 95.50 (n=1) | +0.80 | 2 |") in lines
     assert "| 2 | 21.1 | 7000 | 97.00 | 90.00 | — | -0.50 | 1 |" in lines
     assert "down to 51.3% weights remaining (level 1)" in md
     assert "- seed 1 level 2: main, reinit, random_prune" in lines
@@ -138,7 +143,7 @@ def test_main_writes_everything(run, tmp_path, capsys):
     out = tmp_path / "out"
     assert summarize.main([run, "--out", str(out)]) == 0
     stdout = capsys.readouterr().out
-    assert "| 1 | 51.3 | 8500 ± 707 |" in stdout
+    assert "| 1 | 51.3 | 8500 ± 707 [2147, 14853] |" in stdout
     assert sorted(os.listdir(out)) == ["accuracy.png", "curves.png", "early_stop.png",
                                        "summary.json", "summary.md"]
     assert (out / "summary.md").read_text() == stdout
@@ -255,15 +260,17 @@ def test_sparse_two_folders_one_table(sparse_runs, tmp_path, capsys):
         "| Penalty | Strength | Seeds | Weights kept % | Architecture (of 784-300-100) | Hidden units kept % "
         "| Test error % | ES test error % | Pruned: weights kept % | Pruned: test error % |",
         "| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 30.2 ± 0.1 | 2.00 ± 1.00 "
-        "| 1.97 ± 0.50 | — | — |",
-        "| l1 | 1 | 2 (0-1) | 100.00 ± 0.00 | 784-300-100 | 100.0 ± 0.0 | 2.00 ± 0.71 | 1.50 ± 0.71 | 5.00 ± 0.00 "
-        "| 5.00 ± 1.41 |"]
+        "[-0.48, 4.48] | 1.97 ± 0.50 [0.72, 3.22] | — | — |",  # test errors with their 95% t interval
+        "| l1 | 1 | 2 (0-1) | 100.00 ± 0.00 | 784-300-100 | 100.0 ± 0.0 | 2.00 ± 0.71 [-4.35, 8.35] "
+        "| 1.50 ± 0.71 [-4.85, 7.85] | 5.00 ± 0.00 | 5.00 ± 1.41 [-7.71, 17.71] |"]
     assert f"Run folders: `{sparse_runs[1]}`, `{sparse_runs[0]}`" in stdout  # as given
     assert "- l1, strength 1 (sparse_bbb): unfinished seed 2" in stdout.splitlines()
     summary = json.loads((out / "summary.json").read_text())
     l0, l1 = summary["variants"]
     assert (l0["penalty"], l0["gates"], l0["strength"], l0["seeds"]) == ("l0", "neuron", 0.1, [0, 1, 2])
-    assert l0["weights_kept"] == {"mean": 12.0, "std": 2.0, "min": 10.0, "max": 14.0, "n": 3}
+    half = 4.303 * 2.0 / math.sqrt(3)  # t(0.975, 2 df) * std / sqrt(n)
+    assert l0["weights_kept"] == {"mean": 12.0, "std": 2.0, "min": 10.0, "max": 14.0, "n": 3,
+                                  "ci": pytest.approx([12.0 - half, 12.0 + half])}
     assert l0["final_test_error"]["mean"] == pytest.approx(2.0)
     assert l0["final_test_error"]["std"] == pytest.approx(1.0)  # sample std (ddof=1)
     assert l0["architecture"]["neurons"] == ["266-88-33", "270-90-30", "266-88-33"]
@@ -412,10 +419,11 @@ def test_sparse_bayesian_rows_and_calibration(sparse_runs, bayes_runs, tmp_path,
                        "| ES test error % | NLL | ECE % | MC NLL | MC ECE % | Other settings |")
     # the old metrics.json (no prior, calibration...): its row as before, — for calibration and other settings
     assert rows[1] == ("| l0 (neuron gates) | 0.1 | 3 (0-2) | 12.00 ± 2.00 | 266-88-33, 270-90-30 | 30.2 ± 0.1 | 2.00 ± 1.00 "
-                       "| 1.97 ± 0.50 | — | — | — | — | --iterations=1000 |")
+                       "[-0.48, 4.48] | 1.97 ± 0.50 [0.72, 3.22] | — | — | — | — | --iterations=1000 |")
     # Bayesian rows after the penalties, by prior; strength —; settings with a column not repeated
     assert rows[2] == ("| log_uniform prior (local_reparam), pruned by log_alpha (threshold -3) | — | 2 (0-1) "
-                       "| 1.50 ± 0.14 | 500-60-40, 520-62-41 | 25.4 ± 0.5 | 2.00 ± 0.00 | 2.00 ± 0.14 | 0.080 ± 0.014 "
+                       "| 1.50 ± 0.14 | 500-60-40, 520-62-41 | 25.4 ± 0.5 | 2.00 ± 0.00 [2.00, 2.00] "
+                       "| 2.00 ± 0.14 [0.73, 3.27] | 0.080 ± 0.014 "
                        "| 1.20 ± 0.28 | 0.070 ± 0.014 | 0.50 ± 0.14 | --iterations=110000, --kl_warmup=8250 |")
     assert rows[3] == ("| normal prior (flipout), pruned by snr to 7% | — | 1 (0) | 7.20 | 784-300-100 | 100.0 | 2.50 "
                        "| 2.40 | 0.100 | 2.00 | — | — | --iterations=50000, --kl_warmup=0 |")
@@ -607,3 +615,190 @@ def test_cli_bad_lottery_exits_2_and_writes_nothing(run, sparse_runs, lottery_su
 def test_cli_usage_mentions_lottery():
     result = _cli("--help")
     assert "--lottery PATH [--lottery_iterations N]" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 24: 95% intervals over seeds, paired tests on per-example test results ("test_correct",
+# tflth.io.pack_bits), training cost (cpu_seconds, flops_sparse, flops_dense).
+
+def _pack(correct):
+    """tflth.io.pack_bits, without importing tflth (TensorFlow)."""
+    correct = np.asarray(correct, dtype=bool)
+    return {"n": int(correct.size), "bits": base64.b64encode(np.packbits(correct).tobytes()).decode("ascii")}
+
+
+def _results(seed, worse=0, examples=200):
+    """A seed's per-example correctness (about 95% right), and the same with `worse` more errors."""
+    correct = np.random.default_rng(seed).random(examples) < 0.95
+    worse_copy = correct.copy()
+    worse_copy[np.flatnonzero(correct)[:worse]] = False
+    return worse_copy
+
+
+def _add_results(path, correct, cpu_seconds=None, flops=None):
+    """Rewrites a metrics.json as the runners write it today: test_correct (final_test_acc its mean), the cost."""
+    data = json.load(open(path))
+    data.update(final_test_acc=float(np.mean(correct)), test_correct=_pack(correct), cpu_seconds=cpu_seconds,
+                flops_sparse=None if flops is None else flops[0], flops_dense=None if flops is None else flops[1])
+    _write(path, data)
+
+
+@pytest.fixture
+def lottery_with_results(tmp_path):
+    """3 seeds; level 1: reinit errs on 10 more of 200 test examples than the ticket on every seed,
+    random_prune is right exactly where the ticket is, continue has an older metrics.json (no test_correct)."""
+    run = tmp_path / "lottery"
+    for seed in range(3):
+        for level, branch, worse in ((0, "main", 0), (1, "main", 0), (1, "reinit", 10), (1, "random_prune", 0),
+                                     (1, "continue", None)):
+            path = str(run / f"replicate_{seed}" / f"level_{level}" / branch / "metrics.json")
+            _write(path, _metrics(seed, level, branch, 100.0 if level == 0 else 51.3, 9000 + 500 * seed,
+                                  0.97 + 0.005 * seed, 0.95))
+            if worse is not None:
+                _add_results(path, _results(seed, worse), cpu_seconds=60.0 * (seed + 1), flops=(1e12, 4e12))
+    return str(run)
+
+
+def test_stats_come_from_tflth_stats_without_tensorflow(monkeypatch):
+    assert os.path.samefile(summarize.tflth_stats.__file__, os.path.join(ROOT, "tflth", "stats.py"))
+    monkeypatch.setattr(summarize.importlib.util, "find_spec", lambda name: None)  # tflth not installed
+    assert os.path.samefile(summarize._load_stats().__file__, os.path.join(ROOT, "tflth", "stats.py"))
+    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('s', {SCRIPT!r}); "
+            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tflth', 'tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_lottery_intervals_match_describe(lottery_with_results, tmp_path, capsys):
+    assert summarize.main([lottery_with_results, "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    acc = summarize.tflth_stats.describe([97.0, 97.5, 98.0])  # early-stop test accuracy of the 3 seeds, %
+    step = summarize.tflth_stats.describe([9000, 9500, 10000])
+    cells = [f"{step['mean']:.0f} ± {step['std']:.0f} [{step['ci'][0]:.0f}, {step['ci'][1]:.0f}]",
+             f"{acc['mean']:.2f} ± {acc['std']:.2f} [{acc['ci'][0]:.2f}, {acc['ci'][1]:.2f}]"]
+    assert f"| 0 | 100.0 | {cells[0]} | {cells[1]} |" in stdout
+    assert cells == ["9500 ± 500 [8258, 10742]", "97.50 ± 0.50 [96.26, 98.74]"]
+    level = json.loads((tmp_path / "out" / "summary.json").read_text())["levels"][1]
+    assert level["branches"]["reinit"]["early_stop_test_acc"]["ci"] == pytest.approx(acc["ci"])
+    assert level["branches"]["main"]["early_stop_step"]["ci"] == pytest.approx(step["ci"])
+
+
+def test_lottery_controls_paired_with_the_ticket(lottery_with_results, tmp_path, capsys):
+    assert summarize.main([lottery_with_results, "--out", str(tmp_path / "out")]) == 0
+    stdout = capsys.readouterr().out
+    section = stdout[stdout.index("## Controls against the winning ticket"):]
+    rows = _table(section)
+    assert rows[0] == ("| Level | Weights % | Random reinit: Δ test error (points) "
+                       "| Random prune: Δ test error (points) | Continue training: Δ test error (points) |")
+    reinit, random_prune, continued = rows[1].split(" | ")[2:5]
+    assert reinit.startswith("+5.00 [+") and reinit.endswith("], wins 0/3")  # worse on all seeds: significant
+    assert random_prune == "+0.00 [+0.00, +0.00], wins 0/3 (3 tied), n.s."  # identical results: not distinguishable
+    assert continued == "— |"  # an older metrics.json: no per-example results
+    assert len(rows) == 2 and "n.s.: the interval holds 0" in section
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert "two-level bootstrap" in summary["paired_test"]
+    level0, level1 = summary["levels"]
+    assert level0["paired_vs_ticket"] == {}
+    paired = level1["paired_vs_ticket"]
+    assert paired["reinit"]["diff"] == pytest.approx(5.0) and paired["reinit"]["significant"]
+    assert paired["reinit"]["ci"][0] > 0 and (paired["reinit"]["wins"], paired["reinit"]["n"]) == (0, 3)
+    assert paired["reinit"]["seeds"] == [0, 1, 2]
+    assert paired["random_prune"]["diff"] == 0.0 and not paired["random_prune"]["significant"]
+    assert paired["continue"] is None
+    cost = level1["branches"]["main"]["cost"]  # CPU seconds 60, 120, 180 over the seeds
+    assert cost == {"cpu_minutes": pytest.approx(2.0), "flops_sparse": 1e12, "flops_dense": 4e12, "n": 3}
+    assert level1["branches"]["continue"]["cost"] is None
+
+
+def test_lottery_without_test_correct_says_dash(run, tmp_path, capsys):
+    assert summarize.main([run, "--out", str(tmp_path / "out")]) == 0
+    section = capsys.readouterr().out.split("## Controls against the winning ticket")[1]
+    assert _table(section)[1:] == ["| 1 | 51.3 | — | — |", "| 2 | 21.1 | — | — |"]
+    levels = json.loads((tmp_path / "out" / "summary.json").read_text())["levels"]
+    assert levels[1]["paired_vs_ticket"] == {"reinit": None, "random_prune": None}
+    assert levels[1]["branches"]["main"]["cost"] is None
+
+
+@pytest.fixture
+def sparse_with_results(tmp_path):
+    """Three sparse folders on seeds 0-2: the baseline (strength 0.1); 'worse' (0.2) errs on 10 more
+    of 200 test examples on every seed; 'same' (0.3) is right exactly where the baseline is."""
+    sparsity, seeds = SPARSE["sparse_aaa"]
+    runs = {}
+    for name, strength, worse in (("sparse_base", 0.1, 0), ("sparse_worse", 0.2, 10), ("sparse_same", 0.3, 0)):
+        runs[name] = _sparse_run(tmp_path / "runs", name, {**sparsity, "strength": strength}, seeds)
+        for seed in seeds:
+            _add_results(os.path.join(runs[name], f"seed_{seed}", "metrics.json"), _results(seed, worse),
+                         cpu_seconds=30.0 * (seed + 1), flops=(4.79e12, 9.6e12))
+    return runs
+
+
+def test_sparse_paired_against_baseline(sparse_with_results, tmp_path, capsys):
+    runs = sparse_with_results
+    out = tmp_path / "out"
+    assert summarize.main([runs["sparse_same"], runs["sparse_worse"], runs["sparse_base"], "--baseline",
+                           runs["sparse_base"], "--out", str(out)]) == 0
+    stdout = capsys.readouterr().out
+    rows = _table(stdout)
+    assert rows[0].endswith("| ES test error % | Δ test error vs baseline (points) "
+                            "| CPU min · training FLOPs (sparse / dense) |")
+    cells = [row.split(" | ")[-2:] for row in rows[1:]]  # sorted by strength: base, worse, same
+    assert [c[0] for c in cells][0::2] == ["baseline", "+0.00 [+0.00, +0.00], wins 0/3 (3 tied), n.s."]
+    assert cells[1][0].startswith("+5.00 [+") and cells[1][0].endswith("], wins 0/3")
+    assert [c[1] for c in cells] == ["1.0 · 4.8e12 / 9.6e12 |"] * 3  # 30, 60, 90 CPU seconds
+    assert f"minus the baseline's (l0 (neuron gates), strength 0.1, `{runs['sparse_base']}`)" in stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["baseline"] == runs["sparse_base"]
+    base, worse, same = summary["variants"]
+    assert base["paired"] is None and base["cost"]["cpu_minutes"] == pytest.approx(1.0)
+    assert worse["paired"]["diff"] == pytest.approx(5.0) and worse["paired"]["significant"]
+    assert worse["paired"]["ci"][0] > 0 and worse["paired"]["wins"] == 0 and worse["paired"]["seeds"] == [0, 1, 2]
+    assert same["paired"]["diff"] == 0.0 and not same["paired"]["significant"]
+    error = summarize.tflth_stats.describe([100 * (1 - np.mean(_results(s, 10))) for s in range(3)])
+    assert worse["final_test_error"]["ci"] == pytest.approx(error["ci"])
+    assert f"{error['mean']:.2f} ± {error['std']:.2f} [{error['ci'][0]:.2f}, {error['ci'][1]:.2f}]" in rows[2]
+
+
+def test_sparse_baseline_without_test_correct_says_dash(sparse_runs, sparse_with_results, tmp_path, capsys):
+    """Old metrics files (no test_correct, no cost) beside new ones: — where either side lacks them."""
+    args = [sparse_runs[0], sparse_runs[1], sparse_with_results["sparse_worse"]]
+    assert summarize.main([*args, "--baseline", sparse_runs[0], "--out", str(tmp_path / "out")]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert [row.split(" | ")[-2:] for row in rows[1:]] == [
+        ["baseline", "— |"], ["—", "1.0 · 4.8e12 / 9.6e12 |"], ["—", "— |"]]
+    variants = json.loads((tmp_path / "out" / "summary.json").read_text())["variants"]
+    assert [v["paired"] for v in variants] == [None, None, None]
+
+
+@pytest.mark.parametrize("case", ["unknown", "one_seed", "no_seed", "lottery"])
+def test_cli_bad_baseline_exits_2_and_writes_nothing(run, sparse_runs, tmp_path, case):
+    args, baseline = list(sparse_runs), sparse_runs[0]
+    if case == "unknown":
+        baseline = _sparse_run(tmp_path / "runs", "sparse_other", *SPARSE["sparse_aaa"])  # a run, but not given
+    if case == "one_seed":
+        sparsity, seeds = SPARSE["sparse_aaa"]
+        baseline = _sparse_run(tmp_path / "runs", "sparse_one", sparsity, {0: seeds[0]})
+        args.append(baseline)
+    if case == "no_seed":
+        baseline = str(tmp_path / "runs" / "sparse_new")
+        os.makedirs(os.path.join(baseline, "seed_0"))
+        args.append(baseline)
+    if case == "lottery":
+        args, baseline = [run], run
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+    result = _cli(*args, "--baseline", baseline)
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("summarize: --baseline=")
+    assert {"unknown": "not one of the run folders given", "one_seed": "1 finished seed (0)",
+            "no_seed": "0 finished seeds", "lottery": "sparse-training"}[case] in result.stderr
+    assert result.stdout == ""
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+
+
+def test_cli_corrupt_test_correct_exits_2(sparse_with_results, tmp_path):
+    bad = os.path.join(sparse_with_results["sparse_base"], "seed_1", "metrics.json")
+    _write(bad, json.dumps({**json.load(open(bad)), "test_correct": {"n": 200, "bits": "AAAA"}}))  # 3 bytes
+    result = _cli(sparse_with_results["sparse_base"], "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and bad in result.stderr and "test_correct" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

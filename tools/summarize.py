@@ -2,7 +2,7 @@
 training (one table and one plot comparing the penalties or priors of several run folders).
 
     python tools/summarize.py RUN [RUN ...] [--out DIR] [--format md|json]
-    python tools/summarize.py SPARSE_RUN [...] --lottery PATH [--lottery_iterations N] [--out DIR]
+    python tools/summarize.py SPARSE_RUN [...] [--baseline RUN] [--lottery PATH [--lottery_iterations N]] [--out DIR]
 
 One lottery-ticket run folder (<run>/replicate_<seed>/level_<L>/<branch>/metrics.json):
 summary.md, summary.json, accuracy.png, early_stop.png, curves.png (Frankle & Carbin 2019,
@@ -17,11 +17,22 @@ mixed, and lottery folders are summarised one at a time.
 
 Reads the metrics.json that exist (partial runs are fine; gaps are listed) and writes
 atomically to --out (default: the first run folder given). Spread = sample std over seeds
-(ddof=1). Bad input: one line on stderr, exit 2, nothing written. Needs only numpy and
-matplotlib (no TensorFlow).
+(ddof=1), with a 95% t interval of the mean (tflth/stats.py). Bad input: one line on stderr,
+exit 2, nothing written. Needs only numpy and matplotlib (no TensorFlow).
+
+Paired tests, where metrics.json holds per-example test correctness ("test_correct"; older
+files do not, their cells say —): each lottery control branch against the winning ticket of
+its level, each sparse variant against the folder named by --baseline. The test is the
+two-level paired bootstrap of tflth.stats (seeds, then test examples, resampled with the same
+draws for both), so its interval carries both the training's seed-to-seed variation and the
+test set's sampling error; McNemar's test on the pooled bits would treat the seeds x examples
+as independent and ignore how results move from seed to seed. Training cost (CPU minutes,
+FLOPs) where the metrics record it.
 """
 import argparse
+import base64
 import glob
+import importlib.util
 import io
 import json
 import math
@@ -37,7 +48,30 @@ STYLE = {"main": ("winning ticket", "tab:blue", "o"), "reinit": ("random reinit"
          "random_prune": ("random prune", "tab:green", "^"),
          "continue": ("continue training", "tab:red", "D")}
 _PATH = re.compile(r"replicate_(\d+)/level_(\d+)/([^/]+)/metrics\.json$")
-_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc")
+_COST = ("cpu_seconds", "flops_sparse", "flops_dense")  # absent from metrics files older than issue 24
+_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc", *_COST)
+
+
+def _load_stats():
+    """tflth/stats.py, loaded as a file: `import tflth` runs the package's __init__, which imports
+    TensorFlow, and this tool must not. find_spec locates the package without executing it; a
+    checkout that is not installed has its tflth/ beside tools/."""
+    try:
+        spec = importlib.util.find_spec("tflth")
+    except (ImportError, ValueError):
+        spec = None
+    folders = [*((spec.submodule_search_locations or []) if spec else []),
+               os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tflth")]
+    path = next((p for p in (os.path.join(f, "stats.py") for f in folders) if os.path.isfile(p)), None)
+    if path is None:
+        raise ImportError(f"summarize: tflth/stats.py not found (looked in {', '.join(folders)})")
+    spec = importlib.util.spec_from_file_location("_tflth_stats", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tflth_stats = _load_stats()
 
 
 class SummaryError(ValueError):
@@ -65,7 +99,23 @@ def _read_metrics(path, seed, level, branch):
         raise SummaryError(f"{path}: corrupt metrics.json (expected an object with a number "
                            f"'weights_remaining', numbers or null for {', '.join(_OPTIONAL)}, 'rows' a list)")
     return {"seed": seed, "level": level, "branch": branch, "path": path, "rows": rows,
-            "weights_remaining": float(data["weights_remaining"]), **{k: data.get(k) for k in _OPTIONAL}}
+            "weights_remaining": float(data["weights_remaining"]), **{k: data.get(k) for k in _OPTIONAL},
+            "correct": _correct(data.get("test_correct"), path)}
+
+
+def _correct(packed, path):
+    """The per-example test correctness `tflth.io.pack_bits` stored ({"n", "bits"}), as booleans;
+    None for metrics files older than it."""
+    if packed is None:
+        return None
+    try:
+        n, raw = packed["n"], base64.b64decode(packed["bits"], validate=True)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or len(raw) != (n + 7) // 8:
+            raise ValueError(f"{len(raw)} bytes for n={n!r}")
+    except (KeyError, TypeError, ValueError) as e:  # binascii.Error is a ValueError
+        raise SummaryError(f"{path}: corrupt metrics.json ('test_correct' is not the {{\"n\", \"bits\"}} of "
+                           f"tflth.io.pack_bits: {type(e).__name__}: {e})") from None
+    return np.unpackbits(np.frombuffer(raw, np.uint8), count=n).astype(bool)
 
 
 def collect(run_dir):
@@ -97,9 +147,48 @@ def _style(branch):
 
 
 def _stats(values, scale=1.0):
+    """`tflth.stats.describe` (mean, sample std, 95% t interval "ci", n) with min and max; None for no values."""
     a = np.asarray([v * scale for v in values if v is not None], dtype=np.float64)
-    return None if not a.size else {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1 else None,
-                                    "min": float(a.min()), "max": float(a.max()), "n": int(a.size)}
+    return None if not a.size else {**tflth_stats.describe(a), "min": float(a.min()), "max": float(a.max())}
+
+
+def _cost(records):
+    """Means over seeds of a training's cost, None where no seed recorded it (older metrics
+    files): CPU minutes, FLOPs (sparse count: the weights the masks keep; dense: as executed)."""
+    def mean(key, scale=1.0):
+        values = [r[key] * scale for r in records if r.get(key) is not None]
+        return float(np.mean(values)) if values else None
+    cost = {"cpu_minutes": mean("cpu_seconds", 1 / 60), "flops_sparse": mean("flops_sparse"),
+            "flops_dense": mean("flops_dense"), "n": sum(r.get("cpu_seconds") is not None for r in records)}
+    return cost if any(cost[k] is not None for k in ("cpu_minutes", "flops_sparse", "flops_dense")) else None
+
+
+def _correct_by_seed(records):
+    return {r["seed"]: r["correct"] for r in records if r.get("correct") is not None}
+
+
+def _paired(mine, theirs):
+    """`tflth.stats.paired_bootstrap` of {seed: correct} against a baseline's {seed: correct} on
+    the seeds both have (the same test set: as many examples in all); None where fewer than 2."""
+    seeds = sorted(set(mine) & set(theirs))
+    if len(seeds) < 2 or len({mine[s].size for s in seeds} | {theirs[s].size for s in seeds}) > 1:
+        return None
+    result = tflth_stats.paired_bootstrap(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds]))
+    return {**result, "seeds": seeds}
+
+
+def _num(x, digits, sign=""):
+    return f"{round(x, digits) + 0.0:{sign}.{digits}f}"  # + 0.0: no "-0.00"
+
+
+def _paired_cell(p):
+    """'+1.20 [+0.80, +1.60], wins 0/5', with ' (k tied)' where seeds tie and ', n.s.' where the
+    interval holds 0; '—' for none."""
+    if p is None:
+        return "—"
+    text = (f"{_num(p['diff'], 2, '+')} [{_num(p['ci'][0], 2, '+')}, {_num(p['ci'][1], 2, '+')}], "
+            f"wins {p['wins']}/{p['n']}" + (f" ({p['ties']} tied)" if p.get("ties") else ""))
+    return text if p["significant"] else text + ", n.s."
 
 
 def aggregate(records):
@@ -118,7 +207,7 @@ def aggregate(records):
                 "weights_remaining": _stats([r["weights_remaining"] for r in rs]),
                 "early_stop_step": _stats([r["early_stop_step"] for r in rs]),
                 "early_stop_test_acc": _stats([r["early_stop_test_acc"] for r in rs], 100.0),
-                "final_test_acc": _stats([r["final_test_acc"] for r in rs], 100.0)}
+                "final_test_acc": _stats([r["final_test_acc"] for r in rs], 100.0), "cost": _cost(rs)}
         rows.append(row)
     dense = _acc(rows[0]) if rows[0]["level"] == 0 else None
     for row in rows:
@@ -142,10 +231,25 @@ def missing(records):
     return [f"seed {seed} level {level}: {', '.join(gone)}" for seed, level, gone in gaps if gone]
 
 
-def _fmt(stats, digits, n_level):
+def pair_controls(records):
+    """{level: {control branch: `_paired` against the winning ticket ("main") of that level, or None}}."""
+    out = {}
+    for level in sorted({r["level"] for r in records}):
+        at_level = [r for r in records if r["level"] == level]
+        ticket = _correct_by_seed(r for r in at_level if r["branch"] == "main")
+        controls = sorted({r["branch"] for r in at_level} - {"main"}, key=_branch_key)
+        out[level] = {b: _paired(_correct_by_seed(r for r in at_level if r["branch"] == b), ticket)
+                      for b in controls}
+    return out
+
+
+def _fmt(stats, digits, n_level, ci=False):
+    """'mean ± std', with ' [low, high]' (the 95% interval) if `ci` and known, ' (n=k)' for fewer seeds."""
     if not stats:
         return "—"
     std = "" if stats["std"] is None else f" ± {stats['std']:.{digits}f}"
+    interval = stats.get("ci") if ci else None  # a summary.json older than the intervals has none
+    std += f" [{_num(interval[0], digits)}, {_num(interval[1], digits)}]" if interval else ""
     return f"{stats['mean']:.{digits}f}{std}" + (f" (n={stats['n']})" if stats["n"] < n_level else "")
 
 
@@ -158,12 +262,12 @@ def to_markdown(rows, missing_lines=(), title=None):
     for row in rows:
         n, delta = len(row["seeds"]), row["ticket_vs_dense"]
         cells = [str(row["level"]), f"{row['weights_remaining']:.1f}",
-                 _fmt(row["branches"].get("main", {}).get("early_stop_step"), 0, n),
-                 *(_fmt(row["branches"].get(b, {}).get("early_stop_test_acc"), 2, n) for b in branches),
+                 _fmt(row["branches"].get("main", {}).get("early_stop_step"), 0, n, ci=True),
+                 *(_fmt(row["branches"].get(b, {}).get("early_stop_test_acc"), 2, n, ci=True) for b in branches),
                  "—" if delta is None else f"{round(delta, 2) + 0.0:+.2f}", str(n)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "ES = early stop (minimum validation loss); test accuracy at that iteration. "
-              "Mean ± sample std over seeds; (n=k) when fewer seeds than the level has."]
+              "Mean ± sample std [95% t interval of the mean] over seeds; (n=k) when fewer seeds than the level has."]
     dense = _acc(rows[0]) if rows[0]["level"] == 0 else None
     if dense is not None:
         ok = [r for r in rows[1:] if _acc(r) is not None and _acc(r) >= dense]
@@ -171,9 +275,34 @@ def to_markdown(rows, missing_lines=(), title=None):
         lines.append(f"Dense baseline (level 0): {dense:.2f}% test accuracy at early stop; " + (
             f"the ticket matches or beats it down to {best['weights_remaining']:.1f}% weights "
             f"remaining (level {best['level']})." if best else "no pruned ticket reaches it."))
+    lines += paired_markdown(rows)
     if missing_lines:
         lines += ["", "Missing (partial run):"] + [f"- {m}" for m in missing_lines]
     return "\n".join(lines) + "\n"
+
+
+_PAIRED_NOTE = ("with a 95% interval from a two-level paired bootstrap over seeds and test examples (tflth/stats.py, "
+                f"{tflth_stats.BOOTSTRAP_RESAMPLES:,} resamples); wins: the seeds on which {{who}} errs less (tied: "
+                "as many errors). n.s.: the interval holds 0, the two are not distinguishable. —: fewer than 2 seeds "
+                "with per-example test results in both (metrics files older than them have none).")
+
+
+def paired_markdown(rows):
+    """Lines of the section 'Controls against the winning ticket' (rows with 'paired_vs_ticket',
+    `pair_controls`); none when no level has a control branch."""
+    controls = sorted({b for row in rows for b in row.get("paired_vs_ticket") or {}}, key=_branch_key)
+    if not controls:
+        return []
+    head = [("Level", "---:"), ("Weights %", "---:"),
+            *((f"{_style(b)[0].capitalize()}: Δ test error (points)", "---:") for b in controls)]
+    lines = ["", "## Controls against the winning ticket", ""] + _table_head(head)
+    for row in (r for r in rows if r.get("paired_vs_ticket")):
+        cells = [str(row["level"]), f"{row['weights_remaining']:.1f}",
+                 *(_paired_cell(row["paired_vs_ticket"].get(b)) for b in controls)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + ["", "Test error at the end of training of the control minus the winning ticket's at the same "
+                    "level, on the same seeds and test examples (positive: the ticket errs less), "
+                    + _PAIRED_NOTE.format(who="the control")]
 
 
 def _ticks(values, max_ticks=8, min_gap=0.08):
@@ -288,7 +417,7 @@ def read_title(run_dir):
 # Sparse training (tflth.trainer.runner): <root>/sparse_<hash>/hparams.json, seed_<s>/metrics.json
 
 _SEED = re.compile(r"seed_(\d+)$")
-_SPARSE_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc")
+_SPARSE_OPTIONAL = ("early_stop_step", "early_stop_test_acc", "final_test_acc", *_COST)
 # hparams with a column of their own (the method's name or Strength): never in "Other settings"
 _SHOWN = ("penalty", "strength", "gates", "keep_percent", "prior", "estimator", "prune_score", "prune_to",
           "prune_threshold")
@@ -356,7 +485,7 @@ def _read_sparse_metrics(path, seed):
             "prior": data.get("prior"), "estimator": data.get("estimator"), "prune_score": data.get("prune_score"),
             "calibration": calibration, "weights_remaining": float(data["weights_remaining"]),
             "neurons": arch.get("neurons"), "original": arch.get("original"), "pruned": pruned,
-            **{k: data.get(k) for k in _SPARSE_OPTIONAL}}
+            **{k: data.get(k) for k in _SPARSE_OPTIONAL}, "correct": _correct(data.get("test_correct"), path)}
 
 
 def _calibration_ok(calibration):
@@ -466,7 +595,7 @@ def _variant(run_dir, records, unfinished, hp, settings):
             "early_stop_test_error": _stats([_error(r["early_stop_test_acc"]) for r in records]),
             "early_stop_step": _stats([r["early_stop_step"] for r in records]),
             "calibration": _calibration([r["calibration"] for r in records if r["calibration"]]),
-            "pruned": pruned}
+            "pruned": pruned, "cost": _cost(records), "paired": None}
 
 
 def _calibration(found):
@@ -507,12 +636,14 @@ def _variant_key(v):
             json.dumps(v["settings"], sort_keys=True), v["run_dir"])
 
 
-def aggregate_sparse(run_dirs):
+def aggregate_sparse(run_dirs, baseline=None):
     """(variants, pending): one variant per run folder with at least one finished seed, sorted
-    by penalty, gates, strength (percentages: weights kept, test error = 100 * (1 - accuracy));
-    pending = the folders with no finished seed yet. Raises SummaryError for corrupt files or
-    when no folder has a finished seed."""
+    by penalty, gates, strength (percentages: weights kept, test error = 100 * (1 - accuracy)),
+    each with 'paired' against the folder `baseline` (--baseline) if given; pending = the folders
+    with no finished seed yet. Raises SummaryError for corrupt files, a bad `baseline` or when no
+    folder has a finished seed."""
     collected = {d: collect_sparse(d) for d in run_dirs}
+    baseline = _baseline(baseline, run_dirs, collected)
     hps = {d: read_hparams(d) for d in run_dirs}
     pending = [os.path.normpath(d) for d in run_dirs if not collected[d][0]]
     done = [d for d in run_dirs if collected[d][0]]
@@ -520,7 +651,26 @@ def aggregate_sparse(run_dirs):
         raise SummaryError(f"{', '.join(run_dirs)}: no seed_<s>/metrics.json yet (no seed has finished)")
     settings = _differing({d: _flatten(hps[d]) for d in done})
     variants = [_variant(d, *collected[d], hps[d], settings[d]) for d in done]
+    if baseline:
+        correct = {os.path.normpath(d): _correct_by_seed(collected[d][0]) for d in done}
+        for v in variants:
+            v["paired"] = None if v["run_dir"] == baseline else _paired(correct[v["run_dir"]], correct[baseline])
     return sorted(variants, key=_variant_key), pending
+
+
+def _baseline(baseline, run_dirs, collected):
+    """The folder (normalised) of `run_dirs` that --baseline names, None without one. Raises
+    SummaryError when it names none of them or one with fewer than 2 finished seeds."""
+    if baseline is None:
+        return None
+    found = [d for d in run_dirs if os.path.realpath(d) == os.path.realpath(baseline)]
+    if not found:
+        raise SummaryError(f"--baseline={baseline}: not one of the run folders given ({', '.join(run_dirs)})")
+    seeds = [r["seed"] for r in collected[found[0]][0]]
+    if len(seeds) < 2:
+        raise SummaryError(f"--baseline={baseline}: {len(seeds)} finished seed{'' if len(seeds) == 1 else 's'} "
+                           f"({_seed_list(seeds) or 'none'}); paired tests need at least 2")
+    return os.path.normpath(found[0])
 
 
 def missing_sparse(variants):
@@ -570,13 +720,14 @@ def _architecture_cell(neurons, original=None, limit=3):
     return cell + (f" of {original}" if original else "")
 
 
-def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines=(), lottery=None):
+def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines=(), lottery=None, baseline=None):
     """The summary as markdown: one table row per variant (run folder); the first column is
     'Method' when some variant is Bayesian or pruned while training ('Penalty' otherwise, as
     before); calibration columns only when some variant has them, pruned columns only when some
-    seed was pruned to a matched %, an 'Other settings' column only when folders differ in more
-    than the settings with a column; then, given `lottery` (`read_lottery`), the comparison with
-    iterative magnitude pruning."""
+    seed was pruned to a matched %, the paired difference only given `baseline` (the folder of
+    --baseline), the training cost only when some variant has it, an 'Other settings' column only
+    when folders differ in more than the settings with a column; then, given `lottery`
+    (`read_lottery`), the comparison with iterative magnitude pruning."""
     pruned, others = any(v["pruned"] for v in variants), any(v["settings"] for v in variants)
     calibrated = [v["calibration"] for v in variants if v["calibration"]]
     mc = [c["mc"] for c in calibrated if c["mc"]]
@@ -593,6 +744,8 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
         head += [("NLL", "---:"), ("ECE %", "---:")] + ([("MC NLL", "---:"), ("MC ECE %", "---:")] if mc else [])
     if pruned:
         head += [("Pruned: weights kept %", "---:"), ("Pruned: test error %", "---:")]
+    extra = _extra_columns(variants, baseline)
+    head += [h for h, _ in extra]
     if others:
         head += [("Other settings", "---")]
     lines = ([f"# {title}", ""] if title else []) + _table_head(head)
@@ -602,21 +755,22 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
         cells = [v["method"], "—" if bayesian_or_none or v["strength"] is None else _flag(float(v["strength"])),
                  f"{n} ({_seed_list(v['seeds'])})", _fmt(v["weights_kept"], 2, n),
                  _architecture_cell(v["architecture"]["neurons"], None if common else v["architecture"]["original"]),
-                 _fmt(v["final_test_error"], 2, n), _fmt(v["early_stop_test_error"], 2, n)]
+                 _fmt(v["final_test_error"], 2, n, ci=True), _fmt(v["early_stop_test_error"], 2, n, ci=True)]
         if hidden:
             cells.insert(5, _fmt(v.get("hidden_kept"), 1, n))
         for mode in ("mean", "mc") if mc else ("mean",) if calibrated else ():
             stats = c.get(mode) or {}
             cells += [_fmt(stats.get("nll"), 3, n), _fmt(stats.get("ece"), 2, n)]
         if pruned:
-            cells += [_fmt(p["weights_kept"], 2, n), _fmt(p["test_error"], 2, n)] if p else ["—", "—"]
+            cells += [_fmt(p["weights_kept"], 2, n), _fmt(p["test_error"], 2, n, ci=True)] if p else ["—", "—"]
+        cells += [cell(v) for _, cell in extra]
         if others:
             cells.append(", ".join(f"--{k}={_flag(val)}" for k, val in v["settings"].items()) or "—")
         lines.append("| " + " | ".join(cells) + " |")
     masks = " and the masks of pruning while training" if any(v["prune_score"] for v in variants) else ""
     lines += ["", "Test error = 100 × (1 − test accuracy) at the end of training; ES = early stop (minimum "
               f"validation loss). Weights kept: % of weights non-zero after the gates{masks}. Mean ± sample std "
-              "over seeds; (n=k) when fewer seeds than the row has."]
+              "over seeds, and for test errors [95% t interval of the mean]; (n=k) when fewer seeds than the row has."]
     if calibrated:
         samples = sorted({n for m in mc for n in m["samples"]}, key=str)
         lines.append("NLL (nats) and ECE (expected calibration error, 15 equal-width confidence bins) on the test "
@@ -626,6 +780,7 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
                      + (", or --mc_samples=0" if mc else "") + ").")
     if pruned:
         lines.append("Pruned: the trained model pruned by weight magnitude (global) to a matched % and tested again.")
+    lines += _extra_notes(variants, baseline)
     if lottery:
         lines += ["", *lottery_markdown(compare_lottery(variants, lottery), lottery)]
     lines += ["", "Run folders: " + ", ".join(f"`{d}`" for d in run_dirs)]
@@ -634,6 +789,44 @@ def sparse_markdown(variants, title=None, run_dirs=(), pending=(), missing_lines
     if missing_lines:
         lines += ["", "Missing (partial runs):"] + [f"- {m}" for m in missing_lines]
     return "\n".join(lines) + "\n"
+
+
+def _extra_columns(variants, baseline):
+    """[((title, alignment), cell(variant))] of the optional columns: the paired difference against
+    the folder `baseline`, and the training cost where some variant recorded it."""
+    columns = []
+    if baseline:
+        columns.append((("Δ test error vs baseline (points)", "---:"),
+                        lambda v: "baseline" if v["run_dir"] == baseline else _paired_cell(v["paired"])))
+    if any(v["cost"] for v in variants):
+        columns.append((("CPU min · training FLOPs (sparse / dense)", "---:"), lambda v: _cost_cell(v["cost"])))
+    return columns
+
+
+def _extra_notes(variants, baseline):
+    notes = []
+    if baseline:
+        label = next(v["label"] for v in variants if v["run_dir"] == baseline)
+        notes.append(f"Δ test error: the variant's test error at the end of training minus the baseline's ({label}, "
+                     f"`{baseline}`), on the same seeds and test examples (negative: the variant errs less), "
+                     + _PAIRED_NOTE.format(who="the variant"))
+    if any(v["cost"] for v in variants):
+        notes.append("Training cost: mean CPU minutes per seed, and training FLOPs counting only the weights the "
+                     "masks keep / as executed by dense kernels (tflth/pruning/flops.py: 3 passes per step); —: "
+                     "not recorded (metrics files older than them).")
+    return notes
+
+
+def _cost_cell(cost):
+    if not cost:
+        return "—"
+    cpu = "—" if cost["cpu_minutes"] is None else f"{cost['cpu_minutes']:.1f}"
+    return f"{cpu} · {_sci(cost['flops_sparse'])} / {_sci(cost['flops_dense'])}"
+
+
+def _sci(x):
+    """4.8e12 for 4.79e12 ('—' for None)."""
+    return "—" if x is None else f"{x:.1e}".replace("e+", "e").replace("e0", "e")
 
 
 def _table_head(head):
@@ -682,8 +875,9 @@ def _complement(stats):
     """Accuracy statistics in percent as error statistics (100 - accuracy)."""
     if not stats:
         return None
-    return {"mean": 100.0 - stats["mean"], "std": stats.get("std"), "min": 100.0 - stats["max"],
-            "max": 100.0 - stats["min"], "n": stats["n"]}
+    ci = stats.get("ci")  # absent from a summary.json older than the intervals
+    return {"mean": 100.0 - stats["mean"], "std": stats.get("std"), "ci": ci and [100.0 - ci[1], 100.0 - ci[0]],
+            "min": 100.0 - stats["max"], "max": 100.0 - stats["min"], "n": stats["n"]}
 
 
 def compare_lottery(variants, lottery):
@@ -814,16 +1008,20 @@ def plot_sparse(variants, out_dir, title=None, lottery=None):
                    os.path.join(out_dir, "sparsity.png"))
 
 
-def summarize_sparse(run_dirs, lottery=None):
+def summarize_sparse(run_dirs, lottery=None, baseline=None):
     """(markdown, json text, write plots(out)) of one or more sparse-training run folders, and
-    the comparison with `lottery` (`read_lottery`) if given."""
-    variants, pending = aggregate_sparse(run_dirs)
+    the comparison with `lottery` (`read_lottery`) and the paired differences against the folder
+    `baseline` (--baseline) if given."""
+    variants, pending = aggregate_sparse(run_dirs, baseline)
+    baseline = baseline and next(v["run_dir"] for v in variants
+                                 if os.path.realpath(v["run_dir"]) == os.path.realpath(baseline))
     titles = {read_title(d) for d in run_dirs}
     title = next(iter(titles)) if len(titles) == 1 else None
     gaps, dirs = missing_sparse(variants), [os.path.normpath(d) for d in run_dirs]
-    markdown = sparse_markdown(variants, title, dirs, pending, gaps, lottery)
-    summary = {"kind": "sparse", "run_dirs": dirs, "title": title, "spread": "sample std (ddof=1)",
-               "unit": "percent (weights kept, test error = 100 * (1 - accuracy))",
+    markdown = sparse_markdown(variants, title, dirs, pending, gaps, lottery, baseline)
+    summary = {"kind": "sparse", "run_dirs": dirs, "title": title, "spread": _SPREAD,
+               "unit": "percent (weights kept, test error = 100 * (1 - accuracy))", "baseline": baseline,
+               "paired_test": _PAIRED_TEST.format(baseline="the baseline") if baseline else None, "cost": _COST_NOTE,
                "variants": variants, "pending": pending, "missing": gaps}
     if lottery:
         summary["lottery"] = {**lottery, "comparison": compare_lottery(variants, lottery)}
@@ -835,16 +1033,29 @@ def summarize_lottery(run_dir):
     """(markdown, json text, write plots(out)) of one lottery-ticket run folder."""
     records = collect(run_dir)
     rows, gaps, title = aggregate(records), missing(records), read_title(run_dir)
+    paired = pair_controls(records)
+    for row in rows:
+        row["paired_vs_ticket"] = paired[row["level"]]
     markdown = to_markdown(rows, gaps, title)
-    text = json.dumps({"run_dir": os.path.abspath(run_dir), "title": title, "spread": "sample std (ddof=1)",
-                       "accuracy_unit": "percent", "levels": rows, "missing": gaps}, indent=2) + "\n"
+    text = json.dumps({"run_dir": os.path.abspath(run_dir), "title": title, "spread": _SPREAD,
+                       "paired_test": _PAIRED_TEST.format(baseline="the winning ticket (main) of the same level"),
+                       "accuracy_unit": "percent", "cost": _COST_NOTE, "levels": rows, "missing": gaps},
+                      indent=2) + "\n"
     return markdown, text, lambda out: plot(rows, out, title, records)
 
 
-def summarize(run_dirs, lottery=None, lottery_iterations=None):
+_SPREAD = "sample std (ddof=1); ci: 95% t interval of the mean over seeds (tflth.stats.describe)"
+_PAIRED_TEST = ("paired_bootstrap of tflth.stats: diff = test error (points) minus that of {baseline} on the shared "
+                "seeds and test examples, ci 95% (two-level bootstrap over seeds and examples), wins = seeds with "
+                "lower error; null: fewer than 2 shared seeds with per-example test results")
+_COST_NOTE = ("means over seeds of each training's own cost: cpu_minutes, flops_sparse (the weights the masks "
+              "keep) and flops_dense (as executed), tflth/pruning/flops.py; null where the metrics lack them")
+
+
+def summarize(run_dirs, lottery=None, lottery_iterations=None, baseline=None):
     """Dispatch on the kind of the folders; SummaryError for a mix, several lottery folders, a
-    folder of neither kind among several, or a bad `lottery` (the path of --lottery, for sparse
-    folders only)."""
+    folder of neither kind among several, a bad `lottery` (the path of --lottery, for sparse
+    folders only) or a bad `baseline` (--baseline: one of the sparse folders, 2 seeds or more)."""
     seen = set()  # a folder given twice counts once
     run_dirs = [d for d in run_dirs if not (os.path.realpath(d) in seen or seen.add(os.path.realpath(d)))]
     kinds = {d: run_kind(d) for d in run_dirs}
@@ -854,6 +1065,9 @@ def summarize(run_dirs, lottery=None, lottery_iterations=None):
     if lottery is not None and "sparse" not in kinds.values():
         raise SummaryError(f"--lottery={lottery}: compares sparse-training run folders with a lottery run; "
                            f"{', '.join(run_dirs)} holds none")
+    if baseline is not None and "sparse" not in kinds.values():
+        raise SummaryError(f"--baseline={baseline}: names one of several sparse-training run folders; a lottery "
+                           "summary pairs each control branch with the winning ticket itself")
     if len(run_dirs) == 1 and kinds[run_dirs[0]] != "sparse":
         return summarize_lottery(run_dirs[0])  # today's behaviour, its errors included
     if {"lottery", "sparse"} <= set(kinds.values()):
@@ -866,14 +1080,14 @@ def summarize(run_dirs, lottery=None, lottery_iterations=None):
             raise SummaryError(f"{d}: not a directory" if not os.path.isdir(d) else
                                f"{d}: not a run folder (expected seed_<s>/metrics.json or "
                                "replicate_<seed>/level_<L>/<branch>/metrics.json)")
-    return summarize_sparse(run_dirs, None if lottery is None else read_lottery(lottery, lottery_iterations))
+    return summarize_sparse(run_dirs, None if lottery is None else read_lottery(lottery, lottery_iterations), baseline)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      usage="%(prog)s RUN [RUN ...] [--out DIR] [--format md|json]\n"
-                                           "       %(prog)s SPARSE_RUN [SPARSE_RUN ...] --lottery PATH "
-                                           "[--lottery_iterations N] [--out DIR] [--format md|json]")
+                                           "       %(prog)s SPARSE_RUN [SPARSE_RUN ...] [--baseline RUN] "
+                                           "[--lottery PATH [--lottery_iterations N]] [--out DIR] [--format md|json]")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN",
                         help="one lottery run folder (replicate_<seed>/level_<L>/<branch>/metrics.json), or one "
                              "or more sparse-training run folders (sparse_<hash>/seed_<s>/metrics.json)")
@@ -886,9 +1100,13 @@ def main(argv=None):
     parser.add_argument("--lottery_iterations", metavar="N", type=int,
                         help="the lottery's training iterations per level when PATH has no hparams.json "
                              "(a summary.json elsewhere; default 50000)")
+    parser.add_argument("--baseline", metavar="RUN",
+                        help="sparse-training folders only: one of the RUN folders given (2 seeds or more); every "
+                             "other variant gets its paired difference in test error against it, with a 95%% "
+                             "interval over seeds and test examples")
     args = parser.parse_args(argv)
     try:
-        markdown, text, write_plots = summarize(args.run_dirs, args.lottery, args.lottery_iterations)
+        markdown, text, write_plots = summarize(args.run_dirs, args.lottery, args.lottery_iterations, args.baseline)
     except SummaryError as e:
         print(f"summarize: {e}", file=sys.stderr)
         return 2
