@@ -42,6 +42,56 @@ def test_step_schedule_offset_resumes_the_schedule():
     assert float(again(5)) == float(shifted(5))
 
 
+def _lr_used_at(optimizer, step, variables):
+    """(optimizer.learning_rate, the size of the step SGD takes with gradient 1) at optimizer step
+    `step`: the rate the compiled optimizer reports and the one its update applies."""
+    optimizer.iterations.assign(step)
+    reported = float(optimizer.learning_rate)
+    before = variables[0].numpy().copy()
+    optimizer.apply([keras.ops.ones(v.shape) for v in variables], variables)
+    return reported, float(np.mean(before - variables[0].numpy()))
+
+
+@pytest.mark.parametrize("decay_start,offset", [(60, 0), (60, 25), (60, 70), (0, 0), (0, 25)])
+def test_lr_linear_decay_is_constant_then_reaches_zero_at_the_last_iteration(decay_start, offset):
+    """--lr_linear_decay=60 with --iterations=100: lr until iteration 60, then lr * (100 - i) / 40, 0 at
+    100; a branch compiled at `offset` (a rewound lottery level, its optimizer's step from 0) reads
+    iteration step + offset. 0: no decay."""
+    lr = 0.04
+    training = TrainingHparams(optimizer="sgd", lr=lr, iterations=100, eval_every=10, lr_linear_decay=decay_start)
+    model = models.lenet_300_100(input_shape=(4, 4, 1))
+    engine.compile_model(model, training, offset=offset)
+    variables = [v for v in model.trainable_variables if v.path.endswith("fc1/kernel")]
+    assert len(variables) == 1
+    for iteration in (0, 1, 30, 59, 60, 61, 70, 80, 90, 99, 100, 120):
+        if iteration < offset:
+            continue
+        expected = lr if not decay_start else lr * min(1.0, max(0.0, (100 - iteration) / (100 - decay_start)))
+        reported, applied = _lr_used_at(model.optimizer, iteration - offset, variables)
+        assert reported == pytest.approx(expected, rel=1e-6, abs=1e-9), iteration
+        assert applied == pytest.approx(expected, rel=1e-4, abs=1e-7), iteration
+        if decay_start and iteration <= decay_start:
+            assert reported == pytest.approx(lr, rel=1e-7), iteration  # constant before the decay
+        if decay_start and iteration >= 100:
+            assert reported == 0.0 and applied == 0.0, iteration
+
+
+@pytest.mark.parametrize("value", [100, 150, -1])
+def test_a_bad_lr_linear_decay_is_refused_in_one_line(value):
+    with pytest.raises(ValueError) as error:
+        TrainingHparams(iterations=100, eval_every=10, lr_linear_decay=value)
+    assert str(error.value).startswith(f"--lr_linear_decay={value}: must be in [0, --iterations=100)")
+    assert "\n" not in str(error.value)
+    # As a recipe's flags give it (the lottery CLI prints this line and exits with status 2).
+    from absl import flags
+    from tflth.lottery import cli
+    values = flags.FlagValues()
+    cli.define_run_flags(values)
+    values(["recipe", "--iterations=100", "--eval_every=10", f"--lr_linear_decay={value}"])
+    with pytest.raises(ValueError, match=rf"^--lr_linear_decay={value}: must be in \[0, --iterations=100\)"):
+        cli.read_hparams(values)
+
+
 @pytest.mark.parametrize("name", ["sgd", "adam"])
 def test_coupled_l2_is_pytorchs_weight_decay(name):
     """l2 * w joins the gradient before momentum / Adam's moments, as torch.optim does."""

@@ -1,18 +1,21 @@
 """The sparse-training runner and its command line (recipes/mnist_l0.py), on tiny real-format data."""
 import dataclasses
+import math
 import os
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 from absl import flags
 
 from idx_files import learnable_digits, write_mnist
-from tflth import io, l0, pruning
+from tflth import io, l0, pruning, regularizers
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
+from tflth.pruning.scores import log_alpha
 from tflth.trainer import cli, runner
-from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
+from tflth.trainer.hparams import PENALTIES, ModelHparams, SparsityHparams, TrainerHparams
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = TrainerHparams(DatasetHparams(batch_size=20, validation_size=40), ModelHparams(),
@@ -63,6 +66,57 @@ def test_map_penalty_pruned_to_a_matched_percentage(tmp_path, digits_dir, penalt
     pruned = _metrics(run)["pruned"]
     assert abs(pruned["weights_remaining"] - 5.0) < 0.5 and 0 <= pruned["test_acc"] <= 1
     assert _metrics(run)["weights_remaining"] == 100.0  # a MAP penalty alone leaves no exact zeros
+
+
+# What --penalty_scale=tau sets in each MAP penalty (the flag's help): written out here, not read from
+# runner.scale_arguments, so that a penalty added to PENALTIES fails until its scale is decided.
+TAU_ARGUMENT = {"student_t": ("scale", lambda tau: tau), "horseshoe": ("scale", lambda tau: tau),
+                "horseshoe_plus": ("scale", lambda tau: tau), "log_t": ("loc", math.log),
+                "log_scale_t": ("loc", math.log)}
+NO_SCALE = ("l1", "lp", "log_uniform", "igg")
+MAP_PENALTIES = [p for p in PENALTIES if p not in ("none", "l0")]
+
+
+def test_every_map_penalty_has_a_decided_scale():
+    assert sorted(MAP_PENALTIES) == sorted([*TAU_ARGUMENT, *NO_SCALE]) == sorted(regularizers.PENALTIES)
+
+
+@pytest.mark.parametrize("penalty", MAP_PENALTIES)
+def test_penalty_scale_reaches_every_layers_regularizer(penalty):
+    """--penalty_scale=tau is scale=tau or loc=log(tau) of every layer's penalty (--per_layer's too);
+    0 leaves the penalty's defaults; penalties without a scale ignore it."""
+    cls, tau, n = regularizers.PENALTIES[penalty], 0.05, 200
+
+    def built(scale):
+        hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
+            penalty=penalty, strength=2.0, penalty_scale=scale, per_layer="fc2.strength=4"))
+        layers = pruning.prunable_layers(runner.build_model(hparams, 0, n=n))
+        assert [layer.name for layer in layers] == ["fc1", "fc2", "output"]
+        return layers
+
+    w = np.concatenate([np.linspace(-0.5, 0.5, 21), [1e-4, -3e-3, 0.02, 2.0]]).astype(np.float32)
+    for scale in (0.0, tau):
+        for layer in built(scale):
+            regularizer = layer.kernel_regularizer
+            assert type(regularizer) is cls, (layer.name, type(regularizer))
+            expected = {**cls(1.0).get_config(), "strength": (4.0 if layer.name == "fc2" else 2.0) / n}
+            if scale and penalty in TAU_ARGUMENT:
+                key, value = TAU_ARGUMENT[penalty]
+                expected[key] = value(scale)
+            assert regularizer.get_config() == expected, layer.name
+            # What a saved model holds, and what loading it gives back.
+            saved = layer.get_config()["kernel_regularizer"]
+            assert saved["config"] == expected and saved["registered_name"] == f"tflth>{cls.__name__}"
+            assert keras.regularizers.deserialize(saved).get_config() == expected
+    # The value: the fc1 penalty of the same weights with tau and with the default.
+    default, scaled = (float(built(scale)[0].kernel_regularizer(w)) for scale in (0.0, tau))
+    assert np.isfinite(default) and np.isfinite(scaled)
+    if penalty in TAU_ARGUMENT:
+        key, value = TAU_ARGUMENT[penalty]
+        assert abs(scaled - default) > 1e-3 * abs(default) + 1e-6, (default, scaled)
+        assert scaled == pytest.approx(float(cls(2.0 / n, **{key: value(tau)})(w)), rel=1e-6)
+    else:
+        assert scaled == default
 
 
 def test_prune_to_keeps_the_largest_deployed_weights():
@@ -153,20 +207,59 @@ BAYES = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(
     prune_score="log_alpha", prune_threshold="-3", prune_every=10, prune_end=29))
 
 
+class _AtPruningSteps(keras.callbacks.Callback):
+    """Copies every prunable layer's mask and log-alpha score at the given steps, right after the
+    run's own pruning callback has acted (it acts before a step; callbacks passed to the run
+    come after the run's own)."""
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps, self.seen = set(steps), {}
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if step in self.steps:
+            self.seen[step] = {layer.name: (layer.mask.numpy().copy(), log_alpha(layer))
+                               for layer in pruning.prunable_layers(self.model)}
+
+
 def test_bayesian_run_prunes_while_training_and_measures_calibration(tmp_path, digits_dir):
-    run = runner.run(BAYES, root=str(tmp_path), data_dir=digits_dir, verbose=False)
+    schedule = next(c for c in runner.callbacks(BAYES) if isinstance(c, pruning.PruneCallback)).schedule
+    pruning_steps = [step for step in range(BAYES.training.iterations) if schedule(step)[0]]
+    assert pruning_steps == [10, 20]
+    record = _AtPruningSteps(pruning_steps)
+    run = runner.run(BAYES, root=str(tmp_path), data_dir=digits_dir, verbose=False, extra_callbacks=[record])
     metrics = _metrics(run)
     assert metrics["prior"] == "log_uniform" and metrics["estimator"] == "local_reparam"
     calibration = metrics["calibration"]
     assert calibration["mc"]["samples"] == 3 and 0 <= calibration["mean"]["ece"] <= 1
     # The mean mode is what the engine evaluates: its error is the last row's.
     assert abs(calibration["mean"]["error"] - (1 - metrics["final_test_acc"])) < 1e-6
+    # Right after each pruning step no kept weight has log alpha > 3 (score -log alpha >= -3), some
+    # weights are gone, and masks only shrink.
+    assert sorted(record.seen) == pruning_steps
+    previous = None
+    for step in pruning_steps:
+        for name, (mask, score) in record.seen[step].items():
+            assert np.all(score[mask == 1] >= -3.0), (step, name, int(np.sum(score[mask == 1] < -3.0)))
+            assert previous is None or np.all(mask <= previous[name][0]), (step, name)
+        assert sum(np.sum(mask == 0) for mask, _ in record.seen[step].values()) > 0, step
+        previous = record.seen[step]
+    # The saved model carries the masks of the last pruning step (nothing pruned after it), its pruned
+    # weights are exactly zero, and the masks are what the architecture counts. Training goes on after
+    # the last pruning step (--prune_end < --iterations), so the saved model's kept weights are not
+    # checked against the threshold: about a fifth of fc1's have passed log alpha 3 by step 30 here.
     model = runner.build_model(BAYES, 0, n=200)
-    model.load_weights(os.path.join(runner.seed_dir(run, 0), "final.weights.h5"))
-    # Pruned while training by the threshold: no kept weight of the saved model has log alpha > 3
-    # at the last pruning step, and the masks are what the architecture counts.
+    runner.load_final(model, BAYES, runner.seed_dir(run, 0))
+    kept = total = 0
+    for layer in pruning.prunable_layers(model):
+        mask = layer.mask.numpy()
+        np.testing.assert_array_equal(mask, previous[layer.name][0])
+        assert np.all(layer.kernel.numpy()[mask == 0] == 0), layer.name
+        kept, total = kept + mask.sum(), total + mask.size
+    assert 0 < kept < total
     assert abs(l0.architecture(model).weights_kept - metrics["weights_remaining"]) < 1e-9
-    assert metrics["weights_remaining"] < 100
+    assert abs(metrics["weights_remaining"] - 100.0 * kept / total) < 1e-6
 
 
 def test_prune_to_a_target_while_training_reaches_it(tmp_path, digits_dir):
