@@ -1,6 +1,7 @@
 """The ablation study: every method's hyperparameters, cells resumed and skipped, the table, the CLI."""
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -171,10 +172,31 @@ def test_cells_carry_their_cost_and_per_example_results_and_the_report_pairs_the
     (["--methods=imp,snip", "--baseline=gradual", "--seeds=0,1"], "--baseline='gradual': not one of --methods"),
     (["--methods=imp,snip", "--baseline=imp", "--seeds=0"], "--seeds='0': confidence intervals and paired tests"),
     (["--check", "--out=/nonexistent/folder"], "--out=/nonexistent/folder: /nonexistent/folder/ablation.json is missing"),
+    (["--check", "--out=LEGACY"], "is not an ablation.json this tflth reads (KeyError"),
 ])
 def test_bad_statistics_flags_are_one_line_and_write_nothing(tmp_path, args, message):
-    root = tmp_path / "runs"
+    root, legacy = tmp_path / "runs", tmp_path / "legacy"  # legacy: an ablation.json of before the statistics
+    legacy.mkdir()
+    (legacy / "ablation.json").write_text('{"cells": [], "missing": [], "summary": {}}')
+    (legacy / "ablation.md").write_text("| Method |\n")
+    args = [a.replace("LEGACY", str(legacy)) for a in args]
     out = subprocess.run([sys.executable, os.path.join(REPO, "recipes", "ablation.py"), f"--root={root}"] + args,
                          capture_output=True, text=True, cwd=REPO)
     last = out.stderr.strip().splitlines()[-1]
     assert out.returncode == 2 and last.startswith("error: ") and message in last and not root.exists()
+
+
+@pytest.mark.parametrize("study", ["ablation", "evidence"])
+def test_the_tables_under_docs_are_what_their_json_gives(study):
+    assert ablation.check(os.path.join(REPO, "docs", study)) is None
+
+
+def test_every_command_of_the_evidence_script_has_valid_flags():
+    with open(os.path.join(REPO, "tools", "evidence_runs.sh")) as f:
+        commands = [line.split() for line in f if line.strip().startswith("cell ")]
+    assert len(commands) > 5
+    for words in commands:
+        flags = dict(w.lstrip("-").split("=", 1) for w in words[2:])
+        methods.check_methods(flags["methods"].split(","))
+        methods.check_keep([float(k) for k in flags["keep"].split(",")])
+        assert re.fullmatch(r"\$SEEDS|\$seed", flags["seeds"]), words

@@ -62,3 +62,9 @@ def test_training_counts_the_masks_each_step_trained_with(tmp_path):
     hits = engine.correct(model, data["test"])
     assert hits.shape == (32,) and hits.mean() == pytest.approx(rows[-1]["test_acc"])
     assert np.array_equal(io.unpack_bits(io.pack_bits(hits)), hits)
+
+
+def test_damaged_bits_are_refused():
+    packed = io.pack_bits(np.ones(20, bool))
+    with pytest.raises(ValueError, match="cannot hold exactly 30 flags"):
+        io.unpack_bits({**packed, "n": 30})

@@ -1,4 +1,4 @@
-"""tflth.stats: intervals over seeds and the paired bootstrap over seeds and test examples."""
+"""tflth.stats: intervals over seeds, and paired differences over seeds and test examples."""
 import numpy as np
 import pytest
 
@@ -31,16 +31,16 @@ def test_a_method_that_errs_less_on_every_seed_is_significant():
     better = worse.copy()
     better[:, :60] = True  # right where the baseline erred or not: 3% of examples, every seed
     fixed = 100.0 * (worse[:, :60] == 0).mean() * 60 / 2000
-    result = stats.paired_bootstrap(better, worse, resamples=2000)
+    result = stats.paired_difference(better, worse)
     assert result["diff"] == pytest.approx(-fixed) and result["diff"] < 0
-    assert result["significant"] and result["ci"][1] < 0 and result["wins"] == 5 and result["p"] < 0.01
+    assert result["significant"] and result["ci"][1] < 0 and result["wins"] == 5
 
 
 def test_the_same_predictions_are_not_distinguishable_and_the_sign_follows_the_order():
     a, b = _correct(0.05, seed=1), _correct(0.05, seed=2)
-    same = stats.paired_bootstrap(a, a, resamples=500)
-    assert same["diff"] == 0.0 and not same["significant"] and same["ties"] == 5 and same["p"] == 1.0
-    ab, ba = stats.paired_bootstrap(a, b, resamples=2000), stats.paired_bootstrap(b, a, resamples=2000)
+    same = stats.paired_difference(a, a)
+    assert same["diff"] == 0.0 and not same["significant"] and same["ties"] == 5 and same["ci"] == [0.0, 0.0]
+    ab, ba = stats.paired_difference(a, b), stats.paired_difference(b, a)
     assert ab["diff"] == pytest.approx(-ba["diff"]) and not ab["significant"]  # both drawn at 5% error
     assert ab["ci"][0] < ab["diff"] < ab["ci"][1]
 
@@ -52,12 +52,28 @@ def test_the_interval_covers_the_seed_spread():
     other = base.copy()
     for s, sign in enumerate([1, 1, 1, -1, -1]):
         other[s, :100] = sign > 0  # seeds 0-2 get 100 examples right, 3-4 get them wrong
-    result = stats.paired_bootstrap(other, base, resamples=4000)
+    result = stats.paired_difference(other, base)
     assert result["wins"] == 3 and not result["significant"]
 
 
-def test_paired_bootstrap_refuses_what_it_cannot_pair():
+def test_paired_difference_refuses_what_it_cannot_pair():
     with pytest.raises(ValueError, match="at least 2"):
-        stats.paired_bootstrap(_correct(0.1, seeds=1), _correct(0.1, seeds=1))
+        stats.paired_difference(_correct(0.1, seeds=1), _correct(0.1, seeds=1))
     with pytest.raises(ValueError, match="shape"):
-        stats.paired_bootstrap(_correct(0.1, seeds=2), _correct(0.1, seeds=3))
+        stats.paired_difference(_correct(0.1, seeds=2), _correct(0.1, seeds=3))
+
+
+def test_the_interval_covers_a_null_difference_about_95_times_in_100():
+    """Simulated studies of two equally good methods (5 seeds, 4,000 test examples drawn per
+    study, examples of varying difficulty, a seed-to-seed shift and per-example noise): the
+    interval holds 0 in 90-99% of them (a two-level bootstrap held it in 86-91%)."""
+    rng = np.random.default_rng(7)
+    held = 0
+    for _ in range(200):
+        difficulty = rng.normal(-4.0, 1.5, 4000)
+        runs = [np.array([rng.random(4000) >= 1 / (1 + np.exp(-(difficulty + rng.normal(0, 0.1)
+                                                                 + rng.normal(0, 0.8, 4000)))) for _ in range(5)])
+                for _ in range(2)]
+        ci = stats.paired_difference(*runs)["ci"]
+        held += ci[0] <= 0.0 <= ci[1]
+    assert 180 <= held <= 198

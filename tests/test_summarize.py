@@ -697,7 +697,7 @@ def test_lottery_controls_paired_with_the_ticket(lottery_with_results, tmp_path,
     assert continued == "— |"  # an older metrics.json: no per-example results
     assert len(rows) == 2 and "n.s.: the interval holds 0" in section
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert "two-level bootstrap" in summary["paired_test"]
+    assert "crossed random factors" in summary["paired_test"]
     level0, level1 = summary["levels"]
     assert level0["paired_vs_ticket"] == {}
     paired = level1["paired_vs_ticket"]

@@ -117,6 +117,8 @@ def pack_bits(flags):
 
 
 def unpack_bits(packed):
-    """The boolean vector `pack_bits` stored."""
+    """The boolean vector `pack_bits` stored; ValueError if the bytes do not hold n flags."""
     raw = np.frombuffer(base64.b64decode(packed["bits"]), dtype=np.uint8)
+    if len(raw) != (int(packed["n"]) + 7) // 8:
+        raise ValueError(f"packed bits: {len(raw)} bytes cannot hold exactly {packed['n']} flags (damaged?)")
     return np.unpackbits(raw, count=int(packed["n"])).astype(bool)

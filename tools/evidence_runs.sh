@@ -9,6 +9,7 @@
 #       --out=docs/ablation --collect_only
 #
 # Usage: tools/evidence_runs.sh [ROOT]   (default /root/tflth-runs, outside the work tree)
+# A command refused as bad input (exit 2) stops its chain; a test checks every command's flags.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:-/root/tflth-runs}
@@ -20,13 +21,18 @@ cell() {  # chain, then the ablation flags that choose the cells
   local chain=$1; shift
   "$PY" recipes/ablation.py --flagfile=recipes/flags/mnist_ablation.cfg --root="$ROOT" --out="$ROOT/out_$chain" "$@" \
     >> "$ROOT/chain_$chain.log" 2>&1
+  local status=$?
+  if [ "$status" -eq 2 ]; then
+    echo "chain $chain stopped: bad flags in: $*" | tee -a "$ROOT/chain_$chain.log" >&2
+    exit 2
+  fi
 }
 
 chain_a() {  # Bayesian trainings: the uncertainty score against |mean| and random on the same training
   cell a --methods=snr,snr:magnitude --keep=2 --seeds=$SEEDS
   cell a --methods=snr:random --keep=2 --seeds=$SEEDS
   cell a --methods=svd,svd:magnitude,horseshoe:snr,horseshoe --keep=2 --seeds=$SEEDS
-  cell a --methods=snr,snr:magnitude,snr:random --keep=1,5 --seeds=$SEEDS
+  cell a --methods=snr,snr:magnitude,snr:random --keep=5,1 --seeds=$SEEDS
   cell a --methods=l0,l0:magnitude --keep=2 --seeds=$SEEDS
   cell a --methods=svd,svd:magnitude,svd:random,horseshoe:snr,horseshoe,horseshoe:random --keep=5,1 --seeds=$SEEDS
   cell a --methods=l0,l0:magnitude,l0:random --keep=5,1 --seeds=$SEEDS
@@ -34,14 +40,14 @@ chain_a() {  # Bayesian trainings: the uncertainty score against |mean| and rand
 
 chain_b() {  # IMP baselines, one seed at a time to the deepest level, then the one-run masked methods
   for seed in ${SEEDS//,/ }; do
-    cell b --methods=imp_late --keep=5,2,1 --seeds=$seed
+    cell b --methods=imp_late --keep=10,5,2,1 --seeds=$seed
   done
   for seed in ${SEEDS//,/ }; do
-    cell b --methods=imp,imp:reinit,imp:random_prune,imp:continue --keep=5,2,1 --seeds=$seed
+    cell b --methods=imp,imp:reinit,imp:random_prune,imp:continue --keep=10,5,2,1 --seeds=$seed
   done
   cell b --methods=gradual,rigl,oneshot,snip,random,set --keep=5,2,1 --seeds=$SEEDS
   for seed in ${SEEDS//,/ }; do
-    cell b --methods=imp_lr,imp_layerwise --keep=5,2,1 --seeds=$seed
+    cell b --methods=imp_lr,imp_layerwise --keep=10,5,2,1 --seeds=$seed
   done
 }
 

@@ -22,11 +22,11 @@ exit 2, nothing written. Needs only numpy and matplotlib (no TensorFlow).
 
 Paired tests, where metrics.json holds per-example test correctness ("test_correct"; older
 files do not, their cells say —): each lottery control branch against the winning ticket of
-its level, each sparse variant against the folder named by --baseline. The test is the
-two-level paired bootstrap of tflth.stats (seeds, then test examples, resampled with the same
-draws for both), so its interval carries both the training's seed-to-seed variation and the
-test set's sampling error; McNemar's test on the pooled bits would treat the seeds x examples
-as independent and ignore how results move from seed to seed. Training cost (CPU minutes,
+its level, each sparse variant against the folder named by --baseline. The test is
+tflth.stats.paired_difference: its interval carries both the training's seed-to-seed variation
+and the test set's sampling error (seeds x examples as crossed random factors); McNemar's test
+on the pooled bits would treat the seeds x examples as independent and ignore how results move
+from seed to seed, and a two-level bootstrap over 5 seeds covers too rarely (tflth/stats.py). Training cost (CPU minutes,
 FLOPs) where the metrics record it.
 """
 import argparse
@@ -168,12 +168,12 @@ def _correct_by_seed(records):
 
 
 def _paired(mine, theirs):
-    """`tflth.stats.paired_bootstrap` of {seed: correct} against a baseline's {seed: correct} on
+    """`tflth.stats.paired_difference` of {seed: correct} against a baseline's {seed: correct} on
     the seeds both have (the same test set: as many examples in all); None where fewer than 2."""
     seeds = sorted(set(mine) & set(theirs))
     if len(seeds) < 2 or len({mine[s].size for s in seeds} | {theirs[s].size for s in seeds}) > 1:
         return None
-    result = tflth_stats.paired_bootstrap(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds]))
+    result = tflth_stats.paired_difference(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds]))
     return {**result, "seeds": seeds}
 
 
@@ -281,8 +281,8 @@ def to_markdown(rows, missing_lines=(), title=None):
     return "\n".join(lines) + "\n"
 
 
-_PAIRED_NOTE = ("with a 95% interval from a two-level paired bootstrap over seeds and test examples (tflth/stats.py, "
-                f"{tflth_stats.BOOTSTRAP_RESAMPLES:,} resamples); wins: the seeds on which {{who}} errs less (tied: "
+_PAIRED_NOTE = ("with a 95% interval that carries the seed-to-seed spread and the test set's sampling error "
+                "(tflth/stats.py); wins: the seeds on which {who} errs less (tied: "
                 "as many errors). n.s.: the interval holds 0, the two are not distinguishable. —: fewer than 2 seeds "
                 "with per-example test results in both (metrics files older than them have none).")
 
@@ -1045,8 +1045,8 @@ def summarize_lottery(run_dir):
 
 
 _SPREAD = "sample std (ddof=1); ci: 95% t interval of the mean over seeds (tflth.stats.describe)"
-_PAIRED_TEST = ("paired_bootstrap of tflth.stats: diff = test error (points) minus that of {baseline} on the shared "
-                "seeds and test examples, ci 95% (two-level bootstrap over seeds and examples), wins = seeds with "
+_PAIRED_TEST = ("paired_difference of tflth.stats: diff = test error (points) minus that of {baseline} on the shared "
+                "seeds and test examples, ci 95% (seeds x examples as crossed random factors), wins = seeds with "
                 "lower error; null: fewer than 2 shared seeds with per-example test results")
 _COST_NOTE = ("means over seeds of each training's own cost: cpu_minutes, flops_sparse (the weights the masks "
               "keep) and flops_dense (as executed), tflth/pruning/flops.py; null where the metrics lack them")

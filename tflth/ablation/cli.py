@@ -28,7 +28,8 @@ def define_run_flags(flag_values=FLAGS):
     flags.DEFINE_string("out", "", "Folder for ablation.json, .md and .png; default: <root>/ablation.",
                         flag_values=flag_values)
     flags.DEFINE_string("baseline", "", "A method of --methods that every other is compared with, paired on seeds "
-                        "and test examples (a 95% two-level bootstrap interval of the difference); empty: none.",
+                        "and test examples (a 95% interval of the difference, tflth.stats.paired_difference); "
+                        "empty: none.",
                         flag_values=flag_values)
     flags.DEFINE_bool("check", False, "Train nothing and read no run: make <out>/ablation.md again from "
                       "<out>/ablation.json and fail (exit 1) on the first line that differs.", flag_values=flag_values)
@@ -80,7 +81,8 @@ def _main(argv):
     if FLAGS.collect_only:
         print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
     text = report.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}",
-                        baseline=FLAGS.baseline, seeds=seeds)
+                        baseline=FLAGS.baseline, seeds=seeds, command=" ".join(["python recipes/ablation.py",
+                                                                                 *sys.argv[1:]]))
     print(text + f"\n[tflth] ablation written to {out}")
 
 

@@ -1,8 +1,8 @@
 """The ablation's tables, statistics and plots, from the cells `runner.collect` gathers.
 
 Per method and % of weights kept: test error as mean ± sample std with a 95% t interval over
-seeds; against a named baseline, the paired difference with a 95% two-level bootstrap interval
-over seeds and test examples (`tflth.stats`), marked "n.s." where the interval holds 0; and the
+seeds; against a named baseline, the paired difference with a 95% interval over seeds and test
+examples (`tflth.stats.paired_difference`), marked "n.s." where the interval holds 0; and the
 training cost: iterations, training FLOPs (sparse count and executed, as multiples of the dense
 network's training, `tflth.pruning.flops`), wall and CPU minutes. ablation.json keeps the cells
 and the arguments the tables were made with, so `check` can make them again and compare.
@@ -30,15 +30,15 @@ def _correct(cells):
     return {c["seed"]: io.unpack_bits(c["correct"]) for c in cells if c.get("correct")}
 
 
-def paired(cells, baseline_cells, resamples=stats.BOOTSTRAP_RESAMPLES):
-    """`tflth.stats.paired_bootstrap` of two methods' cells on their shared seeds; None where
+def paired(cells, baseline_cells):
+    """`tflth.stats.paired_difference` of two methods' cells on their shared seeds; None where
     fewer than 2 seeds kept their per-example results in both."""
     mine, theirs = _correct(cells), _correct(baseline_cells)
     seeds = sorted(set(mine) & set(theirs))
     if len(seeds) < 2:
         return None
-    return {**stats.paired_bootstrap(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds]),
-                                     resamples=resamples), "seeds": seeds}
+    return {**stats.paired_difference(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds])),
+            "seeds": seeds}
 
 
 def check_baseline(baseline, methods, seeds):
@@ -52,7 +52,7 @@ def check_baseline(baseline, methods, seeds):
                          f"--baseline need at least 2 seeds")
 
 
-def summary(result, methods, keep, baseline=None, resamples=stats.BOOTSTRAP_RESAMPLES):
+def summary(result, methods, keep, baseline=None):
     """{method: {keep: {error, error_std, error_ci, val_error, kept, n, seeds, iterations, seconds,
     cpu_seconds, flops_sparse, flops_dense (means over seeds), paired (against `baseline`)}}}."""
     out = {}
@@ -68,7 +68,7 @@ def summary(result, methods, keep, baseline=None, resamples=stats.BOOTSTRAP_RESA
                        "kept": _mean(mine, "kept"), "iterations": mine[0]["iterations"],
                        **{key: _mean(mine, key) for key in _COST_KEYS}, "paired": None}
             if baseline and method != baseline:
-                rows[k]["paired"] = paired(mine, _cells(result, baseline, k), resamples)
+                rows[k]["paired"] = paired(mine, _cells(result, baseline, k))
         out[method] = rows
     return out
 
@@ -103,10 +103,21 @@ def _flops_cell(r, dense_flops):
     return f"{r['flops_sparse'] / dense_flops:.3f} / {r['flops_dense'] / dense_flops:.2f}"
 
 
-def table(summary_, keep, title=None, recorded=0, baseline=None, seeds=0, dense_flops=None):
+def provenance(cells, command=None):
+    """A paragraph: the command that made the table and the commits that trained its cells."""
+    commits = {}
+    for cell in cells:
+        commits[cell.get("commit") or "not recorded"] = commits.get(cell.get("commit") or "not recorded", 0) + 1
+    text = f"Made by `{command}`. " if command else ""
+    return text + ("Cells trained at tflth commit " + ", ".join(f"{c} ({n} cells)" for c, n in sorted(commits.items()))
+                   + "; each cell's run folder (named by the hash of its hyperparameters) is in ablation.json.")
+
+
+def table(summary_, keep, title=None, recorded=0, baseline=None, seeds=0, dense_flops=None, about=None):
     """Markdown: test error, the paired differences against `baseline` (if any) and the training
     cost, one row per method; `seeds`: how many seeds were asked for (cells with fewer say n=);
-    `recorded`: how many cells came from an earlier ablation.json (`runner.add_recorded`)."""
+    `recorded`: how many cells came from an earlier ablation.json (`runner.add_recorded`);
+    `about`: a closing paragraph (`provenance`)."""
     lines = [f"# {title}", ""] if title else []
     lines += _head("Method", *(f"{k:g}% kept: test error %" for k in keep))
     for method, rows in summary_.items():
@@ -125,8 +136,8 @@ def table(summary_, keep, title=None, recorded=0, baseline=None, seeds=0, dense_
             if method != baseline:
                 lines.append(_row(method, [_paired_cell(rows[k]["paired"]) if k in rows else "—" for k in keep]))
         lines += ["", f"Test error of the method minus {baseline}'s on the same seeds and test examples (negative: "
-                  "the method errs less), with a 95% interval from a two-level paired bootstrap over seeds and test "
-                  "examples (tflth/stats.py, 10,000 resamples), and the seeds on which the method errs less. n.s.: "
+                  "the method errs less), with a 95% interval that carries the seed-to-seed spread and the test set's "
+                  "sampling error (tflth/stats.py), and the seeds on which the method errs less. n.s.: "
                   "the interval holds 0, the two are not distinguishable."]
     lines += ["", "## Training cost", ""]
     lines += _head("Method", "Iterations per cell", *(f"{k:g}% kept: training FLOPs" for k in keep),
@@ -142,6 +153,8 @@ def table(summary_, keep, title=None, recorded=0, baseline=None, seeds=0, dense_
               "iterations: counting only the weights the masks keep / as executed by tflth's dense kernels (RigL's "
               "count, tflth/pruning/flops.py: 3 passes per step; Flipout and local reparameterisation 2 matmuls a "
               "layer). Minutes: wall and CPU time per cell on the machine that ran it."]
+    if about:
+        lines += ["", about]
     return "\n".join(lines) + "\n"
 
 
@@ -214,29 +227,30 @@ def _save(plt, fig, path):
     plt.close(fig)
 
 
-def markdown(saved):
-    """The tables of an ablation.json's contents."""
+def markdown(saved, summary_=None):
+    """The tables of an ablation.json's contents (`summary_`: its summary, if already made)."""
     args = saved["arguments"]
     keep = [float(k) for k in args["keep"]]
-    s = summary(saved, args["methods"], keep, args.get("baseline"))
+    s = summary_ or summary(saved, args["methods"], keep, args.get("baseline"))
     return table(s, keep, args.get("title"), recorded=sum(bool(c.get("recorded")) for c in saved["cells"]),
-                 baseline=args.get("baseline"), seeds=len(args.get("seeds", ())), dense_flops=saved.get("dense_flops"))
+                 baseline=args.get("baseline"), seeds=len(args.get("seeds", ())), dense_flops=saved.get("dense_flops"),
+                 about=provenance(saved["cells"], args.get("command")))
 
 
-def write(result, methods, keep, out, title=None, baseline=None, seeds=()):
+def write(result, methods, keep, out, title=None, baseline=None, seeds=(), command=None):
     """ablation.json, ablation.md, ablation.png and ablation_flops.png in `out` (each written
-    atomically); returns the markdown."""
+    atomically); returns the markdown. `command`: what made them, named in the table."""
     os.makedirs(out, exist_ok=True)
     saved = {**result, "arguments": {"methods": list(methods), "keep": list(keep), "title": title,
-                                     "baseline": baseline or None, "seeds": list(seeds)}}
+                                     "baseline": baseline or None, "seeds": list(seeds), "command": command}}
     s = summary(result, methods, keep, baseline)
-    text = table(s, keep, title, recorded=sum(bool(c.get("recorded")) for c in result["cells"]), baseline=baseline,
-                 seeds=len(seeds), dense_flops=result.get("dense_flops"))
+    text = markdown(saved, s)
     io.write_json(os.path.join(out, "ablation.json"),
                   {"summary": {meth: {str(k): v for k, v in rows.items()} for meth, rows in s.items()}, **saved})
     io.write_text(os.path.join(out, "ablation.md"), text)
     plot(s, os.path.join(out, "ablation.png"), title)
-    plot_flops(s, keep, os.path.join(out, "ablation_flops.png"), result.get("dense_flops"), title)
+    if any(r["flops_sparse"] for rows in s.values() for r in rows.values()):
+        plot_flops(s, keep, os.path.join(out, "ablation_flops.png"), result.get("dense_flops"), title)
     return text
 
 

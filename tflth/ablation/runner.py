@@ -103,8 +103,10 @@ def _imp_cell(study, method, keep, seed, root):
     metrics = _read(paths[-1])
     if metrics is None:
         return folder, None
-    parts = [_read(p) for p in paths] + [_read(lottery_paths.metrics(lottery_paths.pretrain_dir(replicate))) or {}]
-    return folder, {**metrics, **{key: _total(part.get(key) for part in parts if part)
+    if imp_hparams(study, method).pruning.rewind_iteration:
+        paths.append(lottery_paths.metrics(lottery_paths.pretrain_dir(replicate)))
+    parts = [_read(p) or {} for p in paths]  # a part gone missing makes the total unknown, not smaller
+    return folder, {**metrics, **{key: _total(part.get(key) for part in parts)
                                   for key in ("seconds", "cpu_seconds", "flops_sparse", "flops_dense")}}
 
 
@@ -117,7 +119,8 @@ def _total(values):
 def collect(study, methods, keep, seeds, root):
     """[{method, keep, seeds, kept (% by masks), error, val_error (%, final), iterations, seconds, cpu_seconds,
     flops_sparse, flops_dense (training FLOPs, `tflth.pruning.flops`), correct (per test
-    example, `tflth.io.pack_bits`)}] per cell and seed that is finished; the rest is listed
+    example, `tflth.io.pack_bits`), folder, commit (of the tflth that trained it)}] per cell and
+    seed that is finished; the rest is listed
     under "missing"; "dense_flops": the training FLOPs of the dense network (masked family, no
     mask) trained for the study's iterations, what the tables divide training FLOPs by."""
     cells, missing = [], []
@@ -138,12 +141,14 @@ def collect(study, methods, keep, seeds, root):
                 if metrics is None:
                     missing.append({"method": method, "keep": k, "seed": seed, "folder": folder})
                     continue
+                _check_bits(metrics, folder, seed)
                 cells.append({"method": method, "keep": k, "seed": seed, "kept": kept,
                               "error": 100.0 * (1.0 - metrics["final_test_acc"]),
                               "val_error": 100.0 * (1.0 - metrics["rows"][-1]["val_acc"]), "iterations": spent,
                               **{key: metrics.get(key) for key in ("seconds", "cpu_seconds", "flops_sparse",
                                                                    "flops_dense")},
-                              "correct": metrics.get("test_correct"), "folder": folder})
+                              "correct": metrics.get("test_correct"), "folder": folder,
+                              "commit": (metrics.get("versions") or {}).get("commit")})
     return {"cells": cells, "missing": missing, "dense_flops": dense_flops(study)}
 
 
@@ -160,6 +165,16 @@ def add_recorded(result, recorded):
         else:
             missing.append(cell)
     return {**result, "cells": cells, "missing": missing}
+
+
+def _check_bits(metrics, folder, seed):
+    """The per-example results must give the final test accuracy the cell reports (within one
+    example): the paired tests and the error column then describe the same networks."""
+    if metrics.get("test_correct"):
+        bits = io.unpack_bits(metrics["test_correct"])
+        if abs(bits.mean() - metrics["final_test_acc"]) > 1.0 / len(bits):
+            raise ValueError(f"{folder} seed {seed}: its per-example test results give accuracy {bits.mean():.4f}, "
+                             f"its metrics {metrics['final_test_acc']:.4f}; the run's files disagree")
 
 
 def dense_flops(study):

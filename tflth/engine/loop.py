@@ -52,12 +52,19 @@ class Clock:
         if not os.path.exists(progress_file(folder)):
             return cls()
         with np.load(progress_file(folder)) as saved:  # reads these entries alone, not the weights
-            return cls(*(float(saved[key]) if key in saved.files else 0.0 for key in ("seconds", "cpu_seconds")))
+            return cls(*_spent_before(saved, saved.files))
 
     def spent(self, now=None):
         """{"seconds", "cpu_seconds"} so far (`now`: time.time() if the caller has just read it)."""
-        return {"seconds": self.seconds_before + (now or time.time()) - self.wall_start,
-                "cpu_seconds": self.cpu_before + time.process_time() - self.cpu_start}
+        cpu = None if self.cpu_before is None else self.cpu_before + time.process_time() - self.cpu_start
+        return {"seconds": self.seconds_before + (now or time.time()) - self.wall_start, "cpu_seconds": cpu}
+
+
+def _spent_before(saved, keys):
+    """(seconds, cpu_seconds) a resume point holds; cpu_seconds None in one written before tflth
+    recorded it (the training's CPU cost is then unknown, not the resumed part alone)."""
+    return (float(saved["seconds"]) if "seconds" in keys else 0.0,
+            float(saved["cpu_seconds"]) if "cpu_seconds" in keys else None)
 
 
 def tensorboard_dir(folder):
@@ -142,9 +149,11 @@ class _Recorder(keras.callbacks.Callback):
     def count_flops(self, step):
         """Adds the training FLOPs of steps (counted, step] at the masks' present density. Masks
         change before a step (pruning callbacks act at execution boundaries), so the masks read
-        after an execution are the ones it trained with; read at most every FLOPS_EVERY steps
-        (reading them costs about a step of LeNet-300-100), a change between readings is
-        counted from the next reading on."""
+        after an execution are the ones it trained with. They are read at most every FLOPS_EVERY
+        steps (reading them costs about a step of LeNet-300-100), so a change between readings is
+        charged from the previous reading on: exact where masks change at multiples of
+        FLOPS_EVERY with steps_per_execution dividing it (every study of tflth's recipes),
+        within FLOPS_EVERY steps per change otherwise."""
         if step <= self.counted:
             return
         forward = flops.forward_flops(self.model)
@@ -258,7 +267,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
         saved = state.load(progress_file(folder))
         state.restore(model, saved)
         step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
-        clock = Clock(*(float(saved.get(key, 0.0)) for key in ("seconds", "cpu_seconds")))  # earlier processes' part
+        clock = Clock(*_spent_before(saved, saved))  # earlier processes' part
         if verbose:
             print(f"[{label}] resuming at step {step}", flush=True)
     runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))

@@ -15,10 +15,11 @@ from tflth.pruning.scores import available_scores, get_score, register_score, sc
 from tflth.pruning.structured import prune_nm, prune_units
 
 __all__ = [
-    "ALLOCATIONS", "Every", "OneShot", "PolynomialDecay", "PruneCallback", "ROLES", "Rewind", "RigL", "SCOPES", "SET", "Snapshot",
-    "SparsityLogger", "allocate", "apply_mask", "available_scores", "check_prune_args", "current_sparsity", "forward_flops", "fresh_weights", "get_masks",
-    "get_score", "global_masks", "keep_masks_after_ema", "layer_roles", "layerwise_masks", "prunable_layers", "prune",
-    "prune_nm", "prune_to", "prune_units", "random_masks_like", "register_score", "reset_optimizer",
-    "restore_optimizer", "restore_weights", "score_layers", "set_masks", "snapshot_optimizer", "snapshot_weights",
-    "sparsity", "straight_through",
+    "ALLOCATIONS", "Every", "OneShot", "PolynomialDecay", "PruneCallback", "ROLES", "Rewind", "RigL", "SCOPES",
+    "SET", "Snapshot", "SparsityLogger", "allocate", "apply_mask", "available_scores", "check_prune_args",
+    "current_sparsity", "forward_flops", "fresh_weights", "get_masks", "get_score", "global_masks",
+    "keep_masks_after_ema", "layer_roles", "layerwise_masks", "prunable_layers", "prune", "prune_nm",
+    "prune_to", "prune_units", "random_masks_like", "register_score", "reset_optimizer", "restore_optimizer",
+    "restore_weights", "score_layers", "set_masks", "snapshot_optimizer", "snapshot_weights", "sparsity",
+    "straight_through",
 ]
