@@ -13,8 +13,6 @@ into tables, statistics and plots.
 import dataclasses
 import os
 
-import numpy as np
-
 from tflth import io, runs
 from tflth.ablation import methods as m
 from tflth.lottery import paths as lottery_paths
@@ -117,12 +115,12 @@ def _total(values):
 
 
 def collect(study, methods, keep, seeds, root):
-    """[{method, keep, seeds, kept (% by masks), error, val_error (%, final), iterations, seconds, cpu_seconds,
-    flops_sparse, flops_dense (training FLOPs, `tflth.pruning.flops`), correct (per test
-    example, `tflth.io.pack_bits`), folder, commit (of the tflth that trained it)}] per cell and
-    seed that is finished; the rest is listed
-    under "missing"; "dense_flops": the training FLOPs of the dense network (masked family, no
-    mask) trained for the study's iterations, what the tables divide training FLOPs by."""
+    """[{method, keep, seeds, kept (% by masks), error, val_error (%, final), iterations, seconds,
+    cpu_seconds, flops_sparse, flops_dense (training FLOPs, `tflth.pruning.flops`), correct (per
+    test example, `tflth.io.pack_bits`), folder, commit (of the tflth that trained it)}] per cell
+    and seed that is finished; the rest is listed under "missing"; "dense_flops": the training
+    FLOPs of the dense network (masked family, no mask) trained for the study's iterations, what
+    the tables divide training FLOPs by."""
     cells, missing = [], []
     iterations = study.training.iterations
     for method in methods:
