@@ -86,3 +86,13 @@ def paired_difference(correct_a, correct_b):
     error_a, error_b = 1.0 - a.mean(axis=1), 1.0 - b.mean(axis=1)
     return {"diff": diff, "ci": [low, high], "se": se, "df": df, "significant": bool(low > 0.0 or high < 0.0),
             "wins": int(np.sum(error_a < error_b)), "ties": int(np.sum(error_a == error_b)), "n": seeds}
+
+
+def paired_by_seed(mine, theirs):
+    """`paired_difference` of {seed: boolean vector} against a baseline's {seed: boolean vector}
+    on the seeds both have, with "seeds" added; None where they share fewer than 2."""
+    seeds = sorted(set(mine) & set(theirs))
+    if len(seeds) < 2:
+        return None
+    return {**paired_difference(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds])),
+            "seeds": seeds}

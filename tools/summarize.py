@@ -170,11 +170,10 @@ def _correct_by_seed(records):
 def _paired(mine, theirs):
     """`tflth.stats.paired_difference` of {seed: correct} against a baseline's {seed: correct} on
     the seeds both have (the same test set: as many examples in all); None where fewer than 2."""
-    seeds = sorted(set(mine) & set(theirs))
-    if len(seeds) < 2 or len({mine[s].size for s in seeds} | {theirs[s].size for s in seeds}) > 1:
+    seeds = set(mine) & set(theirs)
+    if len({mine[s].size for s in seeds} | {theirs[s].size for s in seeds}) > 1:
         return None
-    result = tflth_stats.paired_difference(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds]))
-    return {**result, "seeds": seeds}
+    return tflth_stats.paired_by_seed(mine, theirs)
 
 
 def _num(x, digits, sign=""):

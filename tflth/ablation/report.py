@@ -33,12 +33,7 @@ def _correct(cells):
 def paired(cells, baseline_cells):
     """`tflth.stats.paired_difference` of two methods' cells on their shared seeds; None where
     fewer than 2 seeds kept their per-example results in both."""
-    mine, theirs = _correct(cells), _correct(baseline_cells)
-    seeds = sorted(set(mine) & set(theirs))
-    if len(seeds) < 2:
-        return None
-    return {**stats.paired_difference(np.stack([mine[s] for s in seeds]), np.stack([theirs[s] for s in seeds])),
-            "seeds": seeds}
+    return stats.paired_by_seed(_correct(cells), _correct(baseline_cells))
 
 
 def check_baseline(baseline, methods, seeds):
