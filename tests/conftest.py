@@ -1,9 +1,72 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures, and a check that no test leaves op determinism on."""
+
+import os
 
 import pytest
+# Private TensorFlow API, checked against TF 2.21: its public API can switch op determinism on
+# (tf.config.experimental.enable_op_determinism) but neither read it nor switch it off. Keras'
+# trainer reads it from the same module. Only the two helpers below use it.
+from tensorflow.python.framework import config as _tf_config
 
 from tflth import data
 from tflth.data import loaders
+
+_DETERMINISTIC_OPS = "TF_DETERMINISTIC_OPS"  # TensorFlow's own switch, which the CLIs set for their workers
+_BEFORE = pytest.StashKey()
+
+
+def _op_determinism():
+    """(TensorFlow's op determinism on?, TF_DETERMINISTIC_OPS): what a CLI's start-up switches on."""
+    return _tf_config.is_op_determinism_enabled(), os.environ.get(_DETERMINISTIC_OPS)
+
+
+def _restore_op_determinism(state):
+    enabled, variable = state
+    (_tf_config.enable_op_determinism if enabled else _tf_config.disable_op_determinism)()
+    if variable is None:
+        os.environ.pop(_DETERMINISTIC_OPS, None)
+    else:
+        os.environ[_DETERMINISTIC_OPS] = variable
+
+
+def _on(variable):
+    return (variable or "").lower() in ("1", "true")  # as TensorFlow reads a boolean variable
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_BEFORE] = _op_determinism()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item):
+    """A test that leaves op determinism on (a CLI's `_main` or `tflth.cli.strategy` run in-process
+    switches it on for the whole process, as a command line should) errors at teardown, and the
+    state is put back so later tests run as they would alone; such a test takes the
+    `op_determinism_restored` fixture. A hook, not an autouse fixture, so that it looks once all
+    the test's fixtures are torn down: monkeypatch's own undo of a setenv included."""
+    try:
+        return (yield)
+    finally:
+        before, after = item.stash.get(_BEFORE, None), _op_determinism()
+        if before is not None and after != before:
+            _restore_op_determinism(before)
+            switched_on = [name for name, was, now in [("op determinism", before[0], after[0]),
+                                                       (_DETERMINISTIC_OPS, _on(before[1]), _on(after[1]))]
+                           if now and not was]
+            if switched_on:
+                pytest.fail(f"the test left {' and '.join(switched_on)} on for the tests after it (it was off "
+                            "before): take the op_determinism_restored fixture", pytrace=False)
+
+
+@pytest.fixture
+def op_determinism_restored():
+    """For a test that runs a CLI in-process: op determinism and TF_DETERMINISTIC_OPS as they
+    were before it, once it ends."""
+    before = _op_determinism()
+    yield
+    _restore_op_determinism(before)
 
 
 @pytest.fixture

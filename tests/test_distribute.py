@@ -2,6 +2,7 @@
 MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy (2 processes on 127.0.0.1)
 that give the masks of one device, resume, and keep one BatchNorm statistic on every replica."""
 import collections
+import contextlib
 import json
 import os
 import socket
@@ -26,10 +27,21 @@ def digits_dir(tmp_path_factory):
     return d
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@contextlib.contextmanager
+def _reserved_ports(count):
+    """`count` free ports that stay taken until the block ends: each is held by a bound socket that
+    never listens (so it takes no connections) with SO_REUSEPORT, which lets a TensorFlow server
+    started with TF_GRPC_REUSE_PORT=1 bind the port too and refuses it to everyone else. (TF's
+    gRPC server does not set SO_REUSEPORT unless that variable asks it to.) A probe closed before
+    the workers start would leave the port to whichever process asks for one in between."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            held = stack.enter_context(socket.socket())
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            held.bind(("0.0.0.0", 0))  # the wildcard, as TF's server binds: no address can take the port
+            ports.append(held.getsockname()[1])
+        yield ports
 
 
 def _launch(strategy, digits_dir, root, out, levels, env=None):
@@ -63,9 +75,10 @@ def _result(out):
 
 def _two_workers(args):
     """Starts `args(i)` as workers 0 and 1 of a cluster on 127.0.0.1; returns their outputs."""
-    hosts = [f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"]
-    return _finish(*[_start(args(i), {"TF_CONFIG": json.dumps(
-        {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})}) for i in range(2)])
+    with _reserved_ports(2) as ports:
+        hosts = [f"127.0.0.1:{port}" for port in ports]
+        return _finish(*[_start(args(i), {"TF_GRPC_REUSE_PORT": "1", "TF_CONFIG": json.dumps(
+            {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": i}})}) for i in range(2)])
 
 
 def test_mirrored_over_two_devices_gives_the_masks_and_weights_of_one_and_resumes(digits_dir, tmp_path):

@@ -216,6 +216,21 @@ def test_a_mismatching_export_is_refused(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
+def test_non_finite_weights_are_refused_by_name(tmp_path):
+    model = _model(keep=0.1)
+    kernel = model.get_layer("fc2").kernel
+    values = kernel.numpy()
+    values[0, :2] = [np.nan, np.inf]
+    kernel.assign(values)
+    model.get_layer("output").bias.assign(np.full(10, np.nan, np.float32))
+    message = r"model '.*' has weights that are NaN or infinite: fc2/kernel \(2 of 30,000\), output/bias \(10 of 10\)"
+    with pytest.raises(ValueError, match=message + "; nothing was written$"):
+        export.save_sparse(model, str(tmp_path / "m"), format="dense")
+    with pytest.raises(ValueError, match=message):
+        export.to_tflite(model, str(tmp_path / "m.tflite"))
+    assert os.listdir(tmp_path) == []
+
+
 def test_unsupported_layers_and_subclassed_models_are_named():
     class Masked1D(keras.layers.Conv1D):  # a layer with a mask that is neither Dense nor Conv2D
         def build(self, input_shape):
@@ -323,8 +338,27 @@ def test_command_refuses_an_existing_out_and_a_level_for_sparse_runs(runs):
     assert "only lottery runs have levels" in _error(done)
     done = _cli(f"--run_dir={runs['l0']}", "--format=tflite", "--overwrite", f"--out={runs['root']}")
     assert "is a folder; --format=tflite writes a file" in _error(done)
-    done = _cli(f"--run_dir={runs['l0']}", f"--out={runs['root'] / 'digits' / 'train-images-idx3-ubyte.gz' / 'x'}")
-    assert "error:" in _error(done)  # --out below a file: one line, no traceback
+    below_a_file = runs["root"] / "digits" / "train-images-idx3-ubyte.gz" / "x"
+    done = _cli(f"--run_dir={runs['l0']}", f"--out={below_a_file}")
+    assert f"--out={below_a_file} cannot be written: {below_a_file.parent} is a file, not a folder" in _error(done)
+
+
+def test_unwritable_out_says_why_and_leaves_nothing(tmp_path):
+    from tflth.export.cli import unwritable
+    assert unwritable(str(tmp_path / "m")) is None and unwritable(str(tmp_path / "a" / "b" / "m")) is None
+    assert os.listdir(tmp_path) == []  # the probe is gone, and no folder was made
+    (tmp_path / "f").write_text("")
+    assert unwritable(str(tmp_path / "f" / "a" / "m")) == f"{tmp_path / 'f'} is a file, not a folder"
+    assert unwritable("/proc/m").startswith("cannot write in /proc")
+
+
+def test_command_names_an_out_it_cannot_write(runs):
+    # asked before the model is loaded: --run_dir is not even looked at
+    done = _cli("--run_dir=/no/such/run", "--out=/proc/x")
+    assert _error(done).startswith("error: --out=/proc/x cannot be written: ")
+    # a folder that cannot be made: found early by a user without rights, when writing by root
+    done = _cli(f"--run_dir={runs['l0']}", "--out=/proc/nope/x", "--format=dense", f"--data_dir={runs['data']}")
+    assert _error(done).startswith("error: --out=/proc/nope/x cannot be written: ") and not os.path.exists("/proc/nope")
 
 
 def test_docs_example_runs_as_written(mnist_dir, tmp_path, monkeypatch):

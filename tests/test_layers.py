@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -132,6 +136,33 @@ def test_keras_file_round_trip_without_custom_objects(tmp_path):
     for a, b in zip(model.weights, loaded.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_keras_file_needs_tflth_imported_and_nothing_else(tmp_path):
+    """Keras finds a registered class only once its module has run: without `import tflth` it
+    fails naming the borrowed class name (see masked._filed_as), the config it prints naming ours."""
+    model = _model()
+    set_masks(model, _half_masks(model))
+    model.save(tmp_path / "m.keras")
+    script = (
+        "import sys, keras\n"
+        "try:\n"
+        "    keras.models.load_model(sys.argv[1])\n"
+        "except Exception as e:\n"
+        "    print('without:', 'tflth' in sys.modules, type(e).__name__, str(e).replace(chr(10), ' '))\n"
+        "import tflth\n"
+        "loaded = keras.models.load_model(sys.argv[1])\n"
+        "print('with:', *[type(layer).__qualname__ for layer in loaded.layers])\n"
+        "print('kept:', int(sum(layer.mask.numpy().sum() for layer in loaded.layers if hasattr(layer, 'mask'))))\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "m.keras")], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    without, with_, kept = done.stdout.strip().splitlines()[-3:]
+    assert without.startswith("without: False TypeError")
+    assert "Could not locate class 'Conv2D'" in without and "'registered_name': 'tflth>MaskedConv2D'" in without
+    assert with_ == "with: MaskedConv2D Flatten MaskedDense MaskedDense"
+    assert kept == f"kept: {int(sum(m.sum() for m in _half_masks(model).values()))}"
 
 
 def test_saved_weights_hold_true_zeros(tmp_path):

@@ -134,6 +134,15 @@ def test_bad_arguments_change_nothing(kwargs, message):
         np.testing.assert_array_equal(a, b)
 
 
+def test_numpy_scalar_fraction_prunes_like_a_float():
+    # keras-tuner and NumPy grids hand over np.float32, not float
+    want = pruning.prune(_model(), fraction=0.5)
+    got = pruning.prune(_model(), fraction=np.float32(0.5))
+    assert sorted(got) == sorted(want)
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name])
+
+
 def test_model_without_prunable_layers():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no prunable layers"):

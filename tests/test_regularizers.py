@@ -198,7 +198,7 @@ def test_bad_arguments_raise_naming_the_argument(make, name):
 
 
 def test_bad_p_message():
-    with pytest.raises(ValueError, match=r"^p=1\.5 must be in \(0, 1\]$"):
+    with pytest.raises(ValueError, match=r"^p=1\.5 must be a finite number in \(0, 1\]$"):
         R.Lp(1.0, p=1.5)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import keras
 import numpy as np
 
+from tflth.arguments import is_integer
 from tflth.layers.bayesian import BAYESIAN_LAYERS
 from tflth.layers.masked import MaskedConv2D, MaskedDense
 from tflth.pruning.callbacks import _StepCallback
@@ -51,7 +52,7 @@ def sampling(model):
 def predict(model, x, samples=30, batch_size=1000, from_logits=True):
     """The Monte-Carlo predictive distribution: class probabilities averaged over `samples`
     weight draws (`samples=0`: the mean mode's probabilities)."""
-    if not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 0):
+    if not (is_integer(samples) and samples >= 0):
         raise ValueError(f"samples={samples!r}: must be an integer >= 0 (0: the posterior-mean mode)")
 
     def probabilities():
@@ -119,9 +120,9 @@ class KLWarmup(_StepCallback):
 
     def __init__(self, iterations, start=0):
         super().__init__()
-        if not (isinstance(iterations, int) and not isinstance(iterations, bool) and iterations >= 1):
+        if not (is_integer(iterations) and iterations >= 1):
             raise ValueError(f"KLWarmup: iterations={iterations!r} must be an integer >= 1")
-        if not (isinstance(start, int) and not isinstance(start, bool) and start >= 0):
+        if not (is_integer(start) and start >= 0):
             raise ValueError(f"KLWarmup: start={start!r} must be an integer >= 0")
         self.iterations, self.start = iterations, start
 

@@ -1,16 +1,23 @@
 """What the recipes' command lines share: flags every runner takes, one-line errors, parsing.
 
-Bad input (a missing flagfile, an unknown flag, a value out of range, data that cannot be
-found) prints one line and exits with status 2 before any folder is made.
+Bad input (a missing flagfile, an unknown flag, a value out of range or not finite, data that
+cannot be found) prints one line and exits with status 2 before any folder is made. A run that
+cannot go on (`tflth.failures`: a damaged file, a diverged loss, a folder another process holds,
+a full disk) prints one line and exits with status 1; SIGTERM and Ctrl-C stop it with one line
+(exit 128 + the signal), its resumable state kept.
 """
 import contextlib
+import functools
+import math
 import os
+import signal
 import sys
 
 import tensorflow as tf
-from absl import flags
+from absl import app, flags
 
 from tflth import distribute
+from tflth.failures import RunFailure, disk_full, no_space
 
 
 def define_common_flags(flag_values):
@@ -60,17 +67,63 @@ def fail(message):
 
 
 def parse(flag_values):
-    """An absl `flags_parser` that turns a flag error into one line and exit status 2."""
+    """An absl `flags_parser` that turns a flag error into one line and exit status 2, and
+    refuses NaN and infinities in every float flag (checks written `x <= 0` let NaN through)."""
     def parser(argv):
         try:
-            return flag_values(argv)
+            rest = flag_values(argv)
         except flags.Error as e:
             fail(str(e).splitlines()[0])
+        for name in flag_values:
+            value = flag_values[name].value
+            if isinstance(value, float) and not math.isfinite(value):
+                fail(f"--{name}={value}: must be a finite number")
+        return rest
     return parser
 
 
+class Stopped(BaseException):
+    """SIGTERM, raised where the main thread is (like KeyboardInterrupt for SIGINT)."""
+
+
+def run(main, flag_values):
+    """`absl.app.run(main)` with the flags parsed by `parse`, SIGTERM and Ctrl-C stopping the
+    command with one line (workers and all, `tflth.lottery.parallel`), and RunFailure (and a
+    full disk) reported as one line with exit status 1 instead of a traceback."""
+    app.run(functools.partial(_guarded, main), flags_parser=parse(flag_values))
+
+
+def _guarded(main, argv):
+    def stop(signum, frame):
+        raise Stopped(signum)
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return main(argv)
+    except (Stopped, KeyboardInterrupt) as e:
+        signum = e.args[0] if isinstance(e, Stopped) else signal.SIGINT
+        print(f"[tflth] stopped by {signal.Signals(signum).name}; rerun the same command to resume", file=sys.stderr,
+              flush=True)
+        sys.exit(128 + signum)
+    except RunFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except Exception as e:  # a full disk met outside tflth.io (TensorBoard, Keras, a tuner)
+        full = no_space(e)
+        if full is None:
+            raise
+        print(f"error: {disk_full(getattr(full, 'filename', None))}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def csv(text, kind=str):
-    return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    """The comma-separated values of a flag, each converted by `kind`; ValueError for a value it
+    refuses (and for NaN and infinities as floats)."""
+    values = [kind(part.strip()) for part in text.split(",") if part.strip()]
+    if kind is float and not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{text!r}: not finite")
+    return values
 
 
 def common_args(flag_values):

@@ -8,6 +8,8 @@ one changes the hash (a test pins some hashes so that cannot happen silently).
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
 
 
 def fields(cls):
@@ -22,6 +24,15 @@ def field(default, help_text):
 def fail(name, value, allowed):
     """The one-line error for a bad flag value: `--name=value: what is allowed`."""
     raise ValueError(f"--{name}={value!r}: {allowed}")
+
+
+def check_numbers(hparams):
+    """Refuses NaN and infinities in every float field: each section's __post_init__ calls it
+    first, so that its range checks (some written `x <= 0`, which NaN passes) see numbers."""
+    for f in fields(hparams):
+        value = getattr(hparams, f.name)
+        if isinstance(value, numbers.Real) and not math.isfinite(value):  # NumPy's floats too
+            fail(f.name, value, "must be a finite number")
 
 
 def one_of(name, value, allowed):

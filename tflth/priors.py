@@ -17,13 +17,13 @@ The math is in `tflth.ops.variational`. A prior object holds only numbers, so co
 config.
 """
 import dataclasses
-import numbers
 import math
 from typing import Optional
 
 import keras
 from keras import ops
 
+from tflth.arguments import is_number
 from tflth.ops import noise
 from tflth.ops import variational as vi
 
@@ -38,7 +38,7 @@ GROUPS = ("input", "output")
 
 def positive_number(value):
     """A finite real number > 0 (numpy scalars too; not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    return is_number(value) and value > 0
 
 
 def _positive(prior, *names):
@@ -238,7 +238,7 @@ class SpikeAndSlab(Prior):
         _positive(self, "slab_scale", "temperature")
         for name in ("inclusion", "inclusion_init"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < 1):
+            if not (is_number(value) and 0 < value < 1):
                 raise ValueError(f"SpikeAndSlab: {name}={value!r} must be a probability in (0, 1)")
 
     def variables(self, kernel_shape):

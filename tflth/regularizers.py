@@ -21,6 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tflth.arguments import is_number
+
 _LOG_2PI = math.log(2.0 * math.pi)
 # Trapezoid step in log(lam). The integrands are analytic in a strip of half-width
 # about pi/4 around the real axis, so the error falls like exp(-pi^2 / (2 h))
@@ -34,8 +36,8 @@ _ABOVE = 14.0
 
 
 def _check(name, value, ok, allowed):
-    if not ok:
-        raise ValueError(f"{name}={value!r} must be {allowed}")
+    if not (is_number(value) and ok):  # NaN fails every comparison, but infinity passes `> 0`
+        raise ValueError(f"{name}={value!r} must be a finite number{' ' + allowed if allowed else ''}")
 
 
 def _smooth_abs(w, epsilon):
@@ -240,6 +242,11 @@ def _check_epsilon(epsilon):
     return float(epsilon)
 
 
+def _finite(name, value):
+    _check(name, value, True, "")
+    return float(value)
+
+
 def _check_positive(name, value):
     _check(name, value, value > 0, "> 0")
     return float(value)
@@ -308,7 +315,7 @@ class LogT(_Penalty):
     def __init__(self, strength, nu=1.0, loc=0.0, scale=1.0, epsilon=1e-8):
         super().__init__(strength)
         self.nu, self.scale = _check_positive("nu", nu), _check_positive("scale", scale)
-        self.loc, self.epsilon = float(loc), _check_epsilon(epsilon)
+        self.loc, self.epsilon = _finite("loc", loc), _check_epsilon(epsilon)
 
     def penalty(self, x):
         return log_t_penalty(x, self.nu, self.loc, self.scale, self.epsilon)
@@ -424,7 +431,7 @@ class LogScaleT(_Penalty):
     def __init__(self, strength, nu=3.0, loc=0.0, scale=1.0, epsilon=1e-8):
         super().__init__(strength)
         self.nu, self.scale = _check_positive("nu", nu), _check_positive("scale", scale)
-        self.loc, self.epsilon = float(loc), _check_epsilon(epsilon)
+        self.loc, self.epsilon = _finite("loc", loc), _check_epsilon(epsilon)
 
     def penalty(self, x):
         return log_scale_t_penalty(x, self.nu, self.loc, self.scale, self.epsilon)

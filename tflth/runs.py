@@ -5,11 +5,14 @@ and run folders named by a hash of the hyperparameters (checked on resume).
 `to_dict()` and `from_dict()` (the lottery's and the sparse-training runner's).
 """
 import contextlib
+import fcntl
 import functools
 import importlib.metadata
 import os
 import platform
+import socket
 import subprocess
+import time
 
 import keras
 import numpy as np
@@ -17,6 +20,7 @@ import tensorflow as tf
 
 from tflth import data as tdata
 from tflth import engine, io, models
+from tflth.failures import DamagedFile, RunBusy
 from tflth.hparams import digest, to_flagfile
 from tflth.layers.family import get_family
 
@@ -107,10 +111,61 @@ def final_weights(folder):
     return os.path.join(folder, "final.weights.h5")
 
 
+def load_final_weights(model, folder):
+    """Loads a finished training's final weights, checked against the SHA-256 its metrics
+    recorded (runs from before tflth recorded it load unchecked); DamagedFile names a bad file
+    and says how to train it again."""
+    digest = io.read_json(metrics_file(folder)).get("weights_sha256") if os.path.exists(metrics_file(folder)) else None
+    io.load_weights(model, final_weights(folder), digest,
+                    remedy=f"remove it and {metrics_file(folder)}, then rerun the command that trained it")
+
+
 def training_cost(rows):
     """{"flops_sparse", "flops_dense"}: a training's FLOPs (`tflth.pruning.flops`), from the
     engine's rows."""
     return {key: rows[-1].get(key) if rows else None for key in ("flops_sparse", "flops_dense")}
+
+
+_CLAIMED = {}  # real path -> (lock file descriptor, depth): claims nest within one process
+
+
+def lock_file(folder):
+    return os.path.join(folder, ".lock")
+
+
+@contextlib.contextmanager
+def claim(folder):
+    """Holds `folder` (a seed's or replicate's folder) for this process while it trains there:
+    another process claiming it (the same command in a second terminal) gets RunBusy naming the
+    holder, before it writes anything. An OS lock (flock on `.lock`), released when the holder
+    ends, however it ends. Once held, the `.tmp-*` leftovers of writes killed mid-way are
+    removed. Processes this one starts (`--workers`) work under its claim."""
+    key = os.path.realpath(folder)
+    if key in _CLAIMED:
+        fd, depth = _CLAIMED[key]
+        _CLAIMED[key] = (fd, depth + 1)
+    else:
+        os.makedirs(folder, exist_ok=True)
+        fd = os.open(lock_file(folder), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "a process"
+            os.close(fd)
+            raise RunBusy(f"{folder} is being trained by another process ({holder}); wait for it to end, or stop "
+                          "it and rerun the same command to resume") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
+        _CLAIMED[key] = (fd, 1)
+        io.remove_leftovers(folder)
+    try:
+        yield folder
+    finally:
+        fd, depth = _CLAIMED.pop(key)
+        if depth > 1:
+            _CLAIMED[key] = (fd, depth - 1)
+        else:
+            os.close(fd)  # releases the lock
 
 
 def remove_checkpoint(folder):
@@ -124,13 +179,24 @@ def check_run_dir(run, hparams, file_format):
     """Raises ValueError if `run` exists with other hyperparameters or another format."""
     if os.path.exists(hparams_file(run)):
         saved = io.read_json(hparams_file(run))
-        if saved.get("format", 1) != file_format:
+        if isinstance(saved, dict) and saved.get("format", 1) != file_format:
             raise ValueError(f"{run} was written by another tflth (run-folder format {saved.get('format', 1)}, "
                              f"this one writes {file_format}) and cannot be resumed; move it away or pass "
                              "another --root")
-        if type(hparams).from_dict(saved) != hparams:
-            raise ValueError(f"{run} holds different hyperparameters; was a field renamed?")
+        if read_hparams(run, type(hparams), "remove it and rerun the same command: it is written again from the "
+                                            "flags") != hparams:
+            raise ValueError(f"{run} holds different hyperparameters: was a field renamed, or is {hparams_file(run)} "
+                             "damaged?")
     return run
+
+
+def read_hparams(run, cls, remedy=None):
+    """The `cls` hyperparameters `run`'s hparams.json holds; DamagedFile if it holds none."""
+    saved = io.read_json(hparams_file(run))
+    try:
+        return cls.from_dict(saved)
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise DamagedFile(hparams_file(run), f"not the hyperparameters of a {cls.__name__}: {e}", remedy) from e
 
 
 def prepare_run_dir(run, hparams, file_format):

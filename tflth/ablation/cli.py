@@ -4,12 +4,12 @@ exits with status 2 before any folder is made. Rerunning the command skips finis
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from tflth import distribute, io
 from tflth.ablation import methods as m
 from tflth.ablation import report, runner
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
@@ -88,4 +88,4 @@ def _main(argv):
 
 def main():
     define_run_flags()
-    app.run(_main, flags_parser=parse(FLAGS))
+    run(_main, FLAGS)

@@ -5,7 +5,7 @@ Adam 1.2e-3, 50,000 iterations. Every field is a flag of the same name.
 """
 import dataclasses
 
-from tflth.hparams import fail, field, one_of
+from tflth.hparams import check_numbers, fail, field, one_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,13 +49,18 @@ class TrainingHparams:
                                       "float32; mixed_float16 scales the loss).")
 
     def __post_init__(self):
+        check_numbers(self)
         one_of("optimizer", self.optimizer, ("adam", "sgd"))
         one_of("precision", self.precision, ("float32", "mixed_float16", "mixed_bfloat16"))
         if self.lr <= 0:
             fail("lr", self.lr, "must be > 0")
-        for name in ("weight_decay", "l2", "momentum"):
+        for name in ("weight_decay", "l2"):
             if getattr(self, name) < 0:
                 fail(name, getattr(self, name), "must be >= 0")
+        if not 0 <= self.momentum < 1:
+            fail("momentum", self.momentum, "must be in [0, 1)")
+        if self.lr_gamma <= 0:
+            fail("lr_gamma", self.lr_gamma, "must be > 0 (the learning rate is multiplied by it at --lr_drops)")
         if self.iterations < 1:
             fail("iterations", self.iterations, "must be >= 1")
         if not 1 <= self.eval_every <= self.iterations:

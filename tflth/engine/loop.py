@@ -18,8 +18,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflth import distribute
+from tflth import distribute, io
 from tflth.engine import state
+from tflth.failures import NonFiniteLoss
+from tflth.hparams import non_default
 from tflth.engine.streams import train_stream
 from tflth.pruning import flops
 from tflth.pruning.callbacks import keep_masks_after_ema
@@ -51,7 +53,7 @@ class Clock:
         """A clock that starts from what `folder`'s resume point says was spent (0 without one)."""
         if not os.path.exists(progress_file(folder)):
             return cls()
-        with np.load(progress_file(folder)) as saved:  # reads these entries alone, not the weights
+        with io.reading(progress_file(folder)), np.load(progress_file(folder)) as saved:  # these entries alone
             return cls(*_spent_before(saved, saved.files))
 
     def spent(self, now=None):
@@ -69,6 +71,23 @@ def _spent_before(saved, keys):
 
 def tensorboard_dir(folder):
     return os.path.join(folder, "tb")
+
+
+def diverged_file(folder):
+    """Written when a training's loss became non-finite: the training is not finished, and the
+    next run of the same command says so instead of training it again (remove it to retry)."""
+    return os.path.join(folder, "diverged.txt")
+
+
+def _suspects(hparams):
+    """The flags a diverged training was given that may cause it, where they differ from their
+    defaults: every training flag (a step too large is the usual cause: --lr, --optimizer,
+    --precision, ...) and the numbers of the other sections (penalty strengths, ...); or --lr."""
+    sections = getattr(hparams, "sections", (hparams.training,))
+    changed = [f"--{name}={value}" for section in sections for name, value in non_default(section).items()
+               if (section is hparams.training and name not in ("iterations", "eval_every"))
+               or isinstance(value, float)]
+    return ", ".join(changed) or f"--lr={hparams.training.lr}"
 
 
 def boundaries(start, stop, every, extra=()):
@@ -133,9 +152,10 @@ class _Recorder(keras.callbacks.Callback):
     """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
 
     def __init__(self, data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                 test_every_eval, label, clock, batch_size):
+                 test_every_eval, label, clock, batch_size, suspects):
         super().__init__()
         self.clock, self.batch_size = clock, batch_size  # the clock counts earlier processes' part
+        self.suspects, self.last_finite = suspects, None  # what a diverged training names
         self.data, self.folder, self.start, self.stop, self.rows = data, folder, start, stop, rows
         self.on_point, self.verbose, self.label = on_point, verbose, label
         self.checkpoint_seconds, self.test_every_eval = checkpoint_seconds, test_every_eval
@@ -162,13 +182,29 @@ class _Recorder(keras.callbacks.Callback):
             self.flops[key] = None if value is None or per_step is None else value + per_step * (step - self.counted)
         self.counted = step
 
+    def check_finite(self, step, name, value):
+        """NonFiniteLoss, and the diverged file, if `value` is NaN or infinite: training from
+        there on would only waste time, and its results must never be read as finished."""
+        if value is None or math.isfinite(value):
+            if name == "train_loss" and value is not None:
+                self.last_finite = (step, value)
+            return
+        last = (f"last finite training loss {self.last_finite[1]:.4g} at step {self.last_finite[0]}"
+                if self.last_finite else "no finite training loss before")
+        message = (f"[{self.label}] the {name.replace('_', ' ')} became {value} by step {step} ({last}); "
+                   f"nothing was recorded as finished. Flags likely at fault: {self.suspects}")
+        io.write_text(diverged_file(self.folder), message + "\n")
+        raise NonFiniteLoss(message)
+
     def record(self, step, train_loss):
         # One BatchNorm statistic on every replica before it evaluates or is saved, at points
         # that do not depend on timing (a resumed run averages where the uninterrupted one did).
         distribute.average_replica_statistics(self.model)
         self.count_flops(step)
+        self.check_finite(step, "train_loss", train_loss)
         row = {"step": step, "train_loss": train_loss, **self._evaluate(step),
                "flops_sparse": self.flops["sparse"], "flops_dense": self.flops["dense"]}
+        self.check_finite(step, "validation_loss", row["val_loss"])
         self.rows.append(row)
         with self.writer.as_default():
             for key, value in row.items():
@@ -223,6 +259,7 @@ class _Recorder(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.done_in_epoch = batch + 1  # `batch` is the last step of the execution
         step = self.first + self.epoch * self.interval + self.done_in_epoch
+        self.check_finite(step, "train_loss", (logs or {}).get("loss"))  # at once, not at the evaluation
         if step - self.counted >= FLOPS_EVERY:
             self.count_flops(step)
 
@@ -263,6 +300,11 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
     """
     training, stop = hparams.training, stop or hparams.training.iterations
     rows, step, clock = [], start, Clock()
+    if os.path.exists(diverged_file(folder)):
+        with open(diverged_file(folder)) as f:
+            before = f.read().strip()
+        raise NonFiniteLoss(f"{folder} diverged before: {before} (remove {diverged_file(folder)} to train it "
+                            "again, or change those flags: that makes a new run folder)")
     if os.path.exists(progress_file(folder)):
         saved = state.load(progress_file(folder))
         state.restore(model, saved)
@@ -283,7 +325,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
                          f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
                          "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                         test_every_eval, label, clock, hparams.dataset.batch_size)
+                         test_every_eval, label, clock, hparams.dataset.batch_size, _suspects(hparams))
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)

@@ -6,13 +6,15 @@ sparse_ folder) as a SavedModel (--format dense, sparse, compact) or a TFLite fi
 Bad input prints one line and exits with status 2; nothing is written then.
 """
 import os
+import tempfile
 import warnings
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from tflth import data as tdata
-from tflth.cli import fail, parse
+from tflth import io
+from tflth.cli import fail, run
 from tflth.export import from_run, saving
 
 FLAGS = flags.FLAGS
@@ -60,6 +62,31 @@ def report_lines(report):
     return lines
 
 
+def unwritable(path):
+    """Why an export could not be written to `path`, or None. Asked before the model is loaded,
+    and writing nothing outside the folder `path` goes in: if that folder exists, a probe folder
+    is made in it and removed (root passes `os.access` on /proc); if not, the nearest folder above
+    must be one that `os.access` lets us create folders in (the export makes the missing ones)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=folder, prefix=io.TMP_PREFIX))  # a leftover is cleared like any .tmp-
+        except OSError as e:
+            return f"cannot write in {folder} ({e.strerror})"
+        return None
+    while not os.path.exists(folder):
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        return f"{folder} is a file, not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot create folders in {folder} (permission denied)"
+    return None
+
+
+def _os_reason(e):
+    return f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e).splitlines()[0]
+
+
 def _main(argv):
     if len(argv) > 1:
         fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
@@ -73,6 +100,9 @@ def _main(argv):
         fail(f"--out={FLAGS.out} exists; pass --overwrite to replace it")
     if FLAGS.format == "tflite" and os.path.isdir(FLAGS.out):
         fail(f"--out={FLAGS.out} is a folder; --format=tflite writes a file (e.g. model.tflite)")
+    reason = unwritable(FLAGS.out)
+    if reason:
+        fail(f"--out={FLAGS.out} cannot be written: {reason}")
     try:
         model, hparams, what = from_run.load(FLAGS.run_dir, FLAGS.seed, FLAGS.level, FLAGS.branch)
         x, y = tdata.arrays(hparams.dataset.dataset, "test", data_dir=FLAGS.data_dir or None)
@@ -89,8 +119,10 @@ def _main(argv):
             else:
                 report = saving.save_sparse(model, FLAGS.out, FLAGS.format, overwrite=FLAGS.overwrite, sample=sample)
                 predict = saving.saved_model_predictor(FLAGS.out)
-        except (ValueError, RuntimeError, OSError) as e:  # OSError: --out cannot be written
+        except (ValueError, RuntimeError) as e:
             fail(str(e).splitlines()[0])
+        except OSError as e:  # what `unwritable` cannot see without writing (e.g. /proc/nope/x as root)
+            fail(f"--out={FLAGS.out} cannot be written: {_os_reason(e)}")
     for w in caught:
         if "not pruned" in str(w.message):
             print(f"warning: {w.message}")
@@ -108,4 +140,4 @@ def _main(argv):
 
 def main():
     define_flags()
-    app.run(_main, flags_parser=parse(FLAGS))
+    run(_main, FLAGS)

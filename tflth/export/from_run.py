@@ -3,7 +3,7 @@ run's seed (the L0, Bayesian and ablation recipes), rebuilt from its hparams.jso
 from its final weights."""
 import os
 
-from tflth import io, runs
+from tflth import runs
 from tflth.lottery import paths as lottery_paths
 from tflth.lottery import runner as lottery
 from tflth.lottery.hparams import LotteryHparams
@@ -28,13 +28,12 @@ def load(run_dir, seed=0, level=None, branch="main"):
     if not os.path.exists(runs.hparams_file(run_dir)) or kind not in ("lottery", "sparse"):
         raise ValueError(f"--run_dir={run_dir}: not a run folder (expected lottery_<hash> or sparse_<hash> "
                          "holding hparams.json)")
-    saved = io.read_json(runs.hparams_file(run_dir))
     if kind == "lottery" and branch not in lottery_paths.BRANCHES:
         raise ValueError(f"--branch={branch!r} is unknown; allowed: {', '.join(lottery_paths.BRANCHES)}")
     if kind == "sparse" and branch != "main":
         raise ValueError(f"--branch={branch!r}: only lottery runs have branches; {run_dir} is a sparse-training run")
     if kind == "lottery":
-        hparams = LotteryHparams.from_dict(saved)
+        hparams = runs.read_hparams(run_dir, LotteryHparams)
         replicate = lottery_paths.replicate_dir(run_dir, seed)
         finished = _finished_levels(replicate)
         if level is None or level not in finished:
@@ -45,14 +44,14 @@ def load(run_dir, seed=0, level=None, branch="main"):
     else:
         if level is not None:
             raise ValueError(f"--level={level}: only lottery runs have levels; {run_dir} is a sparse-training run")
-        hparams = TrainerHparams.from_dict(saved)
+        hparams = runs.read_hparams(run_dir, TrainerHparams)
         folder = trainer.seed_dir(run_dir, seed)
         model, what = trainer.build_model(hparams, seed), f"seed {seed}"
     if not os.path.exists(runs.metrics_file(folder)):
         raise ValueError(f"{folder} holds no finished training (no metrics.json); check --seed"
                          + (" and --branch" if kind == "lottery" else ""))
     if kind == "lottery":
-        model.load_weights(runs.final_weights(folder))
+        runs.load_final_weights(model, folder)
     else:
         trainer.load_final(model, hparams, folder)
         if hparams.sparsity.keep_percent:  # as the run tested it after training

@@ -5,9 +5,10 @@
     loaded.serve(x)                                             # (keep `loaded`: serve needs its variables)
     to_tflite(model, "out/model.tflite")                        # TFLite, with its sparsity encoding
 
-Every export is checked before it is kept: the written model is loaded back and run on a sample
-batch, and its outputs must equal the model's (evaluation mode) within `atol` + `rtol` x |output|
-(a float32 sum taken in another order differs by about 1e-7 of its terms). Folders and files
+Every export is checked before it is kept: weights that are NaN or infinite are refused by name
+(`check_finite`), and the written model is loaded back and run on a sample batch, whose outputs
+must equal the model's (evaluation mode) within `atol` + `rtol` x |output| (a float32 sum taken
+in another order differs by about 1e-7 of its terms). Folders and files
 appear only once complete (`tflth.io.atomic_dir` / `atomic_path`).
 """
 import gzip
@@ -17,6 +18,7 @@ import tarfile
 import tempfile
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -118,10 +120,26 @@ def _check(expected, got, atol, rtol, what):
     return difference
 
 
+def check_finite(model):
+    """ValueError naming the variables of `model` that hold NaN or infinities. Without it such a
+    model fails the export's output check with a difference of "nan", which does not say why."""
+    bad = []
+    for variable in model.weights:
+        if keras.backend.is_float_dtype(variable.dtype):
+            values = np.asarray(variable)
+            count = int(np.count_nonzero(~np.isfinite(values)))
+            if count:
+                bad.append(f"{variable.path} ({count:,} of {values.size:,})")
+    if bad:
+        named = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(f"model {model.name!r} has weights that are NaN or infinite: {named}; nothing was written")
+
+
 def _start(model, path, overwrite, sample):
     """What every export checks first: (the sample batch, `kernel_counts`); warns if nothing is pruned."""
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    check_finite(model)
     counts = kernel_counts(model)
     if counts["weights_kept"] == counts["weights"]:
         warnings.warn("the model is not pruned (every kernel weight is non-zero): the export will not be smaller",

@@ -15,6 +15,7 @@ runner treat them alike, and `tflth.l0.masks_from_gates` turns closed gates into
 import keras
 from keras import ops
 
+from tflth.arguments import is_integer, is_number
 from tflth.layers._forward import forward
 from tflth.layers._holder import VariableHolder
 from tflth.layers.family import LayerFamily, register_family
@@ -42,15 +43,15 @@ class _L0Mixin:
                  beta=hc.BETA, gamma=hc.GAMMA, zeta=hc.ZETA, seed=None, **kwargs):
         if gates not in GATES:
             raise ValueError(f"gates={gates!r} is unknown; allowed: {', '.join(GATES)}")
-        if not l0_lambda >= 0:
-            raise ValueError(f"l0_lambda={l0_lambda!r}: must be >= 0")
-        if not l2 >= 0:
-            raise ValueError(f"l2={l2!r}: must be >= 0")
+        if not (is_number(l0_lambda) and l0_lambda >= 0):
+            raise ValueError(f"l0_lambda={l0_lambda!r}: must be a finite number >= 0")
+        if not (is_number(l2) and l2 >= 0):
+            raise ValueError(f"l2={l2!r}: must be a finite number >= 0")
         if dataset_size is None and l0_lambda > 0:
             raise ValueError("dataset_size=None: the L0 penalty is l0_lambda / dataset_size * E[L0] (the paper "
                              "scales lambda by the number of training examples); pass dataset_size=N, or 1 for "
                              "an unscaled penalty")
-        if dataset_size is not None and not (isinstance(dataset_size, int) and dataset_size >= 1):
+        if dataset_size is not None and not (is_integer(dataset_size) and dataset_size >= 1):
             raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
         if kwargs.get("straight_through"):
             raise ValueError(f"straight_through={kwargs['straight_through']!r}: L0 layers have no straight-through "

@@ -26,11 +26,11 @@ same architecture. A masked layer is filed where Keras files its plain layer
 (`layers/dense/_mask_holder/vars/0`), which a plain model never asks for. A masked
 model loading a plain file finds no mask there and starts from all ones.
 """
-import numbers
 
 import keras
 from keras import ops
 
+from tflth.arguments import is_number
 from tflth.layers._forward import forward
 from tflth.layers.family import LayerFamily, register_family
 from tflth.ops import targeted_dropout as td
@@ -57,7 +57,10 @@ def _filed_as(keras_cls):
     named MaskedDense would be filed under `masked_dense` and neither a plain file nor
     a masked one would load into the other model. Borrowing Keras' `__name__` files
     both under `dense`. The import path, `__qualname__`, registered name and default
-    layer names stay MaskedDense's; summaries and reprs show Keras' class name."""
+    layer names stay MaskedDense's; summaries and reprs show Keras' class name. So does
+    the error of a process that loads a `.keras` file without importing tflth: "Could not
+    locate class 'Dense'" (its config names `tflth>MaskedDense`). Keras imports no module
+    outside its own packages to find a class, so nothing of tflth can run there to say more."""
     def rename(cls):
         cls.__name__ = keras_cls.__name__
         return cls
@@ -94,11 +97,9 @@ class _MaskHolder(keras.layers.Layer):
 
 
 def _check_targeted(rate, fraction, unit):
-    def number(x):  # numpy scalars too (keras-tuner, numpy grids); not bools
-        return isinstance(x, numbers.Real) and not isinstance(x, bool)
-    if not (number(rate) and 0.0 <= rate < 1.0):
+    if not (is_number(rate) and 0.0 <= rate < 1.0):
         raise ValueError(f"targeted_dropout={rate!r}: the drop rate alpha must be a number in [0, 1)")
-    if not (number(fraction) and 0.0 <= fraction <= 1.0):
+    if not (is_number(fraction) and 0.0 <= fraction <= 1.0):
         raise ValueError(f"targeted_fraction={fraction!r}: the targeting proportion gamma must be a number in [0, 1]")
     if unit not in td.UNITS:
         raise ValueError(f"targeted_unit={unit!r} is unknown; allowed: {', '.join(td.UNITS)}")

@@ -13,7 +13,7 @@ saved at iteration k, step counter included).
 """
 import numpy as np
 
-from tflth import engine, io, pruning
+from tflth import engine, pruning, runs
 from tflth.lottery import paths
 
 CONTROLS = ("reinit", "random_prune", "continue")
@@ -22,7 +22,7 @@ CONTROLS = ("reinit", "random_prune", "continue")
 def prepare(branch, model, replicate, level, seed, optimizer_state="fresh", rewind_weights=True):
     """Puts the branch's masks, start weights and optimizer state into the compiled `model`;
     returns the masks."""
-    masks = io.read_masks(paths.level_masks(replicate, level))
+    masks = paths.read_level_masks(replicate, level)
     rewind = engine.state.load(paths.rewind_state(replicate))
     if branch == "main" and not rewind_weights and level > 0:
         branch = "continue"  # learning-rate rewinding: the ticket goes on from the trained weights
@@ -33,7 +33,7 @@ def prepare(branch, model, replicate, level, seed, optimizer_state="fresh", rewi
     elif branch == "reinit":
         pruning.restore_weights(model, pruning.fresh_weights(model, seed=_branch_seed(seed, level, 1)))
     elif branch == "continue":
-        model.load_weights(paths.final_weights(paths.branch_dir(replicate, level - 1, "main")))
+        runs.load_final_weights(model, paths.branch_dir(replicate, level - 1, "main"))
     else:
         raise ValueError(f"branch={branch!r} is unknown; allowed: {list(paths.BRANCHES)}")
     pruning.set_masks(model, masks)

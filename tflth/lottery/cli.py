@@ -2,10 +2,10 @@
 
 Bad input prints one line and exits with status 2 before any folder is made (`tflth.cli`).
 """
-from absl import app, flags
+from absl import flags
 
 from tflth import distribute
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.lottery import branches, runner
 from tflth.lottery.hparams import SECTIONS, LotteryHparams
@@ -45,7 +45,7 @@ def _main(argv):
             control_levels = csv(FLAGS.control_levels, int) or None
         except ValueError:
             raise ValueError(f"--control_levels={FLAGS.control_levels!r}: must be comma-separated integers") from None
-        runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers, FLAGS.root)
+        runner.check_run_args(hparams, FLAGS.levels, controls, FLAGS.workers, FLAGS.root, control_levels)
         if FLAGS.workers > 1 and FLAGS.strategy != "default":
             raise ValueError(f"--workers={FLAGS.workers}: worker processes cannot share one --strategy="
                              f"{FLAGS.strategy}; use --workers=1")
@@ -64,4 +64,4 @@ def _main(argv):
 
 def main():
     define_run_flags()
-    app.run(_main, flags_parser=parse(FLAGS))
+    run(_main, FLAGS)

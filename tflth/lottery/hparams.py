@@ -8,7 +8,7 @@ The data and training sections are the engine's (tflth.engine.hparams).
 import dataclasses
 
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
-from tflth.hparams import Sections, fail, field, fields, one_of
+from tflth.hparams import Sections, check_numbers, fail, field, fields, one_of
 
 OPTIMIZER_STATES = ("fresh", "rewind")
 
@@ -46,6 +46,7 @@ class PruningHparams:
 
     def __post_init__(self):
         from tflth.pruning import SCOPES, available_scores
+        check_numbers(self)
         one_of("score", self.score, available_scores())
         one_of("scope", self.scope, SCOPES)
         if not 0 < self.fraction < 1:

@@ -7,20 +7,51 @@ seeds behind; within a seed, tickets go first since they are the critical path.
 Each worker process loads the data and builds each seed's model once, and runs
 `Replicate.branch`, which writes only inside its branch folder (and, for a ticket, the next
 level's masks): one writer per file. A killed run resumes like a serial one. If a task fails
-or a worker dies, the other workers are stopped and the error is raised in the parent.
+or a worker dies, the other workers are stopped and the error is raised in the parent; if the
+parent is stopped (SIGTERM, Ctrl-C: `tflth.cli.run`) it stops its workers, and a worker whose
+parent died however (kill -9) stops itself within a second.
 """
 import concurrent.futures as futures
+import contextlib
 import multiprocessing
 import os
 import signal
+import threading
+import time
 
 from tflth.lottery import paths
 
 _WORKER = {}
 
 
-def _init_worker(hparams, run_folder, data_dir, threads, verbose, train_kw):
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+def _exit_with(parent):
+    """Ends this worker once process `parent` is gone (this worker's parent is then another
+    one): an orphan would go on writing into a run folder that the parent's lock
+    (`tflth.runs.claim`) no longer protects."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """Ctrl-C is the parent's to handle (it stops the workers): workers started inside ignore it
+    from their first instruction (an ignored signal stays ignored across exec), not only once
+    they have imported TensorFlow and run their initializer."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _init_worker(parent, hparams, run_folder, data_dir, threads, verbose, train_kw):
+    # The parent's pid comes from the parent: a worker still importing when its parent died
+    # would read its new parent's here.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     import tensorflow as tf
     if os.environ.get("TF_DETERMINISTIC_OPS") == "1":  # --deterministic: set by the parent for us
         tf.config.experimental.enable_op_determinism()
@@ -55,16 +86,19 @@ def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw, 
     pending = [t for t in tasks if not _done(run_folder, *t)]
     pending.sort(key=lambda t: (t[0], t[2] != "main", t[1]))  # by seed; tickets first, then low levels
     threads = max(1, (os.cpu_count() or 1) // workers)
+    others = {p.pid for p in multiprocessing.active_children()}  # the caller's own, left alone below
     pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker,
-                                       initargs=(hparams, run_folder, data_dir, threads, verbose, train_kw))
+                                       initargs=(os.getpid(), hparams, run_folder, data_dir, threads, verbose,
+                                                 train_kw))
     running = {}
     try:
         while pending or running:
             ready = [t for t in pending if t[1] == 0 or _done(run_folder, t[0], t[1] - 1, "main")]
             for task in ready[:workers - len(running)]:
                 pending.remove(task)
-                running[pool.submit(target, *task)] = task
+                with _sigint_ignored():  # submit starts a worker when one is needed
+                    running[pool.submit(target, *task)] = task
             if not running:
                 raise RuntimeError(f"tasks {pending} wait for tickets that no task trains")
             finished, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -73,7 +107,10 @@ def run_tasks(tasks, workers, hparams, run_folder, data_dir, verbose, train_kw, 
                 future.result()  # a task's exception, or BrokenProcessPool if a worker died
         pool.shutdown()
     finally:
-        if running or pending:  # stopped early: the other workers stop too, now
+        if running or pending:  # stopped early (an error, SIGTERM, Ctrl-C): the workers stop too, now
             pool.shutdown(wait=False, cancel_futures=True)
-            for child in multiprocessing.active_children():
+            ours = [p for p in multiprocessing.active_children() if p.pid not in others]
+            for child in ours:
                 child.terminate()
+            for child in ours:
+                child.join(timeout=10)

@@ -13,7 +13,7 @@ import os
 
 from tflth.engine import progress_file as progress
 from tflth.engine import tensorboard_dir as tensorboard
-from tflth import runs
+from tflth import io, runs
 
 BRANCHES = ("main", "reinit", "random_prune", "continue")
 
@@ -39,6 +39,14 @@ hparams_file, flags_file = runs.hparams_file, runs.flags_file
 
 def level_masks(replicate, level):
     return os.path.join(level_dir(replicate, level), "masks.npz")
+
+
+def read_level_masks(replicate, level):
+    """Level `level`'s masks; if the file is damaged, the error says how to write it again (the
+    stage that wrote it must run again: the previous ticket's pruning, or the rewind point)."""
+    writer = (metrics(branch_dir(replicate, level - 1, "main")) if level > 0 else rewind_state(replicate))
+    return io.read_masks(level_masks(replicate, level), remedy=f"remove it and {writer}, then rerun the same "
+                                                                 "command to write it again")
 
 
 def init_state(replicate):

@@ -7,6 +7,7 @@ same masks, so all of them follow one protocol (as open_lth with --rewinding_ste
 stage whose outputs exist is skipped, so rerunning the same command resumes a killed run.
 All training goes through `tflth.engine.train`.
 """
+import contextlib
 import os
 
 import numpy as np
@@ -62,9 +63,11 @@ class Replicate:
         self.compiled_offset = None
 
     def run(self, levels, controls=br.CONTROLS, control_levels=None):
-        """Levels 0..levels of the ticket, each followed by its controls."""
-        for level, branch in tasks(levels, controls, control_levels):
-            self.branch(level, branch)
+        """Levels 0..levels of the ticket, each followed by its controls, holding the replicate's
+        folder (`runs.claim`: RunBusy if another process does)."""
+        with runs.claim(self.dir):
+            for level, branch in tasks(levels, controls, control_levels):
+                self.branch(level, branch)
 
     def branch(self, level, branch):
         folder = paths.branch_dir(self.dir, level, branch)
@@ -86,17 +89,17 @@ class Replicate:
         clock = engine.Clock.resume(folder)  # a resumed branch's cost counts the earlier part
         rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
                             verbose=self.verbose, **self.train_kw)
-        io.save_weights(model, paths.final_weights(folder))
+        weights_sha256 = io.save_weights(model, paths.final_weights(folder))
         io.write_masks(paths.branch_masks(folder), masks)
         sparsity = pruning.sparsity(model)
         metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
                    "compiled": engine.compiled_with(model),
                    "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
-                   "mask_overlap_prev": None, "movement": None, **clock.spent(),
+                   "mask_overlap_prev": None, "movement": None, "weights_sha256": weights_sha256, **clock.spent(),
                    **engine.summarize_rows(rows, k), **runs.training_cost(rows),
                    "test_correct": io.pack_bits(engine.correct(model, self.data["test"]))}
         if level > 0:
-            previous = io.read_masks(paths.level_masks(self.dir, level - 1))
+            previous = paths.read_level_masks(self.dir, level - 1)
             metrics["mask_overlap_prev"] = br.overlap(masks, previous)
         if branch == "main":
             metrics["movement"] = self._prune_next_level(level, masks)
@@ -165,10 +168,13 @@ def tasks(levels, controls=br.CONTROLS, control_levels=None):
     return out
 
 
-def check_run_args(hparams, levels, controls, workers=1, root=None):
+def check_run_args(hparams, levels, controls, workers=1, root=None, control_levels=None):
     """Everything that can be checked before data is read or a folder written."""
     if levels < 0:
         raise ValueError(f"--levels={levels}: must be >= 0")
+    if control_levels and not all(1 <= level <= levels for level in control_levels):
+        raise ValueError(f"--control_levels={','.join(map(str, control_levels))}: each must be a level in "
+                         f"[1, --levels={levels}] (level 0 has no controls)")
     unknown = sorted(set(controls) - set(br.CONTROLS))
     if unknown:
         raise ValueError(f"branches {unknown} are unknown; allowed: {list(br.CONTROLS)}")
@@ -194,7 +200,7 @@ def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=Non
     still has one writer. `train_kw` goes to `tflth.engine.train` (checkpoint_seconds,
     test_every_eval).
     """
-    check_run_args(hparams, levels, controls, workers, root)
+    check_run_args(hparams, levels, controls, workers, root, control_levels)
     if workers > 1 and data is not None:
         raise ValueError("workers > 1: each worker loads the data from data_dir itself; pass data_dir, not data")
     if workers == 1:
@@ -208,5 +214,8 @@ def run(hparams, *, levels, seeds=(0,), controls=br.CONTROLS, control_levels=Non
     else:
         from tflth.lottery import parallel
         todo = [(seed, level, branch) for seed in seeds for level, branch in tasks(levels, controls, control_levels)]
-        parallel.run_tasks(todo, workers, hparams, run_folder, data_dir, verbose, train_kw)
+        with contextlib.ExitStack() as held:  # the workers train under this process's claims
+            for seed in seeds:
+                held.enter_context(runs.claim(paths.replicate_dir(run_folder, seed)))
+            parallel.run_tasks(todo, workers, hparams, run_folder, data_dir, verbose, train_kw)
     return run_folder

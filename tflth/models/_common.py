@@ -1,6 +1,7 @@
 """Pieces every model function shares: family layers, plans, the classifier head."""
 import keras
 
+from tflth.arguments import is_integer
 from tflth.layers.family import get_family
 
 # open_lth trains in PyTorch: BatchNorm momentum 0.1 (keras: 1 - 0.1) and eps 1e-5.
@@ -54,7 +55,7 @@ class Builder:
 
 
 def model_input(input_shape, num_classes):
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if not is_integer(num_classes) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     return keras.Input(shape=tuple(input_shape), name="input")
 

@@ -14,11 +14,13 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tflth.arguments import is_integer
+
 
 def uniform(shape, seed, dtype="float32"):
     """U[0, 1) noise of `shape`. `seed`: a keras.random.SeedGenerator (each call advances it) or
     an int (the same draws every call)."""
-    seed = [int(seed), 0] if isinstance(seed, int) else ops.cast(seed.next(), "int32")
+    seed = [int(seed), 0] if is_integer(seed) else ops.cast(seed.next(), "int32")
     return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="philox")
 
 

@@ -14,11 +14,13 @@ still reaches the target. Keys are layer names, roles ("conv", "dense", "output"
 """
 import numpy as np
 
+from tflth.arguments import is_number
+
 ALLOCATIONS = ("uniform", "global", "erk")
 
 
 def _fraction(value, what):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value < 1.0:
+    if not is_number(value) or not 0.0 <= value < 1.0:
         raise ValueError(f"{what}={value!r} must be a number in [0, 1)")
     return float(value)
 

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from tflth import distribute
+from tflth.arguments import is_integer
 from tflth.pruning import rewind as rw
 from tflth.pruning.masks import apply_mask, prunable_layers, sparsity
 from tflth.pruning.pruner import check_prune_args, current_sparsity, prune, prune_to
@@ -75,7 +76,7 @@ class Snapshot(_StepCallback):
 
     def __init__(self, iteration=0):
         super().__init__()
-        if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 0:
+        if not is_integer(iteration) or iteration < 0:
             raise ValueError(f"Snapshot: iteration={iteration!r} must be an integer >= 0")
         self.iteration = iteration
         self.weights = self.optimizer = None

@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from tflth.arguments import is_integer, is_number
 from tflth.pruning import saliency
 from tflth.pruning.callbacks import _StepCallback
 from tflth.pruning.masks import get_masks, prunable_layers, set_masks
@@ -70,9 +71,9 @@ class _DynamicSparsity(_StepCallback):
     def __init__(self, end, every=100, alpha=0.3, decay="cosine", exclude=(), seed=0, verbose=0):
         super().__init__()
         for name, value, low in (("end", end, 1), ("every", every, 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            if not is_integer(value) or value < low:
                 raise ValueError(f"{type(self).__name__}: {name}={value!r} must be an integer >= {low}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 < alpha < 1.0:
+        if not is_number(alpha) or not 0.0 < alpha < 1.0:
             raise ValueError(f"{type(self).__name__}: alpha={alpha!r} (the drop fraction) must be in (0, 1)")
         if decay not in DECAYS:
             raise ValueError(f"{type(self).__name__}: decay={decay!r} is unknown; allowed: {list(DECAYS)}")

@@ -1,6 +1,7 @@
 """Scores -> masks. Masks only ever shrink."""
 import numpy as np
 
+from tflth.arguments import is_number
 from tflth.pruning import allocation as allocation_lib
 from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks
 from tflth.pruning.scores import get_score, score_layers
@@ -26,7 +27,7 @@ def layer_roles(model):
 
 
 def _check_fraction(value, what):
-    if not (isinstance(value, (int, float)) and 0.0 <= value < 1.0):
+    if not (is_number(value) and 0.0 <= value < 1.0):
         raise ValueError(f"{what}={value!r} must be a number in [0, 1)")
 
 
@@ -192,7 +193,7 @@ def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rate
     """Checks `prune`'s arguments against `model` (ValueError naming the bad one); returns
     (score function, layers to prune, rates, {layer name: role})."""
     _check_fraction(fraction, "fraction")
-    number = isinstance(threshold, (int, float, np.floating)) and not isinstance(threshold, bool)
+    number = is_number(threshold)
     if threshold is not None and not (number and np.isfinite(threshold)):
         raise ValueError(f"threshold={threshold!r} must be a finite number (or None)")
     if scope not in SCOPES:

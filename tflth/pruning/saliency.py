@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tflth.arguments import is_integer
 from tflth.pruning.scores import register_score
 
 
@@ -19,7 +20,7 @@ def _batches(data, batches, score):
     first `batches`."""
     if data is None:
         raise ValueError(f"score {score!r} needs data: pass data=(x, y) (one batch) or a dataset of (x, y) batches")
-    if not (isinstance(batches, int) and not isinstance(batches, bool) and batches >= 1):
+    if not (is_integer(batches) and batches >= 1):
         raise ValueError(f"batches={batches!r} must be an integer >= 1")
     if isinstance(data, (tuple, list)) and data and hasattr(data[0], "shape"):  # arrays: one batch
         if len(data) != 2:

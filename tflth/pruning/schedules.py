@@ -6,10 +6,19 @@ resumed run prunes at the same steps as an uninterrupted one.
 """
 import dataclasses
 
+from tflth.arguments import is_integer, is_number
+
 
 def _check(fraction):
-    if not 0.0 <= fraction < 1.0:
+    if not (is_number(fraction) and 0.0 <= fraction < 1.0):
         raise ValueError(f"fraction={fraction!r} must be in [0, 1)")
+
+
+def _steps(schedule, *names, low=0):
+    for name in names:
+        value = getattr(schedule, name)
+        if not (is_integer(value) and value >= low):
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,8 +29,7 @@ class OneShot:
 
     def __post_init__(self):
         _check(self.fraction)
-        if self.step < 0:
-            raise ValueError(f"step={self.step} must be >= 0")
+        _steps(self, "step")
 
     def __call__(self, step):
         return step == self.step, self.fraction
@@ -38,8 +46,10 @@ class Every:
 
     def __post_init__(self):
         _check(self.fraction)
-        if self.every < 1:
-            raise ValueError(f"every={self.every} must be >= 1")
+        _steps(self, "every", low=1)
+        _steps(self, "start")
+        if self.end is not None:
+            _steps(self, "end")
 
     def __call__(self, step):
         due = (step > self.start and (self.end is None or step < self.end)
@@ -62,12 +72,14 @@ class PolynomialDecay:
     def __post_init__(self):
         _check(self.target)
         _check(self.initial)
+        _steps(self, "begin_step", "end_step")
+        _steps(self, "frequency", low=1)
+        if not (is_number(self.power) and self.power > 0):
+            raise ValueError(f"power={self.power!r} must be a finite number > 0")
         if self.initial > self.target:
             raise ValueError(f"initial={self.initial!r} must be <= target={self.target!r} (sparsity only rises)")
         if self.end_step <= self.begin_step:
             raise ValueError(f"end_step={self.end_step} must be > begin_step={self.begin_step}")
-        if self.frequency < 1:
-            raise ValueError(f"frequency={self.frequency} must be >= 1")
 
     def sparsity(self, step):
         t = min(max(step - self.begin_step, 0) / (self.end_step - self.begin_step), 1.0)

@@ -7,10 +7,10 @@ each (penalty, strength) pair is its own run folder, and the summarize line name
 """
 import dataclasses
 
-from absl import app, flags
+from absl import flags
 
 from tflth import distribute
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, parse, strategy
+from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.trainer import runner
@@ -73,4 +73,4 @@ def main(defaults=None):
     define_run_flags()
     for name, value in (defaults or {}).items():
         FLAGS.set_default(name, value)
-    app.run(_main, flags_parser=parse(FLAGS))
+    run(_main, FLAGS)

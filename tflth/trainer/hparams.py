@@ -14,7 +14,7 @@ import math
 
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.layers.bayesian import SCALE_INIT
-from tflth.hparams import Sections, fail, field, one_of
+from tflth.hparams import Sections, check_numbers, fail, field, one_of
 
 # "none", the L0 family, and the MAP penalties of tflth.regularizers by their names there.
 PENALTIES = ("none", "l0", "l1", "lp", "student_t", "log_t", "log_uniform", "horseshoe", "horseshoe_plus", "igg",
@@ -102,6 +102,7 @@ class SparsityHparams:
     dst_end: int = field(0, "Last dynamic-sparsity update before this iteration; 0: three quarters of --iterations.")
 
     def __post_init__(self):
+        check_numbers(self)
         one_of("penalty", self.penalty, PENALTIES)
         one_of("gates", self.gates, GATES)
         if not self.strength >= 0:
@@ -234,8 +235,10 @@ class SparsityHparams:
                                                   f"{', '.join(PER_LAYER_KEYS)}")
             try:
                 number = float(value)
+                if not math.isfinite(number):
+                    raise ValueError
             except ValueError:
-                fail("per_layer", self.per_layer, f"{item!r}: the value must be a number")
+                fail("per_layer", self.per_layer, f"{item!r}: the value must be a finite number")
             if not (0 < number < 1 if key == "droprate_init" else number >= 0):
                 fail("per_layer", self.per_layer, f"{item!r}: {key} must be "
                                                   f"{'in (0, 1)' if key == 'droprate_init' else '>= 0'}")

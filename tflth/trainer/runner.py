@@ -178,10 +178,18 @@ def _evaluate(model, data):
 
 
 def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **train_kw):
-    """Trains (or resumes, or skips) one seed; returns its metrics. `extra_callbacks` join the
-    run's own (a tuner's, a user's)."""
+    """Trains (or resumes, or skips) one seed, holding its folder (`runs.claim`: RunBusy if
+    another process does); returns its metrics. `extra_callbacks` join the run's own (a
+    tuner's, a user's)."""
     folder = seed_dir(run, seed)
     if os.path.exists(runs.metrics_file(folder)):
+        return io.read_json(runs.metrics_file(folder))
+    with runs.claim(folder):
+        return _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_kw)
+
+
+def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_kw):
+    if os.path.exists(runs.metrics_file(folder)):  # the process that held it before may have finished it
         return io.read_json(runs.metrics_file(folder))
     t, s = hparams.training, hparams.sparsity
     model = build_model(hparams, seed, n=len(data["y"]))
@@ -205,7 +213,7 @@ def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **tra
                "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None,
                "test_correct": io.pack_bits(engine.correct(model, data["test"])),
                "versions": runs.versions(), "compiled": engine.compiled_with(model)}
-    io.save_weights(model, runs.final_weights(folder))  # the trained model, before any pruning
+    metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)
         pruned = l0.architecture(model)
@@ -228,7 +236,7 @@ def train_seed(hparams, run, seed, data, verbose=True, extra_callbacks=(), **tra
 def load_final(model, hparams, folder):
     """Loads a finished seed's trained weights (`folder`: its seed folder) into `model` (built by
     `build_model`) and prunes them to --keep_percent as the run tested them."""
-    model.load_weights(runs.final_weights(folder))
+    runs.load_final_weights(model, folder)
     if hparams.sparsity.keep_percent:
         prune_to(model, hparams.sparsity.keep_percent)
 

@@ -6,12 +6,13 @@ on with more trials."""
 import functools
 
 import keras_tuner
-from absl import app, flags
+from absl import flags
 
-from tflth.cli import common_args, define_common_flags, fail, parse, strategy
+from tflth.cli import common_args, define_common_flags, fail, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.tuning import search
+from tflth.tuning.hypermodel import StoppedByFailure
 from tflth.tuning.search import LOTTERY_SECTIONS, SECTIONS, LotteryTuneHparams, TuneHparams
 
 FLAGS = flags.FLAGS
@@ -59,6 +60,8 @@ def _main(argv, lottery=False):
             hparams, max_trials=FLAGS.max_trials, seeds=seeds, root=FLAGS.root, data=data,
             data_dir=FLAGS.data_dir or None, export=FLAGS.export, verbose=not FLAGS.quiet,
             distribution_strategy=None if FLAGS.strategy == "default" else chosen, **train_kw)
+    except StoppedByFailure as e:  # tflth.cli.run reports it (exit 1)
+        raise e.failure from None
     except keras_tuner.errors.FatalError as e:  # the same for every trial (e.g. a batch size the replicas cannot split)
         fail(str(e).splitlines()[0])
     except RuntimeError as e:  # keras-tuner stops after consecutive failed trials; finished ones are kept
@@ -75,4 +78,4 @@ def _main(argv, lottery=False):
 
 def main(lottery=False):
     define_run_flags(lottery=lottery)
-    app.run(functools.partial(_main, lottery=lottery), flags_parser=parse(FLAGS))
+    run(functools.partial(_main, lottery=lottery), FLAGS)

@@ -34,6 +34,8 @@ import keras_tuner
 import numpy as np
 
 from tflth import distribute, engine, pruning, runs
+from tflth.failures import NonFiniteLoss, RunFailure
+from tflth.arguments import is_integer
 from tflth.lottery import paths as lottery_paths
 from tflth.lottery import runner as lottery
 from tflth.lottery.hparams import LotteryHparams
@@ -59,6 +61,15 @@ def objective_names(obj):
     if hasattr(obj, "objectives"):  # keras_tuner's MultiObjective
         return objective_names(obj.objectives)
     return [obj if isinstance(obj, str) else obj.name]
+
+
+class StoppedByFailure(keras_tuner.errors.FatalError):
+    """A `tflth.failures.RunFailure` met in a trial (keras-tuner would record any other error as
+    a failed trial and go on): `.failure` is it."""
+
+    def __init__(self, failure):
+        super().__init__(str(failure))
+        self.failure = failure
 
 
 def check_objective(obj):
@@ -104,7 +115,7 @@ class SparseHyperModel(keras_tuner.HyperModel):
                  max_weights_kept=100.0, kept_cost=0.0, verbose=True, name="tflth_sparse", **train_kw):
         super().__init__(name=name)
         self.lottery = isinstance(base, LotteryHparams)
-        if self.lottery and not (isinstance(levels, int) and levels >= 1):
+        if self.lottery and not (is_integer(levels) and levels >= 1):
             raise ValueError(f"--levels={levels}: a lottery search needs the pruning levels each trial trains (>= 1)")
         if not self.lottery and levels is not None:
             raise ValueError(f"--levels={levels}: only lottery runs have levels")
@@ -163,12 +174,23 @@ class SparseHyperModel(keras_tuner.HyperModel):
 
     def _load(self, model, hparams, folder):
         if self.lottery:
-            model.load_weights(runs.final_weights(folder))
+            runs.load_final_weights(model, folder)
         else:
             trainer.load_final(model, hparams, folder)
 
     def fit(self, hp, model, *args, callbacks=(), **kwargs):
-        """Trains (or resumes, or reads) the trial's run; returns its metrics (REPORTED)."""
+        """Trains (or resumes, or reads) the trial's run; returns its metrics (REPORTED). A trial
+        whose loss diverges is a failed trial (FailedTrialError: the search goes on); any other
+        `tflth.failures.RunFailure` (a damaged file, a busy folder, a full disk) stops the search
+        (StoppedByFailure), which keras-tuner would otherwise record as a failed trial too."""
+        try:
+            return self._fit(hp, model, *args, callbacks=callbacks, **kwargs)
+        except NonFiniteLoss as e:
+            raise keras_tuner.errors.FailedTrialError(str(e)) from None
+        except RunFailure as e:
+            raise StoppedByFailure(e) from e
+
+    def _fit(self, hp, model, *args, callbacks=(), **kwargs):
         kwargs = {k: v for k, v in kwargs.items() if k not in ("epochs", "initial_epoch", "verbose")}
         if args or kwargs:
             raise keras_tuner.errors.FatalValueError(

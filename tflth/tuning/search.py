@@ -21,7 +21,7 @@ from tflth import data as tdata
 from tflth import io, runs
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.export import from_run, saving
-from tflth.hparams import Sections, fail, field, one_of
+from tflth.hparams import Sections, check_numbers, fail, field, one_of
 from tflth.lottery import hparams as lottery_hparams
 from tflth.lottery.hparams import LotteryHparams
 from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
@@ -57,6 +57,7 @@ class SearchHparams:
                            "its model is the last level's ticket.")
 
     def __post_init__(self):
+        check_numbers(self)
         one_of("tuner", self.tuner, tuple(TUNERS))
         objective(self.objective)
         if not 0 < self.max_weights_kept <= 100:
@@ -309,20 +310,21 @@ def run(hparams, *, max_trials=10, seeds=(0,), root="runs", data=None, data_dir=
     check(hparams, root, seeds)
     data = data or runs.load_data(hparams.base, data_dir)
     folder = runs.prepare_run_dir(search_dir(root, hparams), hparams, FORMAT)
-    if not os.path.exists(_seeds_file(folder)):
-        io.write_json(_seeds_file(folder), list(seeds))
-    model = hypermodel(hparams, seeds=seeds, root=root, data=data, verbose=verbose, **train_kw)
-    tuner = make_tuner(hparams, model, folder, max_trials, distribution_strategy)
-    if verbose:
-        print(f"[tune] search folder {folder}; ranges: {', '.join(map(str, model.space))}", flush=True)
-    try:
-        tuner.search(verbose=int(verbose))
-    finally:  # the finished trials' table, also when keras-tuner stops after failed trials
-        rows = trials(tuner, model)
-        write(rows, folder, title(hparams))
-    report = None
-    if export != "none":
-        report = export_best(rows, model, os.path.join(folder, "best"), export, data_dir)
+    with runs.claim(folder):  # keras-tuner's files have one writer: a second search here is refused
+        if not os.path.exists(_seeds_file(folder)):
+            io.write_json(_seeds_file(folder), list(seeds))
+        model = hypermodel(hparams, seeds=seeds, root=root, data=data, verbose=verbose, **train_kw)
+        tuner = make_tuner(hparams, model, folder, max_trials, distribution_strategy)
+        if verbose:
+            print(f"[tune] search folder {folder}; ranges: {', '.join(map(str, model.space))}", flush=True)
+        try:
+            tuner.search(verbose=int(verbose))
+        finally:  # the finished trials' table, also when keras-tuner stops after failed trials
+            rows = trials(tuner, model)
+            write(rows, folder, title(hparams))
+        report = None
+        if export != "none":
+            report = export_best(rows, model, os.path.join(folder, "best"), export, data_dir)
     return folder, rows, report
 
 

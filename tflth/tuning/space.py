@@ -16,6 +16,7 @@ the field's type; a numeric range on a text field (--prune_threshold) gives the 
 `default_space` gives each family's own sparsity hyperparameters.
 """
 import dataclasses
+import math
 
 from tflth.hparams import fields
 from tflth.lottery.hparams import LotteryHparams
@@ -77,9 +78,12 @@ def _cast(text, kind, where):
             if text.lower() not in ("true", "false"):
                 raise ValueError
             return text.lower() == "true"
-        return {"int": int, "float": float, "str": str}[kind](text)
+        value = {"int": int, "float": float, "str": str}[kind](text)
+        if kind == "float" and not math.isfinite(value):
+            raise ValueError
+        return value
     except ValueError:
-        raise ValueError(f"--search={where}: {text!r} is not a{'n' if kind == 'int' else ''} {kind}") from None
+        raise ValueError(f"--search={where}: {text!r} is not a{'n' if kind == 'int' else ' finite'} {kind}") from None
 
 
 def parse(text, cls=TrainerHparams):
