@@ -183,8 +183,8 @@ def check_run_dir(run, hparams, file_format):
             raise ValueError(f"{run} was written by another tflth (run-folder format {saved.get('format', 1)}, "
                              f"this one writes {file_format}) and cannot be resumed; move it away or pass "
                              "another --root")
-        if read_hparams(run, type(hparams), "remove it and rerun the same command: it is written again from the "
-                                            "flags") != hparams:
+        if _hparams_from(saved, run, type(hparams), "remove it and rerun the same command: it is written again "
+                                                    "from the flags") != hparams:
             raise ValueError(f"{run} holds different hyperparameters: was a field renamed, or is {hparams_file(run)} "
                              "damaged?")
     return run
@@ -192,7 +192,10 @@ def check_run_dir(run, hparams, file_format):
 
 def read_hparams(run, cls, remedy=None):
     """The `cls` hyperparameters `run`'s hparams.json holds; DamagedFile if it holds none."""
-    saved = io.read_json(hparams_file(run))
+    return _hparams_from(io.read_json(hparams_file(run)), run, cls, remedy)
+
+
+def _hparams_from(saved, run, cls, remedy):
     try:
         return cls.from_dict(saved)
     except (TypeError, KeyError, ValueError, AttributeError) as e:

@@ -193,8 +193,7 @@ def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rate
     """Checks `prune`'s arguments against `model` (ValueError naming the bad one); returns
     (score function, layers to prune, rates, {layer name: role})."""
     _check_fraction(fraction, "fraction")
-    number = is_number(threshold)
-    if threshold is not None and not (number and np.isfinite(threshold)):
+    if threshold is not None and not is_number(threshold):  # is_number: finite
         raise ValueError(f"threshold={threshold!r} must be a finite number (or None)")
     if scope not in SCOPES:
         raise ValueError(f"scope={scope!r} is unknown; allowed: {list(SCOPES)}")
