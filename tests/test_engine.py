@@ -1,4 +1,6 @@
 """The training engine: data streams, schedules, coupled L2, named state, the loop and resume."""
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -366,3 +368,24 @@ def test_ema_refuses_more_than_one_fit(tmp_path):
     hp = dataclasses.replace(HP, training=dataclasses.replace(HP.training, iterations=65, ema=0.9))
     with pytest.raises(ValueError, match="^ema: "):
         engine.train(_compiled(training=hp.training), _data(), hp, str(tmp_path), verbose=False)
+
+
+def test_timing_splits_the_calls_wall_time_by_part(tmp_path, monkeypatch):
+    """Each part gets the time spent in it (known lower bounds: sleeps added to saving and to
+    on_point) and the parts add up to the call's wall time."""
+    save = engine.state.save
+
+    def slow_save(*args, **kw):
+        time.sleep(0.1)
+        save(*args, **kw)
+    monkeypatch.setattr(engine.state, "save", slow_save)
+    timing = {"steps": 1.0}  # a dict the caller already filled: train adds to it
+    model, data = _compiled(training=HP.training), _data()
+    began = time.perf_counter()
+    engine.train(model, data, HP, str(tmp_path), verbose=False, checkpoint_seconds=0,
+                 on_point=lambda step: time.sleep(0.05), timing=timing)
+    wall = time.perf_counter() - began
+    assert set(timing) == set(loop.PARTS)
+    assert timing["checkpoints"] >= 5 * 0.1 and timing["points"] >= 7 * 0.05  # 5 checkpoints, 7 points
+    assert timing["evaluation"] > 0 and timing["steps"] > 1.0
+    assert sum(timing.values()) - 1.0 == pytest.approx(wall, abs=0.05)

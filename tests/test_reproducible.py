@@ -1,19 +1,22 @@
-"""The quick lottery run repeats bit for bit (README): the same command, in two processes, writes
-the same metrics, masks and weights."""
+"""Runs repeat bit for bit (README, `tflth.determinism`): the same command, in two processes side
+by side, writes the same metrics, masks and weights, with XLA (which --deterministic keeps on
+CPUs) and without it (where --deterministic turns on TensorFlow's op determinism)."""
 import glob
 import json
 import os
 import subprocess
 import sys
+import warnings
 
 import h5py
 import numpy as np
+import pytest
 
 from idx_files import learnable_digits, write_mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Measured in seconds of wall or CPU time, or describing the process rather than the result.
-CLOCK_KEYS = {"seconds", "cpu_seconds", "versions", "compiled"}
+CLOCK_KEYS = {"seconds", "cpu_seconds", "time_split", "versions", "compiled"}
 
 
 def _noisy_digits(n, seed):
@@ -44,15 +47,15 @@ def _h5_arrays(path):
     return out
 
 
-def test_the_quick_lottery_run_repeats_bit_for_bit_across_processes(tmp_path):
+def _side_by_side(tmp_path, recipe, flags):
+    """Runs `recipe` with `flags` in two processes at once, on small MNIST-format data; returns
+    their two roots."""
     data = str(tmp_path / "digits")
     write_mnist(data, _noisy_digits(160, seed=0), _noisy_digits(40, seed=1))
     roots = [str(tmp_path / "a"), str(tmp_path / "b")]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TFLTH_DATA_DIR", None)
-    args = [sys.executable, os.path.join(REPO, "recipes", "mnist_lth.py"),
-            "--flagfile=recipes/flags/mnist_lth_quick.cfg", "--iterations=10", "--eval_every=5",
-            "--batch_size=20", "--validation_size=40", "--levels=1", f"--data_dir={data}"]
+    args = [sys.executable, os.path.join(REPO, "recipes", recipe), *flags, f"--data_dir={data}"]
     # Side by side: two processes, each with its own TensorFlow, random generators and thread pools.
     procs = [subprocess.Popen([*args, f"--root={root}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for root in roots]
@@ -65,7 +68,52 @@ def test_the_quick_lottery_run_repeats_bit_for_bit_across_processes(tmp_path):
                 proc.wait()
     for proc, err in zip(procs, errors):
         assert proc.returncode == 0, err[-2000:]
+        assert "warning: --deterministic" not in err  # XLA is deterministic on CPU: nothing to warn about
+    return roots
+
+
+def _compiled(root):
+    """The `compiled` entry of every metrics.json under `root`."""
+    entries = []
+    for name in _files(root, "metrics.json"):
+        with open(os.path.join(root, name)) as f:
+            entries.append(json.load(f)["compiled"])
+    return entries
+
+
+@pytest.mark.parametrize("jit_compile", [True, False], ids=["xla", "no_xla"])
+def test_the_quick_lottery_run_repeats_bit_for_bit_across_processes(tmp_path, jit_compile):
+    roots = _side_by_side(tmp_path, "mnist_lth.py", [
+        "--flagfile=recipes/flags/mnist_lth_quick.cfg", "--iterations=10", "--eval_every=5", "--batch_size=20",
+        "--validation_size=40", "--levels=1", f"--jit_compile={str(jit_compile).lower()}"])
+    # What was compared is what was asked for: XLA kept under --deterministic, or not used.
+    assert {c["jit_compile"] for c in _compiled(roots[0])} == {jit_compile}
     assert_same_results(*roots)
+
+
+@pytest.mark.parametrize("recipe,flagfile,extra", [
+    ("mnist_bayes.py", "mnist_bayes_snr.cfg", ["--prune_start=5", "--prune_end=15", "--prune_every=5"]),
+    ("mnist_l0.py", "mnist_l0_weight.cfg", ["--jit_compile=true"]),
+], ids=["flipout_snr", "l0_weight_gates"])
+def test_a_noisy_training_repeats_bit_for_bit_with_xla(tmp_path, recipe, flagfile, extra):
+    """Layers that draw noise every step (Bayesian weights, L0 gates), under XLA: the same final
+    weights, rows and test predictions in both processes."""
+    roots = _side_by_side(tmp_path, recipe, [
+        f"--flagfile=recipes/flags/{flagfile}", "--iterations=20", "--eval_every=10", "--batch_size=20",
+        "--validation_size=40", "--mc_samples=2", *extra])
+    assert {c["jit_compile"] for c in _compiled(roots[0])} == {True}
+    metrics = _files(roots[0], "metrics.json")
+    assert len(metrics) == 1 and metrics == _files(roots[1], "metrics.json")
+    with open(os.path.join(roots[0], metrics[0])) as f:
+        first = json.load(f)
+    with open(os.path.join(roots[1], metrics[0])) as f:
+        second = json.load(f)
+    assert first["rows"] and _without_clock(first) == _without_clock(second)
+    weights = _files(roots[0], "final.weights.h5")
+    x, y = (_h5_arrays(os.path.join(root, weights[0])) for root in roots)
+    assert sorted(x) == sorted(y) and x
+    for key in x:
+        np.testing.assert_array_equal(x[key], y[key], err_msg=key)
 
 
 def assert_same_results(a, b):
@@ -110,3 +158,38 @@ def assert_same_results(a, b):
         assert sorted(x) == sorted(y) and x, name
         for key in x:
             np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+
+
+def test_deterministic_keeps_xla_on_cpus_and_turns_op_determinism_on_elsewhere(monkeypatch, capsys,
+                                                                               op_determinism_restored):
+    import tensorflow as tf
+    from tflth import determinism, engine
+    from tflth.engine.hparams import TrainingHparams
+    from tflth.models import lenet_300_100
+
+    monkeypatch.delenv("TF_DETERMINISTIC_OPS", raising=False)
+    # This machine: CPUs alone, one replica. XLA is kept and nothing global changes.
+    assert determinism.xla_is_deterministic()
+    assert determinism.request(jit_compile=True) is False
+    assert not determinism.op_determinism_on() and "TF_DETERMINISTIC_OPS" not in os.environ
+    assert capsys.readouterr().err == ""
+    # Without XLA, TensorFlow's op determinism, and no warning: nothing is given up.
+    assert determinism.request(jit_compile=False) is True
+    assert determinism.op_determinism_on() and os.environ["TF_DETERMINISTIC_OPS"] == "1"
+    assert capsys.readouterr().err == ""
+
+    # A GPU in sight: op determinism, and one line saying XLA is off and why.
+    cpus = tf.config.list_physical_devices()
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda *args: [*cpus, gpu])
+    assert not determinism.xla_is_deterministic()
+    assert determinism.request(jit_compile=True) is True
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("warning: --deterministic: training compiles without XLA")
+    # The engine then compiles without XLA itself, so Keras has nothing to warn about either.
+    model = lenet_300_100(family="masked")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        engine.compile_model(model, TrainingHparams(iterations=10, eval_every=10))
+    assert model.jit_compile is False
+    assert not [w for w in caught if "jit_compile" in str(w.message)]

@@ -9,14 +9,12 @@ a full disk) prints one line and exits with status 1; SIGTERM and Ctrl-C stop it
 import contextlib
 import functools
 import math
-import os
 import signal
 import sys
 
-import tensorflow as tf
 from absl import app, flags
 
-from tflth import distribute
+from tflth import determinism, distribute
 from tflth.failures import RunFailure, disk_full, no_space
 
 
@@ -35,20 +33,19 @@ def define_common_flags(flag_values):
     flags.DEFINE_enum("strategy", "default", distribute.NAMES, "tf.distribute strategy (tflth.distribute): "
                       "mirrored = every local GPU, multi_worker = the cluster in TF_CONFIG. --batch_size is the "
                       "global batch, split over the replicas.", flag_values=flag_values)
-    flags.DEFINE_bool("deterministic", True, "TensorFlow op determinism (tf.config.experimental."
-                      "enable_op_determinism): the same seed gives bit-identical runs, on GPU too. Keras "
-                      "compiles without XLA while it is on, whatever --jit_compile asks.",
+    flags.DEFINE_bool("deterministic", True, "The same seed gives bit-identical runs: XLA on CPUs alone is "
+                      "deterministic as it is; elsewhere (GPUs, --jit_compile=false) this turns on TensorFlow's "
+                      "op determinism, under which Keras compiles without XLA (tflth.determinism).",
                       flag_values=flag_values)
 
 
 def strategy(flag_values, batch_size):
     """The --strategy, with --deterministic applied; ValueError/RuntimeError for bad input
     (an unknown name, a malformed TF_CONFIG, a batch size the replicas cannot share)."""
-    if flag_values.deterministic:
-        tf.config.experimental.enable_op_determinism()
-        os.environ["TF_DETERMINISTIC_OPS"] = "1"  # TensorFlow's own switch, for the --workers processes
     chosen = distribute.get_strategy(flag_values.strategy)
     distribute.check_batch_size(batch_size, chosen)
+    if flag_values.deterministic:
+        determinism.request(flag_values.jit_compile, chosen)
     return chosen
 
 

@@ -42,8 +42,8 @@ class TrainingHparams:
     ema: float = field(0.0, "Momentum of an exponential moving average of the weights (Keras' use_ema) that "
                             "replaces them at the end of training and gives the final row; 0: none. The L0 "
                             "paper's code evaluates such an average (beta_ema = 0.999).")
-    jit_compile: bool = field(True, "Compile training and evaluation with XLA (faster on CPU and GPU; Keras "
-                                    "does not while op determinism is on: see --deterministic).")
+    jit_compile: bool = field(True, "Compile training and evaluation with XLA (faster on CPU and GPU; not "
+                                    "on GPUs under --deterministic: see tflth.determinism).")
     precision: str = field("float32", "Keras dtype policy: float32, mixed_float16 or mixed_bfloat16 (compute in "
                                       "16 bits, variables in float32; masks, L0 gates and Bayesian layers stay "
                                       "float32; mixed_float16 scales the loss).")

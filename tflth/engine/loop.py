@@ -9,6 +9,7 @@ calls `on_point(step)`, checkpoints before a minute of training would go unsaved
 prints a progress line every few seconds. A run resumed from its checkpoint reads the same
 batches and gives the same rows as an uninterrupted one.
 """
+import contextlib
 import json
 import math
 import os
@@ -67,6 +68,20 @@ def _spent_before(saved, keys):
     recorded it (the training's CPU cost is then unknown, not the resumed part alone)."""
     return (float(saved["seconds"]) if "seconds" in keys else 0.0,
             float(saved["cpu_seconds"]) if "cpu_seconds" in keys else None)
+
+
+PARTS = ("steps", "evaluation", "checkpoints", "points")  # where a training's wall time goes (`timing`)
+
+
+@contextlib.contextmanager
+def timed(timing, part):
+    """Adds the wall seconds of the block to `timing[part]` (`timing` None: nothing)."""
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timing is not None:
+            timing[part] = timing.get(part, 0.0) + time.perf_counter() - began
 
 
 def tensorboard_dir(folder):
@@ -152,8 +167,9 @@ class _Recorder(keras.callbacks.Callback):
     """Evaluates, records, checkpoints and reports at the end of every `fit` epoch."""
 
     def __init__(self, data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                 test_every_eval, label, clock, batch_size, suspects):
+                 test_every_eval, label, clock, batch_size, suspects, timing):
         super().__init__()
+        self.timing = timing  # seconds per part (PARTS) of this process's share of the training
         self.clock, self.batch_size = clock, batch_size  # the clock counts earlier processes' part
         self.suspects, self.last_finite = suspects, None  # what a diverged training names
         self.data, self.folder, self.start, self.stop, self.rows = data, folder, start, stop, rows
@@ -211,15 +227,17 @@ class _Recorder(keras.callbacks.Callback):
                 if key != "step" and value is not None:
                     tf.summary.scalar(key, value, step=step)
         if self.on_point:
-            self.on_point(step)
+            with timed(self.timing, "points"):
+                self.on_point(step)
         now = time.time()
         # Checkpoint now if waiting for the next point (about as long as the last interval took)
         # would leave more than checkpoint_seconds unsaved: a kill then loses at most
         # max(checkpoint_seconds, one interval) of training.
         since, interval, self.last_point = now - self.last_checkpoint, now - self.last_point, now
         if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
-            state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
-                       **self.clock.spent(now))
+            with timed(self.timing, "checkpoints"):
+                state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
+                           **self.clock.spent(now))
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
             self.last_print = now
@@ -238,7 +256,8 @@ class _Recorder(keras.callbacks.Callback):
                 "test_loss": test["loss"], "test_acc": test["accuracy"]}
 
     def evaluate(self, stream):
-        return evaluate(self.model, stream)
+        with timed(self.timing, "evaluation"):
+            return evaluate(self.model, stream)
 
     def test_last_row(self):
         """The last row of a run a callback stopped gets the test set too, like the end's."""
@@ -280,7 +299,7 @@ class _Recorder(keras.callbacks.Callback):
 
 
 def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="train", extra_points=(),
-          on_point=None, callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False):
+          on_point=None, callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False, timing=None):
     """Trains a compiled `model` (start weights and masks in place) from iteration `start` to
     `stop` (default `hparams.training.iterations`), resuming from `folder`'s checkpoint if
     there is one.
@@ -294,20 +313,27 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
       checkpoint_seconds: checkpoint at an evaluation point when waiting for the next one would
         leave more than this long unsaved, so a killed run loses at most max(one interval, this
         long) of training.
+      timing: a dict to which the wall seconds of this call are added by part (PARTS): "steps"
+        (Keras' fit: the training steps, the callbacks' work between them, tracing and XLA
+        compilation), "evaluation" (validation and test sets), "checkpoints" (saving and
+        resuming) and "points" (`on_point`).
     Returns the rows: [{"step", "train_loss", "val_loss", "val_acc", "test_loss", "test_acc",
     "flops_sparse", "flops_dense"}] (test values are None where the test set was not evaluated;
     the FLOPs are the training FLOPs from `start` to the row's step, `tflth.pruning.flops`).
     """
     training, stop = hparams.training, stop or hparams.training.iterations
     rows, step, clock = [], start, Clock()
+    timing = {} if timing is None else timing
+    began, before = time.perf_counter(), sum(timing.values())
     if os.path.exists(diverged_file(folder)):
         with open(diverged_file(folder)) as f:
             before = f.read().strip()
         raise NonFiniteLoss(f"{folder} diverged before: {before} (remove {diverged_file(folder)} to train it "
                             "again, or change those flags: that makes a new run folder)")
     if os.path.exists(progress_file(folder)):
-        saved = state.load(progress_file(folder))
-        state.restore(model, saved)
+        with timed(timing, "checkpoints"):
+            saved = state.load(progress_file(folder))
+            state.restore(model, saved)
         step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
         clock = Clock(*_spent_before(saved, saved))  # earlier processes' part
         if verbose:
@@ -325,7 +351,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
                          f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
                          "a multiple of --eval_every, no extra evaluation points)")
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
-                         test_every_eval, label, clock, hparams.dataset.batch_size, _suspects(hparams))
+                         test_every_eval, label, clock, hparams.dataset.batch_size, _suspects(hparams), timing)
     recorder.set_model(model)
     if not rows:
         recorder.record(start, None)
@@ -338,4 +364,6 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
             recorder.test_last_row()
             break
     recorder.writer.close()
+    # The steps: what the other parts leave of this call's time.
+    timing["steps"] = timing.get("steps", 0.0) + time.perf_counter() - began - (sum(timing.values()) - before)
     return rows

@@ -9,7 +9,7 @@ several times too large (zero moments, bias correction of step k).
 import keras
 import tensorflow as tf
 
-from tflth import distribute
+from tflth import determinism, distribute
 from tflth.layers import family_variables
 
 
@@ -94,8 +94,8 @@ def make_optimizer(training, offset=0):
 
 
 def compiled_with(model):
-    """How `model` was compiled in fact, for a run's metrics: Keras compiles without XLA under op
-    determinism (the recipes' --deterministic) whatever jit_compile asks, and the engine runs
+    """How `model` was compiled in fact, for a run's metrics: without XLA under op determinism
+    (`tflth.determinism`: the recipes' --deterministic on GPUs) whatever jit_compile asks, and
     one step per execution without XLA under several replicas."""
     return {"jit_compile": bool(model.jit_compile), "steps_per_execution": int(model.steps_per_execution or 1),
             "replicas": model.distribute_strategy.num_replicas_in_sync}
@@ -121,7 +121,8 @@ def compile_model(model, training, steps_per_execution=1, offset=0):
     # workers): one step per execution under a strategy of several replicas.
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
         steps_per_execution = 1
+    # Keras compiles without XLA under op determinism anyway (tflth.determinism), with a warning.
+    jit_compile = training.jit_compile and distribute.xla_allowed() and not determinism.op_determinism_on()
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=metrics, steps_per_execution=steps_per_execution,
-                  jit_compile=training.jit_compile and distribute.xla_allowed())
+                  metrics=metrics, steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)

@@ -86,23 +86,25 @@ class Replicate:
         if self.verbose:
             print(f"[{label}] {100 * (1 - pruning.sparsity(model)['total']):.1f}% of weights remain; "
                   f"training iterations {k}..{self.hparams.training.iterations}", flush=True)
-        clock = engine.Clock.resume(folder)  # a resumed branch's cost counts the earlier part
+        clock, timing = engine.Clock.resume(folder), {}  # a resumed branch's cost counts the earlier part
         rows = engine.train(model, self.data, self.hparams, folder, start=k, seed=self.seed, label=label,
-                            verbose=self.verbose, **self.train_kw)
-        weights_sha256 = io.save_weights(model, paths.final_weights(folder))
-        io.write_masks(paths.branch_masks(folder), masks)
-        sparsity = pruning.sparsity(model)
-        metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows, "versions": runs.versions(),
-                   "compiled": engine.compiled_with(model),
-                   "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
-                   "mask_overlap_prev": None, "movement": None, "weights_sha256": weights_sha256, **clock.spent(),
-                   **engine.summarize_rows(rows, k), **runs.training_cost(rows),
-                   "test_correct": io.pack_bits(engine.correct(model, self.data["test"]))}
-        if level > 0:
-            previous = paths.read_level_masks(self.dir, level - 1)
-            metrics["mask_overlap_prev"] = br.overlap(masks, previous)
-        if branch == "main":
-            metrics["movement"] = self._prune_next_level(level, masks)
+                            verbose=self.verbose, timing=timing, **self.train_kw)
+        spent = clock.spent()
+        with engine.timed(timing, "final"):
+            weights_sha256 = io.save_weights(model, paths.final_weights(folder))
+            io.write_masks(paths.branch_masks(folder), masks)
+            sparsity = pruning.sparsity(model)
+            metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows,
+                       "versions": runs.versions(), "compiled": engine.compiled_with(model),
+                       "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
+                       "mask_overlap_prev": None, "movement": None, "weights_sha256": weights_sha256, **spent,
+                       **engine.summarize_rows(rows, k), **runs.training_cost(rows),
+                       "test_correct": io.pack_bits(engine.correct(model, self.data["test"])), "time_split": timing}
+            if level > 0:
+                previous = paths.read_level_masks(self.dir, level - 1)
+                metrics["mask_overlap_prev"] = br.overlap(masks, previous)
+            if branch == "main":
+                metrics["movement"] = self._prune_next_level(level, masks)
         io.write_json(paths.metrics(folder), metrics)
         runs.remove_checkpoint(folder)
         return metrics

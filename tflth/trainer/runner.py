@@ -197,28 +197,32 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
         pruning.straight_through(model)
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations, *callback_steps(hparams)))
     label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
-    clock = engine.Clock.resume(folder)  # a resumed seed's cost counts the earlier part
+    clock, timing = engine.Clock.resume(folder), {}  # a resumed seed's cost counts the earlier part
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
-                        callbacks=[*callbacks(hparams, data, seed), *extra_callbacks], **train_kw)
+                        callbacks=[*callbacks(hparams, data, seed), *extra_callbacks], timing=timing, **train_kw)
+    spent = clock.spent()
     if s.straight_through:
         pruning.straight_through(model, False)  # the kernel masked for good
     if s.penalty == "l0":
         l0.masks_from_gates(model)
-    arch = l0.architecture(model)
-    metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,
-               "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
-               "rows": rows, **clock.spent(), **engine.summarize_rows(rows, 0), **runs.training_cost(rows),
-               "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
-               "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
-               "calibration": calibration(model, data, s.mc_samples) if s.prior != "none" else None,
-               "test_correct": io.pack_bits(engine.correct(model, data["test"])),
-               "versions": runs.versions(), "compiled": engine.compiled_with(model)}
-    metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
-    if hparams.sparsity.keep_percent:
-        prune_to(model, hparams.sparsity.keep_percent)
-        pruned = l0.architecture(model)
-        metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent, "weights_remaining": pruned.weights_kept,
-                             "test_acc": _evaluate(model, data), "architecture": pruned.to_dict()}
+    with engine.timed(timing, "predictive"):
+        calibrated = calibration(model, data, s.mc_samples) if s.prior != "none" else None
+    with engine.timed(timing, "final"):
+        arch = l0.architecture(model)
+        metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,
+                   "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
+                   "rows": rows, **spent, **engine.summarize_rows(rows, 0), **runs.training_cost(rows),
+                   "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
+                   "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
+                   "calibration": calibrated, "test_correct": io.pack_bits(engine.correct(model, data["test"])),
+                   "versions": runs.versions(), "compiled": engine.compiled_with(model), "time_split": timing}
+        metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
+        if hparams.sparsity.keep_percent:
+            prune_to(model, hparams.sparsity.keep_percent)
+            pruned = l0.architecture(model)
+            metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent,
+                                 "weights_remaining": pruned.weights_kept, "test_acc": _evaluate(model, data),
+                                 "architecture": pruned.to_dict()}
     if verbose and metrics["calibration"]:
         c = metrics["calibration"]
         print(f"[{label}] calibration: mean mode NLL {c['mean']['nll']:.4f} ECE {100 * c['mean']['ece']:.2f}%"
