@@ -1,4 +1,5 @@
 """The training engine: data streams, schedules, coupled L2, named state, the loop and resume."""
+import dataclasses
 import time
 
 import keras
@@ -389,3 +390,26 @@ def test_timing_splits_the_calls_wall_time_by_part(tmp_path, monkeypatch):
     assert timing["checkpoints"] >= 5 * 0.1 and timing["points"] >= 7 * 0.05  # 5 checkpoints, 7 points
     assert timing["evaluation"] > 0 and timing["steps"] > 1.0
     assert sum(timing.values()) - 1.0 == pytest.approx(wall, abs=0.05)
+
+
+def test_resuming_under_another_compilation_warns(tmp_path, monkeypatch, capsys):
+    """A training checkpointed with XLA and resumed without it (a flag or tflth changed between
+    the two processes) says that its results are no longer bit-identical."""
+    save = engine.state.save
+
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(engine.state, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), verbose=False, checkpoint_seconds=0)
+    monkeypatch.setattr(engine.state, "save", save)
+    capsys.readouterr()
+    same = _compiled(training=HP.training)
+    assert same.jit_compile
+    engine.train(same, _data(), HP, str(tmp_path / "copy"), verbose=False)  # another folder: no resume, no warning
+    assert "warning" not in capsys.readouterr().err
+    without_xla = dataclasses.replace(HP.training, jit_compile=False)
+    engine.train(_compiled(training=without_xla), _data(), HP, str(tmp_path), label="demo", verbose=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[demo] the training began with XLA and resumes without it" in err

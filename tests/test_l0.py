@@ -145,6 +145,24 @@ def test_architecture_counts_removed_neurons():
     assert "684-250-90" in str(arch)
 
 
+def test_architecture_of_a_model_that_is_not_a_chain_counts_weights_alone():
+    """ResNet-20 (residual additions, BatchNorm) cannot lose units; its report counts the
+    non-zero weights and FLOPs of every prunable layer (a sparse run's metrics need it)."""
+    model = tflth.models.resnet20(family="masked", input_shape=(8, 8, 3))
+    layers = tflth.pruning.prunable_layers(model)
+    masks = {layer.name: np.asarray(layer.mask) for layer in layers}
+    masks[layers[1].name][..., :4] = 0  # the first 4 filters of the second convolution
+    tflth.pruning.set_masks(model, masks)
+    arch = tflth.l0.architecture(model)
+    assert [r.name for r in arch.layers] == [layer.name for layer in layers]
+    second = arch.layers[1]
+    assert (second.units, second.inputs) == (second.units_total, second.inputs_total)  # nothing removed
+    assert second.weights == second.weights_total - 4 * second.weights_total // second.units_total
+    assert second.flops == 2 * second.weights * 8 * 8  # stride 1 on 8 x 8 images
+    total = sum(int(np.prod(layer.kernel.shape)) for layer in layers)
+    assert arch.weights_kept == pytest.approx(100 * (total - (second.weights_total - second.weights)) / total)
+
+
 @pytest.mark.parametrize("name,gates", [("lenet_300_100", "neuron"), ("lenet5", "neuron"), ("lenet5", "weight")])
 def test_compact_model_is_plain_smaller_and_computes_the_same(name, gates, tmp_path):
     model = tflth.models.get_model(name, family="l0", gates=gates, dataset_size=100)

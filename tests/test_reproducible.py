@@ -53,8 +53,10 @@ def _side_by_side(tmp_path, recipe, flags):
     data = str(tmp_path / "digits")
     write_mnist(data, _noisy_digits(160, seed=0), _noisy_digits(40, seed=1))
     roots = [str(tmp_path / "a"), str(tmp_path / "b")]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    env.pop("TFLTH_DATA_DIR", None)
+    # CPUs alone (what is measured to be deterministic under XLA), as on the CI machine.
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    for name in ("TFLTH_DATA_DIR", "TF_DETERMINISTIC_OPS"):
+        env.pop(name, None)
     args = [sys.executable, os.path.join(REPO, "recipes", recipe), *flags, f"--data_dir={data}"]
     # Side by side: two processes, each with its own TensorFlow, random generators and thread pools.
     procs = [subprocess.Popen([*args, f"--root={root}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -92,15 +94,17 @@ def test_the_quick_lottery_run_repeats_bit_for_bit_across_processes(tmp_path, ji
 
 
 @pytest.mark.parametrize("recipe,flagfile,extra", [
-    ("mnist_bayes.py", "mnist_bayes_snr.cfg", ["--prune_start=5", "--prune_end=15", "--prune_every=5"]),
+    ("mnist_bayes.py", "mnist_bayes_snr.cfg", ["--prune_start=5", "--prune_end=15", "--prune_every=5",
+                                               "--mc_samples=2"]),
     ("mnist_l0.py", "mnist_l0_weight.cfg", ["--jit_compile=true"]),
-], ids=["flipout_snr", "l0_weight_gates"])
-def test_a_noisy_training_repeats_bit_for_bit_with_xla(tmp_path, recipe, flagfile, extra):
-    """Layers that draw noise every step (Bayesian weights, L0 gates), under XLA: the same final
-    weights, rows and test predictions in both processes."""
+    ("mnist_prune.py", "mnist_gradual.cfg", ["--model=resnet20", "--prune_start=5", "--prune_every=5"]),
+], ids=["flipout_snr", "l0_weight_gates", "resnet20_batchnorm"])
+def test_a_training_repeats_bit_for_bit_with_xla(tmp_path, recipe, flagfile, extra):
+    """Layers that draw noise every step (Bayesian weights, L0 gates) and convolutions with
+    BatchNorm, under XLA: the same final weights, rows and test predictions in both processes."""
     roots = _side_by_side(tmp_path, recipe, [
         f"--flagfile=recipes/flags/{flagfile}", "--iterations=20", "--eval_every=10", "--batch_size=20",
-        "--validation_size=40", "--mc_samples=2", *extra])
+        "--validation_size=40", *extra])
     assert {c["jit_compile"] for c in _compiled(roots[0])} == {True}
     metrics = _files(roots[0], "metrics.json")
     assert len(metrics) == 1 and metrics == _files(roots[1], "metrics.json")
@@ -167,6 +171,8 @@ def test_deterministic_keeps_xla_on_cpus_and_turns_op_determinism_on_elsewhere(m
     from tflth.engine.hparams import TrainingHparams
     from tflth.models import lenet_300_100
 
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("checks the rule on a machine with CPUs alone (it fakes the GPU)")
     monkeypatch.delenv("TF_DETERMINISTIC_OPS", raising=False)
     # This machine: CPUs alone, one replica. XLA is kept and nothing global changes.
     assert determinism.xla_is_deterministic()
@@ -177,6 +183,11 @@ def test_deterministic_keeps_xla_on_cpus_and_turns_op_determinism_on_elsewhere(m
     assert determinism.request(jit_compile=False) is True
     assert determinism.op_determinism_on() and os.environ["TF_DETERMINISTIC_OPS"] == "1"
     assert capsys.readouterr().err == ""
+    # Op determinism already on (as TF_DETERMINISTIC_OPS in the user's environment makes it):
+    # XLA is lost whatever tflth does, and one line says why.
+    assert determinism.request(jit_compile=True) is True
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TF_DETERMINISTIC_OPS is set" in err
 
     # A GPU in sight: op determinism, and one line saying XLA is off and why.
     cpus = tf.config.list_physical_devices()

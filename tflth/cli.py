@@ -39,13 +39,14 @@ def define_common_flags(flag_values):
                       flag_values=flag_values)
 
 
-def strategy(flag_values, batch_size):
-    """The --strategy, with --deterministic applied; ValueError/RuntimeError for bad input
-    (an unknown name, a malformed TF_CONFIG, a batch size the replicas cannot share)."""
+def strategy(flag_values, batch_size, jit_compile=None):
+    """The --strategy, with --deterministic applied for training with XLA or not (`jit_compile`,
+    default --jit_compile); ValueError/RuntimeError for bad input (an unknown name, a malformed
+    TF_CONFIG, a batch size the replicas cannot share)."""
     chosen = distribute.get_strategy(flag_values.strategy)
     distribute.check_batch_size(batch_size, chosen)
     if flag_values.deterministic:
-        determinism.request(flag_values.jit_compile, chosen)
+        determinism.request(flag_values.jit_compile if jit_compile is None else jit_compile, chosen)
     return chosen
 
 

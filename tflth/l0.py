@@ -11,6 +11,7 @@ import numpy as np
 from tflth.layers.l0 import L0Conv2D, L0Dense
 from tflth.ops import hard_concrete as hc
 from tflth.pruning import compact as _compact
+from tflth.pruning import flops
 from tflth.pruning.masks import prunable_layers, set_masks
 
 
@@ -101,6 +102,20 @@ class Architecture:
         return "\n".join(lines)
 
 
+def _weights_only(model):
+    """`architecture` of a model `compact` cannot plan: the non-zero deployed weights per layer."""
+    reports = []
+    for layer in prunable_layers(model):
+        kernel = _compact.deployed_weights(layer)[0]
+        nonzero, positions = int(np.count_nonzero(kernel)), flops.positions(layer) or 0
+        reports.append(LayerReport(
+            name=layer.name, kind="dense" if kernel.ndim == 2 else "conv", inputs=kernel.shape[-2],
+            inputs_total=kernel.shape[-2], units=kernel.shape[-1], units_total=kernel.shape[-1], weights=nonzero,
+            weights_total=int(kernel.size), flops=2 * nonzero * positions,
+            expected_flops=2 * _expected_weights(layer) * positions))
+    return Architecture(tuple(reports))
+
+
 def _expected_weights(layer):
     """sum over the layer's unpruned weights of P(z != 0) of the gate that switches them."""
     if not isinstance(layer, (L0Dense, L0Conv2D)):
@@ -111,8 +126,13 @@ def _expected_weights(layer):
 
 def architecture(model):
     """What remains of `model` once its gates (or masks) have removed weights and units: an
-    `Architecture` whose str() is a short report. Works for any chain model `compact` supports."""
-    plan = _compact.plan(model)
+    `Architecture` whose str() is a short report. Units and inputs are removed in the chain
+    models `compact` supports; in any other model (residual connections, BatchNorm) only
+    weights are, and every unit is counted as kept."""
+    try:
+        plan = _compact.plan(model)
+    except ValueError:  # not a chain: no unit can be removed
+        return _weights_only(model)
     reports = []
     for layer in model.layers:
         if layer.name not in plan.units:

@@ -11,8 +11,9 @@ compile options work under the strategy; and a digest of the masks a determinist
 Images are random uint8 arrays of CIFAR-10's shape (a step's time does not depend on the pixels,
 and the GPU machines have no network to fetch CIFAR-10); the training settings are those of
 recipes/flags/cifar10_<model>.cfg (augmentation included), shortened to --iterations. With
---deterministic (the default, as the recipes run) TensorFlow's op determinism is on, and Keras
-then compiles without XLA whatever jit_compile asks (keras.src.trainers.trainer.model_supports_jit).
+--deterministic (the default, as the recipes run: tflth.determinism) TensorFlow's op determinism
+is on unless XLA is deterministic as it is (CPUs alone, one replica), and Keras then compiles
+without XLA whatever jit_compile asks (keras.src.trainers.trainer.model_supports_jit).
 
   probes  a bare `model.fit` of the plain architecture (keras.layers, family="plain") under the
           strategy, for each of jit_compile in (False, True) x steps_per_execution in (1, 10):
@@ -199,8 +200,8 @@ def parse(argv):
     parser.add_argument("--masks_out", help="keep the digest's masks here (.npz of np.packbits)")
     parser.add_argument("--train_size", type=int, default=10000, help="random training images")
     parser.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=True,
-                        help="TensorFlow op determinism, as the recipes' --deterministic (Keras then compiles "
-                             "without XLA)")
+                        help="bit-identical runs, as the recipes' --deterministic (tflth.determinism: op "
+                             "determinism, and no XLA, unless on CPUs alone with one replica)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if (args.logical_devices < 1 or args.rounds < 1 or args.iterations < 1 or args.probe_steps < 10
@@ -216,10 +217,10 @@ def main(argv=None):
     devices = split_devices(args.logical_devices) if args.logical_devices > 1 else None
     import tensorflow as tf
 
-    from tflth import distribute, engine, io
-    if args.deterministic:
-        tf.config.experimental.enable_op_determinism()
+    from tflth import determinism, distribute, engine, io
     strategy = distribute.get_strategy(args.strategy, devices) if devices else distribute.get_strategy(args.strategy)
+    if args.deterministic:
+        determinism.request(True, strategy)  # as the recipes' --deterministic with --jit_compile
     distribute.check_batch_size(args.batch_size, strategy)
     hparams, data = recipe_hparams(args), cifar_shaped(args.train_size)
     gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
@@ -272,7 +273,7 @@ def main(argv=None):
                 print(f"digest fails: {result['errors']['digest']}", flush=True)
             save()
         result["probes"] = {}
-        probe(hparams, stream, args.probe_steps, args.deterministic, result["probes"], save)
+        probe(hparams, stream, args.probe_steps, determinism.op_determinism_on(), result["probes"], save)
     median = save()
     print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
     for k, v in median.items():

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 import time
 
 import keras
@@ -103,6 +104,16 @@ def _suspects(hparams):
                if (section is hparams.training and name not in ("iterations", "eval_every"))
                or isinstance(value, float)]
     return ", ".join(changed) or f"--lr={hparams.training.lr}"
+
+
+def _check_compiled_alike(saved, model, label):
+    """A warning when a training resumes with XLA that began without it, or the reverse (a
+    --jit_compile or --deterministic changed, or a tflth that decides otherwise): XLA rounds
+    differently, so the run is no longer bit-identical to an uninterrupted one."""
+    if "jit_compile" in saved and bool(saved["jit_compile"]) != bool(model.jit_compile):
+        before, now = ("with", "without") if bool(saved["jit_compile"]) else ("without", "with")
+        print(f"warning: [{label}] the training began {before} XLA and resumes {now} it: its results will not be "
+              "bit-identical to an uninterrupted run's", file=sys.stderr, flush=True)
 
 
 def boundaries(start, stop, every, extra=()):
@@ -237,7 +248,7 @@ class _Recorder(keras.callbacks.Callback):
         if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
             with timed(self.timing, "checkpoints"):
                 state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
-                           **self.clock.spent(now))
+                           jit_compile=bool(self.model.jit_compile), **self.clock.spent(now))
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
             self.last_print = now
@@ -324,7 +335,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
     training, stop = hparams.training, stop or hparams.training.iterations
     rows, step, clock = [], start, Clock()
     timing = {} if timing is None else timing
-    began, before = time.perf_counter(), sum(timing.values())
+    began, parts_before = time.perf_counter(), sum(timing.values())
     if os.path.exists(diverged_file(folder)):
         with open(diverged_file(folder)) as f:
             before = f.read().strip()
@@ -338,6 +349,7 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
         clock = Clock(*_spent_before(saved, saved))  # earlier processes' part
         if verbose:
             print(f"[{label}] resuming at step {step}", flush=True)
+        _check_compiled_alike(saved, model, label)
     runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))
     every = model.steps_per_execution or 1
     if any(interval % every for _, interval, _ in runs):
@@ -365,5 +377,5 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
             break
     recorder.writer.close()
     # The steps: what the other parts leave of this call's time.
-    timing["steps"] = timing.get("steps", 0.0) + time.perf_counter() - began - (sum(timing.values()) - before)
+    timing["steps"] = timing.get("steps", 0.0) + time.perf_counter() - began - (sum(timing.values()) - parts_before)
     return rows

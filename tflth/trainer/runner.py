@@ -205,8 +205,10 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
         pruning.straight_through(model, False)  # the kernel masked for good
     if s.penalty == "l0":
         l0.masks_from_gates(model)
-    with engine.timed(timing, "predictive"):
-        calibrated = calibration(model, data, s.mc_samples) if s.prior != "none" else None
+    calibrated = None
+    if s.prior != "none":
+        with engine.timed(timing, "predictive"):
+            calibrated = calibration(model, data, s.mc_samples)
     with engine.timed(timing, "final"):
         arch = l0.architecture(model)
         metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,

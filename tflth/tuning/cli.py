@@ -50,7 +50,9 @@ def _main(argv, lottery=False):
             raise ValueError(f"--export={FLAGS.export!r}: allowed: {', '.join(search.EXPORTS)}")
         if FLAGS.tuner == "hyperband" and FLAGS["max_trials"].present and not FLAGS.quiet:  # maybe from a flagfile
             print("[tune] --max_trials is not used by hyperband: --max_epochs and --factor set its trials")
-        chosen = strategy(FLAGS, hparams.dataset.batch_size)
+        # A search over --jit_compile has trials without XLA: those need op determinism.
+        searched = {part.split("=")[0].strip() for part in hparams.search.search.split(",")}
+        chosen = strategy(FLAGS, hparams.dataset.batch_size, FLAGS.jit_compile and "jit_compile" not in searched)
         search.check(hparams, FLAGS.root, seeds)
         data = load_data(hparams.base, FLAGS.data_dir or None)  # fails here, before any folder is made
     except (ValueError, RuntimeError) as e:
