@@ -76,13 +76,12 @@ PARTS = ("steps", "evaluation", "checkpoints", "points")  # where a training's w
 
 @contextlib.contextmanager
 def timed(timing, part):
-    """Adds the wall seconds of the block to `timing[part]` (`timing` None: nothing)."""
+    """Adds the wall seconds of the block to `timing[part]`."""
     began = time.perf_counter()
     try:
         yield
     finally:
-        if timing is not None:
-            timing[part] = timing.get(part, 0.0) + time.perf_counter() - began
+        timing[part] = timing.get(part, 0.0) + time.perf_counter() - began
 
 
 def tensorboard_dir(folder):
