@@ -141,15 +141,47 @@ def test_signs_are_plus_or_minus_one_and_balanced():
     np.testing.assert_array_equal(vi.signs(np.array([0.0, 0.49, 0.5, 0.99], "float32")), [-1, -1, 1, 1])
 
 
-def test_noise_normal_is_standard_normal_and_reproducible():
-    """The inverse-CDF normals: N(0, 1) quantiles and moments, finite, the same draws for the same seed."""
+def _draw(kind, shape, seed, xla):
+    """tflth.ops.noise's `kind` draw, eagerly (Philox) or inside an XLA-compiled function (ThreeFry)."""
     from tflth.ops import noise
-    x = np.sort(np.asarray(noise.normal((1_000_000,), 3), dtype=np.float64))
+    draw = lambda: getattr(noise, kind)(shape, seed)  # noqa: E731
+    return np.asarray(tf.function(draw, jit_compile=True)() if xla else draw(), dtype=np.float64)
+
+
+def _kolmogorov_smirnov(sorted_x, cdf):
+    """The KS statistic of a sorted sample against a continuous CDF (values at the sample)."""
+    n = len(sorted_x)
+    return max(np.max(np.arange(1, n + 1) / n - cdf), np.max(cdf - np.arange(n) / n))
+
+
+@pytest.mark.parametrize("xla", [False, True], ids=["philox", "xla_threefry"])
+def test_noise_normal_is_standard_normal_and_reproducible(xla):
+    """The inverse-CDF normals, with and without XLA (another generator): N(0, 1) quantiles, moments
+    and a Kolmogorov-Smirnov test on a million draws, finite, the same draws for the same seed."""
+    x = np.sort(_draw("normal", (1_000_000,), 3, xla))
     assert abs(x.mean()) < 0.005 and abs(x.std() - 1) < 0.005
     assert np.all(np.isfinite(x)) and x.max() < 5.5 and x.min() > -5.5
-    normal = tfd.Normal(0.0, 1.0)
+    normal = tfd.Normal(np.float64(0.0), np.float64(1.0))
     for q in (0.001, 0.025, 0.16, 0.5, 0.84, 0.975, 0.999):
         z = float(normal.quantile(q))
         se = math.sqrt(q * (1 - q) / len(x)) / float(normal.prob(z))  # of the sample quantile
         assert x[int(q * len(x))] == pytest.approx(z, abs=5 * se)
-    np.testing.assert_array_equal(noise.normal((5,), 7), noise.normal((5,), 7))
+    # 1.95 / sqrt(n): the KS test's critical value at the 0.1% level; float32's 2^-23 steps in u
+    # move the CDF by far less than 1 / sqrt(n)
+    assert _kolmogorov_smirnov(x, np.asarray(normal.cdf(x))) < 1.95 / math.sqrt(len(x))
+    np.testing.assert_array_equal(_draw("normal", (5,), 7, xla), _draw("normal", (5,), 7, xla))
+
+
+@pytest.mark.parametrize("xla", [False, True], ids=["philox", "xla_threefry"])
+def test_noise_uniform_is_uniform_and_traced_under_xla_with_threefry(xla):
+    """U[0, 1) by moments and the KS test, with and without XLA; tflth.ops.noise knows which it is
+    tracing for (it names the generator by that: Philox that XLA recomputes in every fusion costs
+    an L0 weight-gate step 2.5x)."""
+    from tflth.ops import noise
+    u = np.sort(_draw("uniform", (1_000_000,), 5, xla))
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert abs(u.mean() - 0.5) < 0.001 and abs(u.var() - 1 / 12) < 0.001
+    assert _kolmogorov_smirnov(u, u) < 1.95 / math.sqrt(len(u))
+    assert not noise.xla_compiling()
+    assert bool(tf.function(lambda: tf.constant(noise.xla_compiling()), jit_compile=True)())
+    assert not bool(tf.function(lambda: tf.constant(noise.xla_compiling()))())

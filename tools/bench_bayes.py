@@ -16,7 +16,11 @@ Adam 1e-3, compiled by `tflth.engine.compile_model` (XLA unless --no_jit,
   local_reparam_lu  local_reparam with the LogUniform prior: sparse variational dropout;
   plain_noise       plain, whose step also draws the reparameterization estimator's noise (one
                     tflth.ops.noise.normal per kernel, 266,200 normals) and adds 0 x their sum to
-                    the loss: the cost of the noise alone, a floor under reparam's ratio.
+                    the loss: the cost of the noise alone, a floor under reparam's ratio;
+  flipout_floor     plain Dense layers computing Flipout's arithmetic and nothing more: x W +
+                    ((x * s_in) (W * eps)) * s_out, eps one normal per weight, s_in and s_out
+                    signs per example (as DenseFlipout draws them); no scale parameters, softplus
+                    or KL: a floor under flipout's ratio.
 
 Every model trains on the same in-memory stream (`tflth.engine.train_stream` over random
 uint8 MNIST-shaped images). After one warm-up fit each (tracing, XLA), the models take turns,
@@ -54,6 +58,33 @@ def plain_with_noise():
     return keras.Model(inputs, tflth.models.lenet_300_100(family="plain")(DrawNoise()(inputs)))
 
 
+def flipout_floor():
+    """LeNet-300-100 of Dense layers that add Flipout's perturbation, W * eps, in training."""
+    import keras
+
+    from tflth.ops import noise
+    from tflth.ops import variational as vi
+
+    class FlipoutArithmetic(keras.layers.Dense):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.seed_generator = keras.random.SeedGenerator(0)
+
+        def call(self, x, training=None):
+            y = keras.ops.matmul(x, self.kernel)
+            if training:
+                signs = lambda t: vi.signs(noise.uniform(keras.ops.shape(t), self.seed_generator))  # noqa: E731
+                flipped = keras.ops.matmul(x * signs(x), self.kernel * noise.normal(self.kernel.shape, self.seed_generator))
+                y = y + flipped * signs(flipped)
+            return self.activation(y + self.bias)
+
+    inputs = keras.Input((28, 28, 1))
+    x = keras.layers.Flatten()(inputs)
+    for units in (300, 100):
+        x = FlipoutArithmetic(units, activation="relu", kernel_initializer="glorot_normal")(x)
+    return keras.Model(inputs, FlipoutArithmetic(10, kernel_initializer="glorot_normal")(x))
+
+
 DATASET_SIZE = 55000
 MODELS = {"plain": dict(family="plain"),
           "masked": dict(family="masked"),
@@ -61,7 +92,8 @@ MODELS = {"plain": dict(family="plain"),
           "reparam": dict(family="reparam", prior="normal", dataset_size=DATASET_SIZE),
           "local_reparam": dict(family="local_reparam", prior="normal", dataset_size=DATASET_SIZE),
           "local_reparam_lu": dict(family="local_reparam", prior="log_uniform", dataset_size=DATASET_SIZE),
-          "plain_noise": plain_with_noise}
+          "plain_noise": plain_with_noise,
+          "flipout_floor": flipout_floor}
 TARGETS = {"flipout": 2.5, "reparam": 1.6}
 
 
