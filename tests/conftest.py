@@ -3,12 +3,8 @@
 import os
 
 import pytest
-# Private TensorFlow API, checked against TF 2.21: its public API can switch op determinism on
-# (tf.config.experimental.enable_op_determinism) but neither read it nor switch it off. Keras'
-# trainer reads it from the same module. Only the two helpers below use it.
-from tensorflow.python.framework import config as _tf_config
 
-from tflth import data
+from tflth import data, internals
 from tflth.data import loaders
 
 _DETERMINISTIC_OPS = "TF_DETERMINISTIC_OPS"  # TensorFlow's own switch, which the CLIs set for their workers
@@ -17,12 +13,12 @@ _BEFORE = pytest.StashKey()
 
 def _op_determinism():
     """(TensorFlow's op determinism on?, TF_DETERMINISTIC_OPS): what a CLI's start-up switches on."""
-    return _tf_config.is_op_determinism_enabled(), os.environ.get(_DETERMINISTIC_OPS)
+    return internals.op_determinism_on(), os.environ.get(_DETERMINISTIC_OPS)
 
 
 def _restore_op_determinism(state):
     enabled, variable = state
-    (_tf_config.enable_op_determinism if enabled else _tf_config.disable_op_determinism)()
+    internals.set_op_determinism(enabled)
     if variable is None:
         os.environ.pop(_DETERMINISTIC_OPS, None)
     else:

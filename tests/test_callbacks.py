@@ -286,3 +286,28 @@ def test_score_args_data_may_be_a_function_of_the_step_and_a_loss_passes_as_it_i
                                      score_args={"data": data, "loss": loss}, verbose=0)
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
     assert asked == [2] and pruning.sparsity(model)["total"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_a_user_schedule_subclasses_step_callback_and_sees_every_step_once_across_fits():
+    """tflth.pruning.StepCallback, the public base of the schedules: at_step(step) before each
+    step, counted on across fit calls, the steps between executions visited late."""
+    class Record(pruning.StepCallback):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def at_step(self, step):
+            self.seen.append((step, self.late))
+
+    model, (x, y) = _model(), _data(64)
+    record = Record()
+    model.fit(x, y, batch_size=16, epochs=2, callbacks=[record], verbose=0)  # 4 steps an epoch
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[record], verbose=0)
+    assert record.seen == [(step, False) for step in range(12)]
+    model = _model()
+    model.compile(model.optimizer, model.loss, steps_per_execution=2)
+    record = Record()
+    model.fit(x, y, batch_size=16, epochs=1, callbacks=[record], verbose=0)
+    assert record.seen == [(0, False), (1, True), (2, False)]  # hooks at steps 0 and 2 only
+    with pytest.raises(NotImplementedError, match="Bare must define at_step"):
+        type("Bare", (pruning.StepCallback,), {})().at_step(0)

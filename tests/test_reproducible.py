@@ -167,7 +167,7 @@ def assert_same_results(a, b):
 def test_deterministic_keeps_xla_on_cpus_and_turns_op_determinism_on_elsewhere(monkeypatch, capsys,
                                                                                op_determinism_restored):
     import tensorflow as tf
-    from tflth import determinism, engine
+    from tflth import determinism, engine, internals
     from tflth.engine.hparams import TrainingHparams
     from tflth.models import lenet_300_100
 
@@ -177,11 +177,11 @@ def test_deterministic_keeps_xla_on_cpus_and_turns_op_determinism_on_elsewhere(m
     # This machine: CPUs alone, one replica. XLA is kept and nothing global changes.
     assert determinism.xla_is_deterministic()
     assert determinism.request(jit_compile=True) is False
-    assert not determinism.op_determinism_on() and "TF_DETERMINISTIC_OPS" not in os.environ
+    assert not internals.op_determinism_on() and "TF_DETERMINISTIC_OPS" not in os.environ
     assert capsys.readouterr().err == ""
     # Without XLA, TensorFlow's op determinism, and no warning: nothing is given up.
     assert determinism.request(jit_compile=False) is True
-    assert determinism.op_determinism_on() and os.environ["TF_DETERMINISTIC_OPS"] == "1"
+    assert internals.op_determinism_on() and os.environ["TF_DETERMINISTIC_OPS"] == "1"
     assert capsys.readouterr().err == ""
     # Op determinism already on (as TF_DETERMINISTIC_OPS in the user's environment makes it):
     # XLA is lost whatever tflth does, and one line says why.

@@ -177,11 +177,11 @@ def test_noise_uniform_is_uniform_and_traced_under_xla_with_threefry(xla):
     """U[0, 1) by moments and the KS test, with and without XLA; tflth.ops.noise knows which it is
     tracing for (it names the generator by that: Philox that XLA recomputes in every fusion costs
     an L0 weight-gate step 2.5x)."""
-    from tflth.ops import noise
+    from tflth import internals
     u = np.sort(_draw("uniform", (1_000_000,), 5, xla))
     assert u.min() >= 0.0 and u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.001 and abs(u.var() - 1 / 12) < 0.001
     assert _kolmogorov_smirnov(u, u) < 1.95 / math.sqrt(len(u))
-    assert not noise.xla_compiling()
-    assert bool(tf.function(lambda: tf.constant(noise.xla_compiling()), jit_compile=True)())
-    assert not bool(tf.function(lambda: tf.constant(noise.xla_compiling()))())
+    assert not internals.xla_compiling()
+    assert bool(tf.function(lambda: tf.constant(internals.xla_compiling()), jit_compile=True)())
+    assert not bool(tf.function(lambda: tf.constant(internals.xla_compiling()))())

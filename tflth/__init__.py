@@ -1,5 +1,9 @@
 """tflth: sparse neural networks on Keras 3 (lottery tickets, masked, L0 and Bayesian layers, pruning scores)."""
-from tflth import bayes, data, distribute, engine, l0, layers, lottery, models, priors, pruning, regularizers
+from tflth import internals
+
+internals.check_versions()  # before the modules that rely on the checked private API
+
+from tflth import bayes, data, distribute, engine, l0, layers, lottery, models, priors, pruning, regularizers  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["bayes", "data", "distribute", "engine", "l0", "layers", "lottery", "models", "priors", "pruning", "regularizers"]

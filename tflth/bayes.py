@@ -17,7 +17,7 @@ import numpy as np
 from tflth.arguments import is_integer
 from tflth.layers.bayesian import BAYESIAN_LAYERS
 from tflth.layers.masked import MaskedConv2D, MaskedDense
-from tflth.pruning.callbacks import _StepCallback
+from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import prunable_layers
 
 # What a Bayesian layer's config has beyond its masked layer's.
@@ -112,7 +112,7 @@ def to_deterministic(model):
     return deterministic
 
 
-class KLWarmup(_StepCallback):
+class KLWarmup(StepCallback):
     """Scales every Bayesian layer's KL term by 0 until step `start`, then linearly up to 1 over
     `iterations` steps: the likelihood alone at first, then the whole ELBO (Sønderby et al. 2016;
     the sparse VD authors' LeNet code: 0 for 5 epochs, then 1 after 15 more). A function of the

@@ -23,6 +23,7 @@ import sys
 import tensorflow as tf
 
 from tflth import distribute
+from tflth.internals import op_determinism_on
 
 
 def xla_is_deterministic(strategy=None):
@@ -53,11 +54,3 @@ def request(jit_compile, strategy=None, warn=True):
 
 def _warn(message):
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def op_determinism_on():
-    """Whether TensorFlow's op determinism is on in this process."""
-    # Private TensorFlow API (checked against TF 2.21): the public one can switch op determinism
-    # on but not read it. Keras' trainer reads it from the same module.
-    from tensorflow.python.framework import config
-    return config.is_op_determinism_enabled()

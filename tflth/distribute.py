@@ -27,6 +27,8 @@ import weakref
 import keras
 import tensorflow as tf
 
+from tflth import internals
+
 NAMES = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -43,7 +45,7 @@ def get_strategy(name="default", devices=None):
         return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         read_tf_config()
-        _fix_keras_multi_worker()
+        internals.patch_multi_worker_trainer()
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
         try:
@@ -108,8 +110,7 @@ def batchnorm_statistics(model):
     """The moving statistics of the model's BatchNormalization layers, nested ones included
     (with `renorm`, its moving stddev and renorm averages too; `synchronized=True` layers are
     left out: their replicas already agree)."""
-    # Keras has no public walk over nested layers; Layer._flatten_layers is that walk.
-    layers = model._flatten_layers(include_self=False, recursive=True)
+    layers = internals.all_layers(model)
     return [v for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized
             for v in (layer.moving_mean, layer.moving_variance) + (
                 (layer.moving_stddev, layer.renorm_mean, layer.renorm_stddev) if layer.renorm else ())]
@@ -230,48 +231,6 @@ def worker_root(root, strategy=None):
     finally:
         if private:
             shutil.rmtree(os.path.dirname(private), ignore_errors=True)
-
-
-def _fix_keras_multi_worker():
-    """Keras 3.15's TF trainer fails under MultiWorkerMirroredStrategy in two places, for every
-    model; both are patched here alone (private Keras API), once, when such a strategy is made:
-    - before fit and evaluate, `_maybe_symbolic_build` reduces the first (x, y) batch over the
-      replicas just to learn its shapes, and a nested structure cannot be reduced: it gets this
-      worker's own first replica batch instead (same shapes, no communication);
-    - `reduce_per_replica(..., "auto")` reduces each step's scalar logs with
-      `strategy.reduce("MEAN", v, axis=0)`, which needs rank >= 1: scalars get axis=None, the
-      mean over the replicas, which is what Keras means on every other strategy.
-    """
-    from keras.src.backend.tensorflow import trainer as keras_trainer
-    if getattr(keras_trainer, "_tflth_multi_worker_fix", False):
-        return
-    multi_worker = keras_trainer._collective_all_reduce_multi_worker
-    keras_reduce, keras_build = keras_trainer.reduce_per_replica, keras_trainer.TensorFlowTrainer._maybe_symbolic_build
-
-    def first_local(strategy, value):
-        return (strategy.experimental_local_results(value)[0]
-                if isinstance(value, tf.distribute.DistributedValues) else value)
-
-    def reduce_per_replica(values, strategy, reduction):
-        if reduction in ("auto", "mean") and multi_worker(strategy):
-            # Plain tensors too (one replica per worker): each is this worker's part of the mean.
-            return tf.nest.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None if first_local(strategy, v).shape.rank == 0 else 0)
-                if isinstance(v, (tf.distribute.DistributedValues, tf.Tensor)) else v, values)
-        return keras_reduce(values, strategy, reduction)
-
-    def maybe_symbolic_build(model, iterator=None, data_batch=None):
-        strategy = model.distribute_strategy
-        if iterator is not None and data_batch is None and multi_worker(strategy):
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(lambda v: first_local(strategy, v), next(batches))
-                break
-            iterator = None
-        return keras_build(model, iterator=iterator, data_batch=data_batch)
-
-    keras_trainer.reduce_per_replica = reduce_per_replica
-    keras_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
-    keras_trainer._tflth_multi_worker_fix = True
 
 
 def _link_or_copy(src, dst):

@@ -17,10 +17,11 @@ Adam 1e-3, compiled by `tflth.engine.compile_model` (XLA unless --no_jit,
   plain_noise       plain, whose step also draws the reparameterization estimator's noise (one
                     tflth.ops.noise.normal per kernel, 266,200 normals) and adds 0 x their sum to
                     the loss: the cost of the noise alone, a floor under reparam's ratio;
-  flipout_floor     plain Dense layers computing Flipout's arithmetic and nothing more: x W +
-                    ((x * s_in) (W * eps)) * s_out, eps one normal per weight, s_in and s_out
-                    signs per example (as DenseFlipout draws them); no scale parameters, softplus
-                    or KL: a floor under flipout's ratio.
+  flipout_floor     Dense layers computing Flipout's arithmetic and nothing more: x W +
+                    ((x * s_in) (sigma * eps)) * s_out, sigma a trainable weight per kernel
+                    weight (Adam updates it like the posterior's scale), eps one normal per
+                    weight, s_in and s_out signs per example (as DenseFlipout draws them); no
+                    softplus and no KL: a floor under flipout's ratio.
 
 Every model trains on the same in-memory stream (`tflth.engine.train_stream` over random
 uint8 MNIST-shaped images). After one warm-up fit each (tracing, XLA), the models take turns,
@@ -59,7 +60,7 @@ def plain_with_noise():
 
 
 def flipout_floor():
-    """LeNet-300-100 of Dense layers that add Flipout's perturbation, W * eps, in training."""
+    """LeNet-300-100 of Dense layers that add Flipout's perturbation, sigma * eps, in training."""
     import keras
 
     from tflth.ops import noise
@@ -68,13 +69,14 @@ def flipout_floor():
     class FlipoutArithmetic(keras.layers.Dense):
         def build(self, input_shape):
             super().build(input_shape)
+            self.sigma = self.add_weight(shape=self.kernel.shape, initializer=keras.initializers.Constant(1e-3))
             self.seed_generator = keras.random.SeedGenerator(0)
 
         def call(self, x, training=None):
             y = keras.ops.matmul(x, self.kernel)
             if training:
                 signs = lambda t: vi.signs(noise.uniform(keras.ops.shape(t), self.seed_generator))  # noqa: E731
-                flipped = keras.ops.matmul(x * signs(x), self.kernel * noise.normal(self.kernel.shape, self.seed_generator))
+                flipped = keras.ops.matmul(x * signs(x), self.sigma * noise.normal(self.kernel.shape, self.seed_generator))
                 y = y + flipped * signs(flipped)
             return self.activation(y + self.bias)
 

@@ -217,7 +217,7 @@ def main(argv=None):
     devices = split_devices(args.logical_devices) if args.logical_devices > 1 else None
     import tensorflow as tf
 
-    from tflth import determinism, distribute, engine, io
+    from tflth import determinism, distribute, engine, internals, io
     strategy = distribute.get_strategy(args.strategy, devices) if devices else distribute.get_strategy(args.strategy)
     if args.deterministic:
         determinism.request(True, strategy)  # as the recipes' --deterministic with --jit_compile
@@ -273,7 +273,7 @@ def main(argv=None):
                 print(f"digest fails: {result['errors']['digest']}", flush=True)
             save()
         result["probes"] = {}
-        probe(hparams, stream, args.probe_steps, determinism.op_determinism_on(), result["probes"], save)
+        probe(hparams, stream, args.probe_steps, internals.op_determinism_on(), result["probes"], save)
     median = save()
     print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
     for k, v in median.items():

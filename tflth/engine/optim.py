@@ -9,7 +9,7 @@ several times too large (zero moments, bias correction of step k).
 import keras
 import tensorflow as tf
 
-from tflth import determinism, distribute
+from tflth import distribute, internals
 from tflth.layers import family_variables
 
 
@@ -52,7 +52,7 @@ class _CoupledL2:
         self._l2_excluded |= {v.path for v in variables}
 
     def apply(self, grads, trainable_variables=None):
-        variables = self._trainable_variables if trainable_variables is None else trainable_variables
+        variables = internals.optimizer_variables(self) if trainable_variables is None else trainable_variables
         grads = [g if g is None or v.path in self._l2_excluded else g + self.l2 * keras.ops.cast(v, g.dtype)
                  for g, v in zip(grads, variables)]
         return super().apply(grads, trainable_variables)
@@ -122,7 +122,7 @@ def compile_model(model, training, steps_per_execution=1, offset=0):
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
         steps_per_execution = 1
     # Keras compiles without XLA under op determinism anyway (tflth.determinism), with a warning.
-    jit_compile = training.jit_compile and distribute.xla_allowed() and not determinism.op_determinism_on()
+    jit_compile = training.jit_compile and distribute.xla_allowed() and not internals.op_determinism_on()
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=metrics, steps_per_execution=steps_per_execution, jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)

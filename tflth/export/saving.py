@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tflth import io
+from tflth import internals, io
 from tflth.export.sparse import csr_limit_bytes, index_dtype, sparse_layer
 from tflth.export.strip import deployed, replace_layers, strip
 from tflth.pruning import compact as compaction
@@ -62,7 +62,7 @@ def kernel_counts(model):
     (with the column-index width the sparse format stores)} over the Dense and Conv2D kernels of
     `model` (any family), counted on the deployed weights."""
     counts = dict.fromkeys(("weights_kept", "weights", "csr_limit_bytes", "csr_limit_stored_index_bytes"), 0)
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    for layer in internals.all_layers(model):
         if is_prunable(layer) or is_weighted(layer):
             kernel = deployed(layer)[0]
             nonzero, rows = int(np.count_nonzero(kernel)), kernel.shape[-1]
@@ -97,7 +97,7 @@ def folder_sizes(path):
 
 def units(model):
     """The output units of the model's Dense and Conv2D layers, e.g. "300-100-10"."""
-    return "-".join(str(layer.kernel.shape[-1]) for layer in model._flatten_layers(include_self=False, recursive=True)
+    return "-".join(str(layer.kernel.shape[-1]) for layer in internals.all_layers(model)
                     if is_weighted(layer))
 
 
@@ -184,7 +184,7 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
         if format == "compact":
             report["units"], report["units_before"] = units(exported), units(model)
         if format == "sparse":  # the CSR arrays alone, beside the biases and other variables
-            report["csr_bytes"] = sum(v.numpy().nbytes for layer in exported._flatten_layers(include_self=False)
+            report["csr_bytes"] = sum(v.numpy().nbytes for layer in internals.all_layers(exported)
                                       if hasattr(layer, "csr") for v in layer.csr()[:3])
         io.write_json(os.path.join(tmp, REPORT), report)
     return report

@@ -7,6 +7,8 @@ they are.
 """
 import keras
 
+from tflth import internals
+
 
 class VariableHolder(keras.layers.Layer):
     """`specs`: {name: keyword arguments of `add_weight`}; the variables are `holder.v[name]`."""
@@ -25,5 +27,5 @@ class VariableHolder(keras.layers.Layer):
 
 def family_variables(model):
     """The trainable variables of every family's holder in `model` (not kernels or biases)."""
-    return [v for layer in model._flatten_layers(include_self=False, recursive=True)
+    return [v for layer in internals.all_layers(model)
             if isinstance(layer, VariableHolder) for v in layer.trainable_variables]

@@ -29,7 +29,7 @@ import numbers
 import keras
 from keras import ops
 
-from tflth import priors
+from tflth import internals, priors
 from tflth.layers._forward import finish, forward, linear
 from tflth.layers._holder import VariableHolder
 from tflth.layers.family import LayerFamily, register_family
@@ -89,7 +89,7 @@ class _BayesianMixin:
     def build(self, input_shape):
         super().build(input_shape)
         self.prior.check(self)
-        shape = tuple(self._kernel.shape)
+        shape = tuple(internals.kernel_variable(self).shape)
         rho = float(vi.softplus_inverse(self.scale_init))
         cap = self.prior.max_weight_scale
         if cap is not None:  # a projection after each optimizer step, so the data can still lower the scale

@@ -15,6 +15,7 @@ runner treat them alike, and `tflth.l0.masks_from_gates` turns closed gates into
 import keras
 from keras import ops
 
+from tflth import internals
 from tflth.arguments import is_integer, is_number
 from tflth.layers._forward import forward
 from tflth.layers._holder import VariableHolder
@@ -83,7 +84,7 @@ class _L0Mixin:
     @property
     def gate_shape(self):
         """One gate per weight, per input row (dense) or per output filter (conv)."""
-        shape = tuple(self._kernel.shape)
+        shape = tuple(internals.kernel_variable(self).shape)
         if self.gates == "weight":
             return shape
         if len(shape) == 2:
@@ -91,7 +92,7 @@ class _L0Mixin:
         return (1,) * (len(shape) - 1) + (shape[-1],)
 
     def _filter_gates(self):
-        return self.gates == "neuron" and len(self._kernel.shape) > 2
+        return self.gates == "neuron" and len(internals.kernel_variable(self).shape) > 2
 
     def _gate_values(self, training):
         if training:

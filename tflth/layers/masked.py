@@ -30,6 +30,7 @@ model loading a plain file finds no mask there and starts from all ones.
 import keras
 from keras import ops
 
+from tflth import internals
 from tflth.arguments import is_number
 from tflth.layers._forward import forward
 from tflth.layers.family import LayerFamily, register_family
@@ -49,22 +50,6 @@ class _KeepMasked:
         if self.layer.straight_through:
             return kernel
         return kernel * ops.cast(self.layer.mask, kernel.dtype)
-
-
-def _filed_as(keras_cls):
-    """Class decorator: Keras files a model's layers under their snake-cased class
-    name (`type(layer).__name__`, in `saving_lib._save_container_state`), so a class
-    named MaskedDense would be filed under `masked_dense` and neither a plain file nor
-    a masked one would load into the other model. Borrowing Keras' `__name__` files
-    both under `dense`. The import path, `__qualname__`, registered name and default
-    layer names stay MaskedDense's; summaries and reprs show Keras' class name. So does
-    the error of a process that loads a `.keras` file without importing tflth: "Could not
-    locate class 'Dense'" (its config names `tflth>MaskedDense`). Keras imports no module
-    outside its own packages to find a class, so nothing of tflth can run there to say more."""
-    def rename(cls):
-        cls.__name__ = keras_cls.__name__
-        return cls
-    return rename
 
 
 def _default_name(prefix):
@@ -155,9 +140,9 @@ class _MaskedMixin:
         super().build(input_shape)
         # Keras loads a layer's own variables before its children's: the kernel is
         # re-masked once the holder has loaded the mask.
-        self._mask_holder = _MaskHolder(
-            self._kernel.shape, self._kernel.dtype, on_load=self._apply_mask, name="mask")
-        self._kernel.constraint = _KeepMasked(self, self.kernel_constraint)
+        kernel = internals.kernel_variable(self)
+        self._mask_holder = _MaskHolder(kernel.shape, kernel.dtype, on_load=self._apply_mask, name="mask")
+        kernel.constraint = _KeepMasked(self, self.kernel_constraint)
 
     @property
     def mask(self):
@@ -165,19 +150,20 @@ class _MaskedMixin:
             raise AttributeError("You must build the layer before accessing `mask`.")
         return self._mask_holder.variable
 
-    def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `_filed_as`)
+    def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `tflth.internals.filed_as`)
         return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
 
     def _apply_mask(self):
         if not self.straight_through:  # a straight-through kernel keeps its dense values
-            self._kernel.assign(self._kernel * self.mask)
+            kernel = internals.kernel_variable(self)
+            kernel.assign(kernel * self.mask)
 
     def set_weights(self, weights):
         super().set_weights(weights)
         self._apply_mask()
 
 
-@_filed_as(keras.layers.Dense)
+@internals.filed_as(keras.layers.Dense)
 @keras.saving.register_keras_serializable(package="tflth", name="MaskedDense")
 class MaskedDense(_MaskedMixin, keras.layers.Dense):
     """`keras.layers.Dense` with a pruning mask; Dense's arguments, and:
@@ -194,7 +180,7 @@ class MaskedDense(_MaskedMixin, keras.layers.Dense):
     _default_prefix = "masked_dense"
 
 
-@_filed_as(keras.layers.Conv2D)
+@internals.filed_as(keras.layers.Conv2D)
 @keras.saving.register_keras_serializable(package="tflth", name="MaskedConv2D")
 class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
     """`keras.layers.Conv2D` with a pruning mask; Conv2D's arguments and the targeted

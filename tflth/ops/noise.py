@@ -20,6 +20,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tflth import internals
 from tflth.arguments import is_integer
 
 
@@ -27,16 +28,7 @@ def uniform(shape, seed, dtype="float32"):
     """U[0, 1) noise of `shape`. `seed`: a keras.random.SeedGenerator (each call advances it) or
     an int (the same draws every call)."""
     seed = [int(seed), 0] if is_integer(seed) else ops.cast(seed.next(), "int32")
-    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="threefry" if xla_compiling() else "philox")
-
-
-def xla_compiling():
-    """Whether the function being traced will be compiled by XLA (`jit_compile=True`)."""
-    # Private TensorFlow API (checked against TF 2.21): no public call tells a traced op that
-    # XLA will compile it; tf.function(jit_compile=True) marks its graph with this context.
-    from tensorflow.python.framework import ops as tf_ops
-    from tensorflow.python.ops import control_flow_util
-    return not tf.executing_eagerly() and control_flow_util.GraphOrParentsInXlaContext(tf_ops.get_default_graph())
+    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="threefry" if internals.xla_compiling() else "philox")
 
 
 def normal(shape, seed, dtype="float32"):

@@ -4,7 +4,8 @@ from tflth.pruning import saliency  # noqa: F401  (registers the gradient scores
 from tflth.pruning.allocation import ALLOCATIONS, allocate
 from tflth.pruning.dynamic import SET, RigL
 from tflth.pruning.flops import forward_flops
-from tflth.pruning.callbacks import PruneCallback, Rewind, Snapshot, SparsityLogger, keep_masks_after_ema
+from tflth.pruning.callbacks import (PruneCallback, Rewind, Snapshot, SparsityLogger, StepCallback,
+                                     keep_masks_after_ema)
 from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks, sparsity
 from tflth.pruning.pruner import (ROLES, SCOPES, check_prune_args, global_masks, layer_roles, layerwise_masks, prune,
                                   current_sparsity, prune_to, random_masks_like, straight_through)
@@ -16,7 +17,7 @@ from tflth.pruning.structured import prune_nm, prune_units
 
 __all__ = [
     "ALLOCATIONS", "Every", "OneShot", "PolynomialDecay", "PruneCallback", "ROLES", "Rewind", "RigL", "SCOPES",
-    "SET", "Snapshot", "SparsityLogger", "allocate", "apply_mask", "available_scores", "check_prune_args",
+    "SET", "Snapshot", "SparsityLogger", "StepCallback", "allocate", "apply_mask", "available_scores", "check_prune_args",
     "current_sparsity", "forward_flops", "fresh_weights", "get_masks", "get_score", "global_masks",
     "keep_masks_after_ema", "layer_roles", "layerwise_masks", "prunable_layers", "prune", "prune_nm",
     "prune_to", "prune_units", "random_masks_like", "register_score", "reset_optimizer", "restore_optimizer",

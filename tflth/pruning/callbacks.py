@@ -15,8 +15,10 @@ from tflth.pruning.pruner import check_prune_args, current_sparsity, prune, prun
 from tflth.pruning.scores import get_score
 
 
-class _StepCallback(keras.callbacks.Callback):
-    """Calls `at_step(step)` once for every training step, before it runs.
+class StepCallback(keras.callbacks.Callback):
+    """Calls `at_step(step)` once for every training step, before it runs: the base of tflth's
+    schedules (pruning, rewinding snapshots, SET/RigL, KL warm-up) and of your own. Subclass it
+    and define `at_step`; e.g. a learning-rate or penalty schedule that reads `self.model`.
 
     The count lives in the callback: it starts from the optimizer's step the first time the
     callback trains, then goes on across `fit` calls, so neither a second `fit` nor rewinding
@@ -52,7 +54,7 @@ class _StepCallback(keras.callbacks.Callback):
         keep_masks_after_ema(self.model)
 
     def at_step(self, step):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define at_step(step), what to do before each step")
 
 
 def keep_masks_after_ema(model):
@@ -64,7 +66,7 @@ def keep_masks_after_ema(model):
             apply_mask(layer)
 
 
-class Snapshot(_StepCallback):
+class Snapshot(StepCallback):
     """Remembers all weights and the optimizer's state at training step `iteration` (0: the
     initialisation), for `Rewind`.
 
@@ -165,7 +167,7 @@ class Rewind:
             rw.restore_optimizer(model, self.snapshot.optimizer)
 
 
-class PruneCallback(_StepCallback):
+class PruneCallback(StepCallback):
     """Prunes on a schedule (see schedules.py), then optionally rewinds.
 
     The arguments after `schedule` are those of `tflth.pruning.prune`: with `threshold`, every

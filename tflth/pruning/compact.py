@@ -17,6 +17,8 @@ import dataclasses
 import keras
 import numpy as np
 
+from tflth import internals
+
 _PASS_THROUGH = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
                  keras.layers.Activation, keras.layers.ReLU, keras.layers.Dropout, keras.layers.Flatten)
 
@@ -49,7 +51,8 @@ def _chain(model):
         if not (is_weighted(layer) or isinstance(layer, _PASS_THROUGH)):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) cannot be compacted; supported: "
                              "Dense, Conv2D, pooling, Flatten, activation and dropout layers in a chain")
-        if len(layer._inbound_nodes) > 1 or (layer._inbound_nodes and len(layer._inbound_nodes[0].input_tensors) > 1):
+        calls = internals.call_sites(layer)
+        if len(calls) > 1 or (calls and calls[0] > 1):
             raise ValueError(f"layer {layer.name!r} is not in a chain (it has several inputs or is reused)")
         if isinstance(layer, keras.layers.Conv2D) and layer.data_format != "channels_last":
             raise ValueError(f"layer {layer.name!r}: only channels_last convolutions can be compacted")

@@ -20,7 +20,7 @@ import numpy as np
 
 from tflth.arguments import is_integer, is_number
 from tflth.pruning import saliency
-from tflth.pruning.callbacks import _StepCallback
+from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import get_masks, prunable_layers, set_masks
 from tflth.pruning.pruner import require_masked
 
@@ -67,7 +67,7 @@ def _optimizer_slots(optimizer, variable, all_variables):
     return out
 
 
-class _DynamicSparsity(_StepCallback):
+class _DynamicSparsity(StepCallback):
     def __init__(self, end, every=100, alpha=0.3, decay="cosine", exclude=(), seed=0, verbose=0):
         super().__init__()
         for name, value, low in (("end", end, 1), ("every", every, 1)):

@@ -1,6 +1,8 @@
 """Reading and writing the masks of a model's prunable layers."""
 import numpy as np
 
+from tflth import internals
+
 
 def is_prunable(layer):
     """Whether `layer` has a kernel and a `mask` weight (a masked, L0 or Bayesian layer)."""
@@ -9,7 +11,7 @@ def is_prunable(layer):
 
 def prunable_layers(model):
     """The layers with a `mask` weight, in model order (nested models included)."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True) if is_prunable(layer)]
+    return [layer for layer in internals.all_layers(model) if is_prunable(layer)]
 
 
 def get_masks(model):

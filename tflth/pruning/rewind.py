@@ -2,6 +2,8 @@
 
 Plain functions; the callbacks and the lottery runner both call them.
 """
+import random
+
 import keras
 import numpy as np
 
@@ -40,12 +42,20 @@ def restore_weights(model, snapshot):
 
 
 def fresh_weights(model, seed):
-    """A snapshot of newly initialised weights for `model` (the re-init control).
+    """A snapshot of newly initialised weights for `model` (the re-init control), the same for
+    the same `seed`, with nothing process-wide changed.
 
-    Seeds Keras' global generators (keras.utils.set_random_seed) to be reproducible.
+    Keras draws the seed of each new initializer and layer from Python's `random` module, so the
+    clone is made with that module seeded by `seed` (as keras.utils.set_random_seed(seed) would,
+    which gave the re-inits of earlier runs) and its state is then put back: the caller's Python,
+    NumPy, TensorFlow and Keras generators go on as if this had not run.
     """
-    keras.utils.set_random_seed(seed)
-    return snapshot_weights(keras.models.clone_model(model))
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        return snapshot_weights(keras.models.clone_model(model))
+    finally:
+        random.setstate(state)
 
 
 def snapshot_optimizer(model):
