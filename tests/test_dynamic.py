@@ -139,5 +139,5 @@ def test_l0_and_bayesian_layers_are_refused():
     for family in ("l0", "flipout"):
         model = models.lenet_300_100(family=family, input_shape=(6, 6, 1), dataset_size=10)
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        with pytest.raises(ValueError, match=r"RigL: layers \['fc1', 'fc2', 'output'\] are not masked layers"):
+        with pytest.raises(ValueError, match=r"RigL: layers \['fc1', 'fc2', 'output'\] do not support kernel_is_weights"):
             model.fit(x, y, epochs=1, verbose=0, callbacks=[dynamic.RigL(end=10, data=(x, y))])

@@ -256,3 +256,46 @@ def test_masked_conv_channels_first_adds_the_bias_on_the_channel_axis():
     last.set_weights([np.asarray(layer.kernel), np.asarray(layer.bias)])
     expected = np.transpose(np.asarray(last(np.transpose(x, (0, 2, 3, 1)))), (0, 3, 1, 2))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_new_prunable_kind_is_one_small_class_and_declares_what_it_supports():
+    """tflth.layers.Prunable: a layer written against the interface alone is pruned, counted and
+    refused where its kind lacks a feature; a layer that merely has a `mask` attribute is not
+    prunable (no duck typing)."""
+    from tflth import pruning
+    from tflth.layers import FEATURES, Prunable, is_prunable
+
+    class HalfDense(Prunable, keras.layers.Dense):  # computes with half its masked kernel
+        features = frozenset({"kernel_is_weights"})
+        kind = "half"
+
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.mask = self.add_weight(shape=self.kernel.shape, initializer="ones", trainable=False, name="mask")
+
+        def call(self, inputs):
+            return keras.ops.matmul(inputs, 0.5 * self.kernel * self.mask) + self.bias
+
+        def deterministic_weights(self):
+            return 0.5 * self.kernel * self.mask, self.bias
+
+        def apply_mask(self):
+            self.kernel.assign(self.kernel * self.mask)
+
+    class NotPrunable(keras.layers.Dense):
+        def build(self, input_shape):
+            super().build(input_shape)
+            self.mask = self.add_weight(shape=self.kernel.shape, initializer="ones", trainable=False, name="mask")
+
+    model = keras.Sequential([keras.Input((8,)), HalfDense(6, name="half"), NotPrunable(2, name="other")])
+    assert [layer.name for layer in pruning.prunable_layers(model)] == ["half"]
+    assert not is_prunable(HalfDense(3)) and set(FEATURES) >= HalfDense.features
+    pruning.prune(model, 0.5)
+    kernel, mask = model.get_layer("half").kernel.numpy(), model.get_layer("half").mask.numpy()
+    assert mask.mean() == 0.5 and np.all(kernel[mask == 0] == 0)
+    assert pruning.sparsity(model)["half"] == 0.5
+    with pytest.raises(ValueError, match=r"^straight_through: layers \['half'\] do not support straight_through "):
+        pruning.straight_through(model)
+    with pytest.raises(ValueError, match=r"^straight_through=True: half layers have no straight-through mode"):
+        from tflth.layers.prunable import check_options
+        check_options(HalfDense, straight_through=True)

@@ -59,7 +59,7 @@ def test_the_option_round_trips_and_other_families_refuse_it():
     with pytest.raises(ValueError, match=r"straight_through=True: L0 layers have no straight-through mode"):
         L0Dense(3, dataset_size=1, straight_through=True)
     model = models.lenet_300_100(family="l0", dataset_size=10)
-    with pytest.raises(ValueError, match=r"straight_through: layers \['fc1', 'fc2', 'output'\] are not masked layers"):
+    with pytest.raises(ValueError, match=r"straight_through: layers \['fc1', 'fc2', 'output'\] do not support straight_through"):
         pruning.straight_through(model)
     with pytest.raises(ValueError, match=r"regrow=True needs straight-through layers"):
         pruning.prune_to(_model(), 0.6, regrow=True)

@@ -59,6 +59,9 @@ class AtMost(keras.constraints.Constraint):
 class _BayesianMixin:
     """Posterior, prior, KL, modes and config; each estimator adds `_sampled_linear`."""
 
+    features = frozenset()  # computes with posterior samples: no option that rewrites the kernel alone
+    kind = "Bayesian"
+
     def __init__(self, *args, prior="normal", dataset_size=None, scale_init=SCALE_INIT, seed=None, **kwargs):
         prior = priors.get(prior)
         if dataset_size is None:
@@ -69,12 +72,6 @@ class _BayesianMixin:
             raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
         if not priors.positive_number(scale_init):
             raise ValueError(f"scale_init={scale_init!r}: the initial posterior scale must be a finite number > 0")
-        if kwargs.get("straight_through"):
-            raise ValueError(f"straight_through={kwargs['straight_through']!r}: Bayesian layers have no straight-through "
-                             "mode (their forward pass is their own); allowed: False")
-        if kwargs.get("targeted_dropout"):
-            raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: Bayesian layers do not apply "
-                             "targeted dropout; allowed: 0")
         policy = keras.dtype_policies.get(kwargs.get("dtype") or keras.config.dtype_policy())
         if policy.compute_dtype != policy.variable_dtype:
             # Mixed precision: the layer samples, and computes its KL and log alpha, in float32

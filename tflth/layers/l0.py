@@ -40,6 +40,9 @@ class ClipLogAlpha(keras.constraints.Constraint):
 class _L0Mixin:
     """Adds gates, their penalty and a gated forward pass to a masked Dense/Conv layer."""
 
+    features = frozenset()  # computes with kernel * mask * gates: no option that rewrites the kernel alone
+    kind = "L0"
+
     def __init__(self, *args, gates="neuron", l0_lambda=0.1, dataset_size=None, l2=0.0, droprate_init=0.5,
                  beta=hc.BETA, gamma=hc.GAMMA, zeta=hc.ZETA, seed=None, **kwargs):
         if gates not in GATES:
@@ -54,12 +57,6 @@ class _L0Mixin:
                              "an unscaled penalty")
         if dataset_size is not None and not (is_integer(dataset_size) and dataset_size >= 1):
             raise ValueError(f"dataset_size={dataset_size!r}: must be an integer >= 1")
-        if kwargs.get("straight_through"):
-            raise ValueError(f"straight_through={kwargs['straight_through']!r}: L0 layers have no straight-through "
-                             "mode (their forward pass is their own); allowed: False")
-        if kwargs.get("targeted_dropout"):  # the masked layers' option; the gated forward pass ignores it
-            raise ValueError(f"targeted_dropout={kwargs['targeted_dropout']!r}: L0 layers do not apply targeted "
-                             "dropout; allowed: 0")
         hc.check_params(beta, gamma, zeta)
         hc.log_alpha_for_droprate(droprate_init)  # checks it
         super().__init__(*args, **kwargs)

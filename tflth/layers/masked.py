@@ -34,6 +34,7 @@ from tflth import internals
 from tflth.arguments import is_number
 from tflth.layers._forward import forward
 from tflth.layers.family import LayerFamily, register_family
+from tflth.layers.prunable import FEATURES, Prunable, check_options
 from tflth.ops import targeted_dropout as td
 
 
@@ -90,7 +91,7 @@ def _check_targeted(rate, fraction, unit):
         raise ValueError(f"targeted_unit={unit!r} is unknown; allowed: {', '.join(td.UNITS)}")
 
 
-class _MaskedMixin:
+class _MaskedMixin(Prunable):
     """Adds a `mask` weight beside the kernel of a Keras Dense/Conv layer, and optional
     targeted dropout in training.
 
@@ -98,12 +99,12 @@ class _MaskedMixin:
     """
 
     _default_prefix = None  # set by each class
-    # Matmuls (or convolutions) of the kernel's shape in one training forward pass; families
-    # that compute more (Flipout, local reparameterisation) say so (`tflth.pruning.flops`).
-    training_matmuls = 1
+    features = frozenset(FEATURES)  # the kernel times the mask is all it computes with
+    kind = "masked"
 
     def __init__(self, *args, name=None, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
                  straight_through=False, **kwargs):
+        check_options(type(self), straight_through, targeted_dropout)
         _check_targeted(targeted_dropout, targeted_fraction, targeted_unit)
         if not isinstance(straight_through, bool):
             raise ValueError(f"straight_through={straight_through!r}: must be True or False")
@@ -141,7 +142,7 @@ class _MaskedMixin:
         # Keras loads a layer's own variables before its children's: the kernel is
         # re-masked once the holder has loaded the mask.
         kernel = internals.kernel_variable(self)
-        self._mask_holder = _MaskHolder(kernel.shape, kernel.dtype, on_load=self._apply_mask, name="mask")
+        self._mask_holder = _MaskHolder(kernel.shape, kernel.dtype, on_load=self.apply_mask, name="mask")
         kernel.constraint = _KeepMasked(self, self.kernel_constraint)
 
     @property
@@ -153,14 +154,15 @@ class _MaskedMixin:
     def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `tflth.internals.filed_as`)
         return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
 
-    def _apply_mask(self):
+    def apply_mask(self):
+        """Zeroes the pruned entries of the kernel variable (a straight-through kernel keeps them)."""
         if not self.straight_through:  # a straight-through kernel keeps its dense values
             kernel = internals.kernel_variable(self)
             kernel.assign(kernel * self.mask)
 
     def set_weights(self, weights):
         super().set_weights(weights)
-        self._apply_mask()
+        self.apply_mask()
 
 
 @internals.filed_as(keras.layers.Dense)

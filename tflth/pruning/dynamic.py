@@ -19,10 +19,10 @@ import math
 import numpy as np
 
 from tflth.arguments import is_integer, is_number
+from tflth.layers.prunable import require
 from tflth.pruning import saliency
 from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import get_masks, prunable_layers, set_masks
-from tflth.pruning.pruner import require_masked
 
 DECAYS = ("cosine", "constant")
 
@@ -90,7 +90,7 @@ class _DynamicSparsity(StepCallback):
         unknown = [name for name in self.exclude if name not in names]
         if unknown:
             raise ValueError(f"{type(self).__name__}: exclude={unknown} are not prunable layers; allowed: {names}")
-        require_masked(self._layers(), type(self).__name__)  # drop and grow read and reset the kernel alone
+        require(self._layers(), "kernel_is_weights", type(self).__name__)  # drop and grow the kernel alone
 
     def at_step(self, step):
         if step == 0 or step % self.every or step >= self.end:

@@ -2,11 +2,7 @@
 import numpy as np
 
 from tflth import internals
-
-
-def is_prunable(layer):
-    """Whether `layer` has a kernel and a `mask` weight (a masked, L0 or Bayesian layer)."""
-    return getattr(layer, "mask", None) is not None and hasattr(layer, "kernel")
+from tflth.layers.prunable import is_prunable
 
 
 def prunable_layers(model):
@@ -42,7 +38,7 @@ def set_masks(model, masks):
 
 def apply_mask(layer):
     """Zeroes the pruned entries of the kernel variable itself."""
-    layer._apply_mask()
+    layer.apply_mask()
 
 
 def sparsity(model):

@@ -2,6 +2,7 @@
 import numpy as np
 
 from tflth.arguments import is_number
+from tflth.layers.prunable import require
 from tflth.pruning import allocation as allocation_lib
 from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks
 from tflth.pruning.scores import get_score, score_layers
@@ -165,21 +166,12 @@ def current_sparsity(model, exclude=()):
     return 1.0 - sum(float(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 
-def require_masked(layers, who):
-    """`layers`, or a ValueError naming those that are L0 or Bayesian rather than masked layers
-    (their kernel alone is not what they compute with)."""
-    others = [layer.name for layer in layers if type(layer).__qualname__ not in ("MaskedDense", "MaskedConv2D")]
-    if others:
-        raise ValueError(f"{who}: layers {others} are not masked layers (MaskedDense, MaskedConv2D)")
-    return layers
-
-
 def straight_through(model, enabled=True):
     """Turns the straight-through estimator of every masked layer on (the kernel keeps its dense
     values and receives the dense gradient; the forward pass reads kernel * mask) or off (the
     kernel is masked for good). Call it before compiling: a compiled step keeps the mode it was
     traced with. L0 and Bayesian layers have none: a ValueError names them."""
-    layers = require_masked(prunable_layers(model), "straight_through")
+    layers = require(prunable_layers(model), "straight_through", "straight_through")
     for layer in layers:
         layer.straight_through = bool(enabled)
         apply_mask(layer)

@@ -1,0 +1,63 @@
+"""What tflth's pruning asks of a layer: the interface every prunable layer kind implements.
+
+A prunable layer (masked, L0, Bayesian, or one you write) is a Keras layer with:
+- `kernel`: the weights that are pruned, and scored (`tflth.pruning.scores`);
+- `mask`: a non-trainable 0/1 variable of the kernel's shape; a 0 removes that weight for good;
+- `deterministic_weights()`: (kernel, bias) the layer computes with in evaluation, as export,
+  compaction and the weights-kept counts read them (masked: kernel * mask; L0: times the
+  test-time gates; Bayesian: the posterior mean times the mask);
+- `apply_mask()`: makes the pruned weights zero in its variables after the mask changed;
+- `features`: which of `FEATURES` the kind supports; a call that needs one it lacks is refused
+  with one line naming the layers (`require`);
+- `training_matmuls`: matmuls (or convolutions) of the kernel's shape in one training forward
+  pass (`tflth.pruning.flops`).
+
+`tflth.layers.MaskedDense` and `MaskedConv2D` implement it; L0 and Bayesian layers build on them
+and declare fewer features.
+"""
+
+# Everything a kind may support beyond being pruned, and what it means.
+FEATURES = {
+    "straight_through": "a straight-through mode: the kernel keeps its dense values, the forward pass reads "
+                        "kernel * mask (tflth.pruning.straight_through)",
+    "targeted_dropout": "targeted dropout of the kernel in training (Gomez et al. 2019)",
+    "kernel_is_weights": "computes with kernel * mask alone, so changing the kernel changes the function "
+                         "(SET and RigL drop and grow kernel entries)",
+}
+
+
+class Prunable:
+    """The base of prunable layers (a mixin before the Keras layer class). See the module doc."""
+
+    features = frozenset()
+    kind = "prunable"  # how errors name this kind of layer ("masked", "L0", "Bayesian")
+    training_matmuls = 1
+
+    def deterministic_weights(self):
+        raise NotImplementedError(f"{type(self).__qualname__} must define deterministic_weights()")
+
+    def apply_mask(self):
+        raise NotImplementedError(f"{type(self).__qualname__} must define apply_mask()")
+
+
+def is_prunable(layer):
+    """Whether `layer` is a built prunable layer."""
+    return isinstance(layer, Prunable) and layer.built
+
+
+def check_options(cls, straight_through=False, targeted_dropout=0.0):
+    """A one-line ValueError for a layer option that the kind `cls` does not support."""
+    if straight_through and "straight_through" not in cls.features:
+        raise ValueError(f"straight_through={straight_through!r}: {cls.kind} layers have no straight-through mode "
+                         "(their forward pass is their own); allowed: False")
+    if targeted_dropout and "targeted_dropout" not in cls.features:
+        raise ValueError(f"targeted_dropout={targeted_dropout!r}: {cls.kind} layers do not apply targeted dropout; "
+                         "allowed: 0")
+
+
+def require(layers, feature, who):
+    """`layers`, or a ValueError naming those whose kind lacks `feature` (one of FEATURES)."""
+    lacking = [layer.name for layer in layers if feature not in layer.features]
+    if lacking:
+        raise ValueError(f"{who}: layers {lacking} do not support {feature} ({FEATURES[feature]}); masked layers do")
+    return layers
