@@ -6,8 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from tflth import engine, layers, models, pruning
+from tflth import engine, io, layers, models, pruning
 from tflth.engine import loop
+from tflth.ops import noise
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.lottery.hparams import LotteryHparams
 
@@ -413,3 +414,30 @@ def test_resuming_under_another_compilation_warns(tmp_path, monkeypatch, capsys)
     engine.train(_compiled(training=without_xla), _data(), HP, str(tmp_path), label="demo", verbose=False)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "[demo] the training began with XLA and resumes without it" in err
+
+
+def test_resuming_under_xla_a_training_begun_with_philox_noise_warns(tmp_path, monkeypatch, capsys):
+    """A progress file from before tflth.ops.noise drew with ThreeFry under XLA (no noise_scheme)
+    resumed under XLA says that layers that sample now draw other noise; one with the current
+    scheme resumes silently."""
+    save = engine.state.save
+
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(engine.state, "save", save_then_die)
+    for folder in ("old", "current"):
+        with pytest.raises(KeyboardInterrupt):
+            engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path / folder), verbose=False,
+                         checkpoint_seconds=0)
+    monkeypatch.setattr(engine.state, "save", save)
+    progress = loop.progress_file(str(tmp_path / "old"))
+    saved = engine.state.load(progress)
+    assert int(saved.pop("noise_scheme")) == noise.SCHEME == 2
+    io.write_npz(progress, saved)  # as a tflth before noise schemes wrote it
+    capsys.readouterr()
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path / "current"), verbose=False)
+    assert "warning" not in capsys.readouterr().err
+    engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path / "old"), label="demo", verbose=False)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "[demo] the training began under XLA with a tflth that drew noise with Philox" in err

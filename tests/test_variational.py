@@ -1,6 +1,7 @@
 """tflth.ops.variational: every KL against a Monte-Carlo estimate with TFP's distributions."""
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -182,6 +183,14 @@ def test_noise_uniform_is_uniform_and_traced_under_xla_with_threefry(xla):
     assert u.min() >= 0.0 and u.max() < 1.0
     assert abs(u.mean() - 0.5) < 0.001 and abs(u.var() - 1 / 12) < 0.001
     assert _kolmogorov_smirnov(u, u) < 1.95 / math.sqrt(len(u))
+    if xla:  # the draw is ThreeFry's, not Philox's, and a generator's successive draws differ
+        from tflth.ops import noise
+        threefry = tf.function(lambda: tf.random.stateless_uniform((1000,), seed=[5, 0], alg="threefry"), jit_compile=True)
+        np.testing.assert_array_equal(threefry(), _draw("uniform", (1000,), 5, True))
+        assert not np.array_equal(_draw("uniform", (1000,), 5, True), _draw("uniform", (1000,), 5, False))
+        generator = keras.random.SeedGenerator(3)
+        two = tf.function(lambda: tf.stack([noise.uniform((100_000,), generator) for _ in range(2)]), jit_compile=True)()
+        assert abs(np.corrcoef(np.asarray(two))[0, 1]) < 0.01
     assert not internals.xla_compiling()
     assert bool(tf.function(lambda: tf.constant(internals.xla_compiling()), jit_compile=True)())
     assert not bool(tf.function(lambda: tf.constant(internals.xla_compiling()))())

@@ -437,7 +437,7 @@ class LogScaleT(_Penalty):
         return log_scale_t_penalty(x, self.nu, self.loc, self.scale, self.epsilon)
 
 
-# The name the L0 issue's example uses for the log penalty (log|w|, the log-uniform prior).
+# Another name for the log penalty, log|w| (the log-uniform prior's), under which users look for it.
 LogPenalty = LogUniform
 
 # The names recipes use (--penalty), for each class.

@@ -24,6 +24,7 @@ from tflth import distribute, io
 from tflth.engine import state
 from tflth.failures import NonFiniteLoss
 from tflth.hparams import non_default
+from tflth.ops import noise
 from tflth.engine.streams import train_stream
 from tflth.pruning import flops
 from tflth.pruning.callbacks import keep_masks_after_ema
@@ -107,12 +108,23 @@ def _suspects(hparams):
 
 def _check_compiled_alike(saved, model, label):
     """A warning when a training resumes with XLA that began without it, or the reverse (a
-    --jit_compile or --deterministic changed, or a tflth that decides otherwise): XLA rounds
-    differently, so the run is no longer bit-identical to an uninterrupted one."""
-    if "jit_compile" in saved and bool(saved["jit_compile"]) != bool(model.jit_compile):
+    --jit_compile or --deterministic changed, or a tflth that decides otherwise), or under XLA
+    with another noise generator (a tflth from before noise.SCHEME 2): XLA rounds differently,
+    and layers that sample draw other noise (tflth.ops.noise), so the run is no longer
+    bit-identical to an uninterrupted one."""
+    if "jit_compile" not in saved:
+        return
+    if bool(saved["jit_compile"]) != bool(model.jit_compile):
         before, now = ("with", "without") if bool(saved["jit_compile"]) else ("without", "with")
-        print(f"warning: [{label}] the training began {before} XLA and resumes {now} it: its results will not be "
-              "bit-identical to an uninterrupted run's", file=sys.stderr, flush=True)
+        why = f"the training began {before} XLA and resumes {now} it (XLA rounds differently, and layers that " \
+              "sample draw other noise)"
+    elif model.jit_compile and int(saved.get("noise_scheme", 1)) != noise.SCHEME:
+        why = "the training began under XLA with a tflth that drew noise with Philox there, and resumes with " \
+              "ThreeFry (tflth.ops.noise): layers that sample draw other noise from here on"
+    else:
+        return
+    print(f"warning: [{label}] {why}; its results will not be bit-identical to an uninterrupted run's",
+          file=sys.stderr, flush=True)
 
 
 def boundaries(start, stop, every, extra=()):
@@ -247,7 +259,8 @@ class _Recorder(keras.callbacks.Callback):
         if self.start < step < self.stop and since + interval > self.checkpoint_seconds:
             with timed(self.timing, "checkpoints"):
                 state.save(progress_file(self.folder), self.model, step=step, rows=json.dumps(self.rows),
-                           jit_compile=bool(self.model.jit_compile), **self.clock.spent(now))
+                           jit_compile=bool(self.model.jit_compile), noise_scheme=noise.SCHEME,
+                           **self.clock.spent(now))
             self.last_checkpoint = now
         if self.verbose and step > self.start and (step == self.stop or now - self.last_print >= PRINT_SECONDS):
             self.last_print = now

@@ -10,8 +10,13 @@ forward pass and each gradient that reads it): a training step of one 784 x 300 
 per weight took 11.6 ms of CPU with Philox, 4.6 with ThreeFry, 3.8 with the noise given as an
 input. XLA draws ThreeFry once; TensorFlow has no ThreeFry kernel outside XLA, where Philox
 costs no more than elsewhere. The two generators give different draws, so a training with XLA
-and one without differ (each is reproducible). Seeds still come from a Keras `SeedGenerator`,
-so the draws are saved and resumed with the model like any Keras noise.
+and one without differ (each is reproducible; a training's progress records `SCHEME`). Seeds
+still come from a Keras `SeedGenerator`, so the draws are saved and resumed with the model like
+any Keras noise. The choice is made where a function is traced: a tf.function of your own
+first traced inside an XLA-compiled one and then called without XLA fails ("counter must be a
+vector with length at least 2"); Keras' fit, evaluate and predict trace each function in its
+own compilation. ThreeFry was measured on CPU; on GPUs and TPUs under XLA it is used too,
+unmeasured.
 """
 import math
 import zlib
@@ -22,6 +27,11 @@ from keras import ops
 
 from tflth import internals
 from tflth.arguments import is_integer
+
+
+# Which generators `uniform` uses, saved with a training's progress (tflth.engine.loop): 1, Philox
+# everywhere (tflth before ThreeFry); 2, ThreeFry where XLA compiles the step and Philox elsewhere.
+SCHEME = 2
 
 
 def uniform(shape, seed, dtype="float32"):
