@@ -232,10 +232,16 @@ def test_non_finite_weights_are_refused_by_name(tmp_path):
 
 
 def test_unsupported_layers_and_subclassed_models_are_named():
-    class Masked1D(keras.layers.Conv1D):  # a layer with a mask that is neither Dense nor Conv2D
+    class Masked1D(pruning.Prunable, keras.layers.Conv1D):  # a prunable layer neither Dense nor Conv2D
         def build(self, input_shape):
             super().build(input_shape)
             self.mask = self.add_weight(shape=self.kernel.shape, initializer="ones", trainable=False)
+
+        def deterministic_weights(self):
+            return self.kernel * self.mask, self.bias
+
+        def apply_mask(self):
+            self.kernel.assign(self.kernel * self.mask)
 
     inputs = keras.Input((8, 2))
     model = keras.Model(inputs, Masked1D(3, 2, name="odd")(inputs))

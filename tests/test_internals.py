@@ -18,7 +18,8 @@ PRIVATE_MODULES = ("keras.src", "tensorflow.python")
 
 
 def _sources():
-    for folder, _, files in os.walk(PACKAGE):
+    """(path, syntax tree) of every module of tflth and of tools/."""
+    for folder, _, files in [*os.walk(PACKAGE), *os.walk(os.path.join(os.path.dirname(PACKAGE), "tools"))]:
         for name in sorted(files):
             if name.endswith(".py"):
                 path = os.path.join(folder, name)
@@ -27,7 +28,8 @@ def _sources():
 
 
 def _own_private_names(trees):
-    """The _names tflth defines itself (functions, classes, attributes and variables it assigns)."""
+    """The _names tflth defines itself (functions, classes, attributes and variables it assigns,
+    hidden command-line flags)."""
     own = {"_exit"}  # os._exit: public, despite its name
     for tree in trees:
         for node in ast.walk(tree):
@@ -37,6 +39,8 @@ def _own_private_names(trees):
                 own.add(node.attr)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
                 own.add(node.id)
+            elif isinstance(node, ast.Constant) and str(node.value).startswith("--_"):  # an argparse dest
+                own.add(node.value[2:])
     return own
 
 
@@ -45,10 +49,18 @@ def _private_uses(tree, own):
     reached (a _name tflth does not define), or class renamed (which steers Keras' saving)."""
     for node in ast.walk(tree):
         modules = ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                   [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                   [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else [])
         for module in modules:
             if module.startswith(PRIVATE_MODULES):
                 yield node.lineno, f"import {module}"
+        name = (node.args[1].value if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and
+                node.func.id in ("getattr", "setattr", "hasattr") and len(node.args) > 1 and
+                isinstance(node.args[1], ast.Constant) else None)
+        if isinstance(name, str) and name.startswith("_") and not name.endswith("__") and name not in own:
+            yield node.lineno, f'{node.func.id}(..., "{name}")'
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                f"{node.value.id}.{node.attr}" in ("keras.src", "tf.python", "tensorflow.python"):
+            yield node.lineno, f"{node.value.id}.{node.attr}"
         if isinstance(node, ast.Attribute):
             if node.attr.startswith("_") and not node.attr.endswith("__") and node.attr not in own:
                 yield node.lineno, f".{node.attr}"
@@ -59,11 +71,14 @@ def _private_uses(tree, own):
 def test_private_api_is_reached_in_tflth_internals_alone():
     sources = list(_sources())
     own = _own_private_names(tree for path, tree in sources if path != internals.__file__)
-    found = [f"{os.path.relpath(path, PACKAGE)}:{line}: {what}" for path, tree in sources
+    found = [f"{os.path.relpath(path, os.path.dirname(PACKAGE))}:{line}: {what}" for path, tree in sources
              if path != internals.__file__ for line, what in _private_uses(tree, own)]
     assert not found, "private Keras/TensorFlow API outside tflth/internals.py:\n" + "\n".join(found)
+    snippet = ast.parse("from keras import src\nimport tensorflow.python as t\ngetattr(layer, '_kernel')\n"
+                        "keras.src.backend\nlayer._flatten_layers()\nA.__name__ = 'B'\n")
+    assert sorted(line for line, _ in _private_uses(snippet, own)) == [1, 2, 3, 4, 5, 6]
     in_internals = {what for path, tree in sources if path == internals.__file__ for _, what in _private_uses(tree, own)}
-    assert {"._flatten_layers", "._kernel", "import keras.src.backend.tensorflow", ".__name__ = "} <= in_internals
+    assert {"._flatten_layers", "._kernel", "import keras.src.backend.tensorflow.trainer", ".__name__ = "} <= in_internals
 
 
 STATE = r"""
@@ -116,14 +131,33 @@ def test_a_keras_outside_the_checked_versions_stops_the_import_with_one_line(mon
 
 def test_the_reinit_control_changes_no_generator_and_draws_as_before():
     """fresh_weights gives what seeding every generator (keras.utils.set_random_seed, as it did
-    before) gave, and leaves Python's and NumPy's generators where they were."""
-    model = tflth.models.lenet_300_100()
-    random_state, numpy_state = __import__("random").getstate(), np.random.get_state()
+    before) gave, for tflth's layers and a layer whose initializer draws from Keras' global
+    generator, and leaves Python's, NumPy's and Keras' generators where they were."""
+    import random
+
+    from keras.src.backend.common import global_state
+
+    @keras.saving.register_keras_serializable(package="test_internals")
+    class GlobalDraw(keras.initializers.Initializer):
+        def __call__(self, shape, dtype=None):
+            return keras.random.normal(shape) + np.random.normal()  # Keras' and NumPy's global generators
+
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3, kernel_initializer=GlobalDraw())(
+        tflth.models.lenet_300_100()(inputs)))
+    generator = keras.random.SeedGenerator(0)  # some state of the caller's
+    keras.random.normal((2,))  # Keras' global generator exists and has drawn
+    before = (random.getstate(), np.random.get_state(), global_state.get_global_attribute("global_seed_generator"),
+              global_state.get_global_attribute("global_random_seed"), np.asarray(generator.state))
     fresh = pruning.fresh_weights(model, seed=7)
-    assert __import__("random").getstate() == random_state
-    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), numpy_state))
-    np.testing.assert_array_equal(fresh[0], pruning.fresh_weights(model, seed=7)[0])
+    after = (random.getstate(), np.random.get_state(), global_state.get_global_attribute("global_seed_generator"),
+             global_state.get_global_attribute("global_random_seed"), np.asarray(generator.state))
+    assert before[0] == after[0] and all(np.array_equal(a, b) for a, b in zip(before[1], after[1]))
+    assert before[2] is after[2] and before[3] == after[3] and np.array_equal(before[4], after[4])
+    np.testing.assert_array_equal(fresh[-2], pruning.fresh_weights(model, seed=7)[-2])
     assert not np.array_equal(fresh[0], pruning.fresh_weights(model, seed=8)[0])
+    with pytest.raises(ValueError, match=r"^seed=None: must be an integer$"):
+        pruning.fresh_weights(model, seed=None)
     keras.utils.set_random_seed(7)  # the old way, process-wide
     for new, old in zip(fresh, pruning.rewind.snapshot_weights(keras.models.clone_model(model))):
         np.testing.assert_array_equal(new, old)

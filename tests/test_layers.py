@@ -140,7 +140,7 @@ def test_keras_file_round_trip_without_custom_objects(tmp_path):
 
 def test_keras_file_needs_tflth_imported_and_nothing_else(tmp_path):
     """Keras finds a registered class only once its module has run: without `import tflth` it
-    fails naming the borrowed class name (see masked._filed_as), the config it prints naming ours."""
+    fails naming the borrowed class name (see tflth.internals.filed_as), the config it prints naming ours."""
     model = _model()
     set_masks(model, _half_masks(model))
     model.save(tmp_path / "m.keras")
@@ -259,11 +259,11 @@ def test_masked_conv_channels_first_adds_the_bias_on_the_channel_axis():
 
 
 def test_a_new_prunable_kind_is_one_small_class_and_declares_what_it_supports():
-    """tflth.layers.Prunable: a layer written against the interface alone is pruned, counted and
+    """tflth.pruning.Prunable: a layer written against the interface alone is pruned, counted and
     refused where its kind lacks a feature; a layer that merely has a `mask` attribute is not
     prunable (no duck typing)."""
     from tflth import pruning
-    from tflth.layers import FEATURES, Prunable, is_prunable
+    from tflth.pruning import FEATURES, Prunable, is_prunable
 
     class HalfDense(Prunable, keras.layers.Dense):  # computes with half its masked kernel
         features = frozenset({"kernel_is_weights"})
@@ -297,5 +297,5 @@ def test_a_new_prunable_kind_is_one_small_class_and_declares_what_it_supports():
     with pytest.raises(ValueError, match=r"^straight_through: layers \['half'\] do not support straight_through "):
         pruning.straight_through(model)
     with pytest.raises(ValueError, match=r"^straight_through=True: half layers have no straight-through mode"):
-        from tflth.layers.prunable import check_options
+        from tflth.pruning.prunable import check_options
         check_options(HalfDense, straight_through=True)

@@ -7,7 +7,11 @@ against the ones these were read and tested with (`check_versions`): outside tha
 stops with one line, rather than failing later in some corner. Moving to a new Keras or
 TensorFlow release: check each function below against it, then widen the range.
 """
+import contextlib
+import random
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 KERAS_VERSIONS = ("3.15",)  # major.minor releases every function below was checked against
@@ -51,6 +55,32 @@ def call_sites(layer):
     """[(number of input tensors) per call of `layer` in a functional graph]."""
     # Functional models keep each layer's calls as its inbound nodes; no public API lists them.
     return [len(node.input_tensors) for node in layer._inbound_nodes]
+
+
+@contextlib.contextmanager
+def seeded(seed):
+    """Inside: Python's, NumPy's and Keras' global generators seeded with `seed` as
+    keras.utils.set_random_seed seeds them, so Keras draws what it would after that call; after:
+    all three as they were. TensorFlow's global seed is left alone (restoring it is not possible
+    with TensorFlow's API; nothing Keras builds draws from it)."""
+    # Keras keeps its global seed and generator in its private global state; set_random_seed
+    # can set them but nothing public reads them back.
+    from keras.src.backend.common import global_state
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+    names = (rng_utils.GLOBAL_RANDOM_SEED, seed_generator.GLOBAL_SEED_GENERATOR)
+    saved = random.getstate(), np.random.get_state(), [global_state.get_global_attribute(n) for n in names]
+    random.seed(seed)
+    np.random.seed(seed)
+    global_state.set_global_attribute(names[0], seed)
+    global_state.set_global_attribute(names[1], None)  # made again from the seed when first used
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
+        for name, value in zip(names, saved[2]):
+            global_state.set_global_attribute(name, value)
 
 
 def op_determinism_on():

@@ -168,7 +168,7 @@ class TfmotVariant:
 class KerasVariant:
     def __init__(self, name, model_name, ds, steps, prune_every):
         import keras
-        from tflth import models, pruning
+        from tflth import internals, models, pruning
 
         masked = name.startswith("masked")
         self.model = models.get_model(model_name, family="masked" if masked else "plain")
@@ -183,7 +183,7 @@ class KerasVariant:
                 verbose=0)]
         elif name == "masked_noconstraint":
             for layer in pruning.prunable_layers(self.model):
-                layer._kernel.constraint = None
+                internals.kernel_variable(layer).constraint = None
         self.ds = ds
         self.masked = masked
         self.sparsity = None

@@ -1,6 +1,6 @@
 """From a model of tflth layers to a plain Keras 3 model that needs nothing but Keras.
 
-Every layer with a kernel and a mask (masked, L0 and Bayesian layers) becomes Keras' own
+Every prunable layer (`tflth.pruning.Prunable`: masked, L0 and Bayesian layers) becomes Keras' own
 `Dense` / `Conv2D` holding the weights it computes with in evaluation (its *deployed* weights,
 `tflth.pruning.compact.deployed_weights`): the masked kernel, the kernel times its L0 gates at
 their test-time value, or the posterior mean times the prior's multiplier. Other layers are

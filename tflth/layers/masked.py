@@ -34,7 +34,7 @@ from tflth import internals
 from tflth.arguments import is_number
 from tflth.layers._forward import forward
 from tflth.layers.family import LayerFamily, register_family
-from tflth.layers.prunable import FEATURES, Prunable, check_options
+from tflth.pruning.prunable import FEATURES, Prunable, check_options
 from tflth.ops import targeted_dropout as td
 
 

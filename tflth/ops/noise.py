@@ -38,7 +38,8 @@ def uniform(shape, seed, dtype="float32"):
     """U[0, 1) noise of `shape`. `seed`: a keras.random.SeedGenerator (each call advances it) or
     an int (the same draws every call)."""
     seed = [int(seed), 0] if is_integer(seed) else ops.cast(seed.next(), "int32")
-    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg="threefry" if internals.xla_compiling() else "philox")
+    alg = "threefry" if internals.xla_compiling() else "philox"
+    return tf.random.stateless_uniform(shape, seed=seed, dtype=dtype, alg=alg)
 
 
 def normal(shape, seed, dtype="float32"):

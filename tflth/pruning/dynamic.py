@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from tflth.arguments import is_integer, is_number
-from tflth.layers.prunable import require
+from tflth.pruning.prunable import require
 from tflth.pruning import saliency
 from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import get_masks, prunable_layers, set_masks

@@ -2,11 +2,11 @@
 import numpy as np
 
 from tflth import internals
-from tflth.layers.prunable import is_prunable
+from tflth.pruning.prunable import is_prunable
 
 
 def prunable_layers(model):
-    """The layers with a `mask` weight, in model order (nested models included)."""
+    """The prunable layers (tflth.pruning.Prunable), in model order (nested models included)."""
     return [layer for layer in internals.all_layers(model) if is_prunable(layer)]
 
 

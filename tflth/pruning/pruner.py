@@ -2,7 +2,7 @@
 import numpy as np
 
 from tflth.arguments import is_number
-from tflth.layers.prunable import require
+from tflth.pruning.prunable import require
 from tflth.pruning import allocation as allocation_lib
 from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks
 from tflth.pruning.scores import get_score, score_layers
@@ -192,7 +192,7 @@ def check_prune_args(model, fraction, score="magnitude", scope="layerwise", rate
     score_fn = get_score(score)
     roles = layer_roles(model)
     if not roles:
-        raise ValueError("model has no prunable layers (layers with a mask, e.g. tflth.layers.MaskedDense)")
+        raise ValueError("model has no prunable layers (tflth.pruning.Prunable, e.g. tflth.layers.MaskedDense)")
     allowed_keys = sorted(roles) + list(ROLES)
     rates = dict(rates or {})
     if rates and scope == "global":

@@ -2,11 +2,11 @@
 
 Plain functions; the callbacks and the lottery runner both call them.
 """
-import random
-
 import keras
 import numpy as np
 
+from tflth import internals
+from tflth.arguments import is_integer
 from tflth.pruning.masks import apply_mask, prunable_layers
 
 
@@ -43,19 +43,13 @@ def restore_weights(model, snapshot):
 
 def fresh_weights(model, seed):
     """A snapshot of newly initialised weights for `model` (the re-init control), the same for
-    the same `seed`, with nothing process-wide changed.
-
-    Keras draws the seed of each new initializer and layer from Python's `random` module, so the
-    clone is made with that module seeded by `seed` (as keras.utils.set_random_seed(seed) would,
-    which gave the re-inits of earlier runs) and its state is then put back: the caller's Python,
-    NumPy, TensorFlow and Keras generators go on as if this had not run.
-    """
-    state = random.getstate()
-    random.seed(seed)
-    try:
+    the same integer `seed`, with nothing process-wide changed: the clone is made with Python's,
+    NumPy's and Keras' generators seeded as keras.utils.set_random_seed(seed) seeds them (which
+    gave the re-inits of earlier runs), then put back (`tflth.internals.seeded`)."""
+    if not is_integer(seed):
+        raise ValueError(f"seed={seed!r}: must be an integer")
+    with internals.seeded(int(seed)):
         return snapshot_weights(keras.models.clone_model(model))
-    finally:
-        random.setstate(state)
 
 
 def snapshot_optimizer(model):

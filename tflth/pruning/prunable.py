@@ -13,7 +13,9 @@ A prunable layer (masked, L0, Bayesian, or one you write) is a Keras layer with:
   pass (`tflth.pruning.flops`).
 
 `tflth.layers.MaskedDense` and `MaskedConv2D` implement it; L0 and Bayesian layers build on them
-and declare fewer features.
+and declare fewer features. It lives in `tflth.pruning`, below the layers (which import it), so
+that pruning needs no layer module. A kind that declares "straight_through" honours a
+`straight_through` attribute (`tflth.pruning.straight_through` sets it).
 """
 
 # Everything a kind may support beyond being pruned, and what it means.
@@ -59,5 +61,5 @@ def require(layers, feature, who):
     """`layers`, or a ValueError naming those whose kind lacks `feature` (one of FEATURES)."""
     lacking = [layer.name for layer in layers if feature not in layer.features]
     if lacking:
-        raise ValueError(f"{who}: layers {lacking} do not support {feature} ({FEATURES[feature]}); masked layers do")
+        raise ValueError(f"{who}: layers {lacking} do not support {feature} ({FEATURES[feature]})")
     return layers
