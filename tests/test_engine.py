@@ -225,22 +225,27 @@ def test_train_evaluates_test_at_new_bests_and_at_the_end(tmp_path):
     assert all(r["test_acc"] is not None for r in everything)
 
 
+def _train_until_checkpoint(folder, data, monkeypatch, at_step=None):
+    """Trains a fresh model in `folder` and stops it (KeyboardInterrupt) right after its first
+    checkpoint, or after the one at `at_step`: a run killed there."""
+    save = engine.state.save
+
+    def save_then_die(path, model, *args, **kw):
+        save(path, model, *args, **kw)
+        if at_step is None or int(kw["step"]) == at_step:
+            raise KeyboardInterrupt
+    with monkeypatch.context() as patch:
+        patch.setattr(engine.state, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            engine.train(_compiled(training=HP.training), data, HP, folder, verbose=False, checkpoint_seconds=0)
+
+
 def test_train_resumes_to_the_same_rows_and_weights(tmp_path, monkeypatch):
     data = _data()
     reference = _compiled(training=HP.training)
     expected = engine.train(reference, data, HP, str(tmp_path / "a"), verbose=False, checkpoint_seconds=0)
 
-    save = engine.state.save
-
-    def save_then_die(path, model, *args, **kw):
-        save(path, model, *args, **kw)
-        if int(kw["step"]) == 30:
-            raise KeyboardInterrupt  # killed right after a checkpoint
-    monkeypatch.setattr(engine.state, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(_compiled(training=HP.training), data, HP, str(tmp_path / "b"), verbose=False,
-                     checkpoint_seconds=0)
-    monkeypatch.setattr(engine.state, "save", save)
+    _train_until_checkpoint(str(tmp_path / "b"), data, monkeypatch, at_step=30)
     resumed = _compiled(seed=5, training=HP.training)  # other start weights: the checkpoint wins
     rows = engine.train(resumed, data, HP, str(tmp_path / "b"), verbose=False, checkpoint_seconds=0)
     assert rows == expected
@@ -396,15 +401,7 @@ def test_timing_splits_the_calls_wall_time_by_part(tmp_path, monkeypatch):
 def test_resuming_under_another_compilation_warns(tmp_path, monkeypatch, capsys):
     """A training checkpointed with XLA and resumed without it (a flag or tflth changed between
     the two processes) says that its results are no longer bit-identical."""
-    save = engine.state.save
-
-    def save_then_die(path, model, *args, **kw):
-        save(path, model, *args, **kw)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(engine.state, "save", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path), verbose=False, checkpoint_seconds=0)
-    monkeypatch.setattr(engine.state, "save", save)
+    _train_until_checkpoint(str(tmp_path), _data(), monkeypatch)
     capsys.readouterr()
     same = _compiled(training=HP.training)
     assert same.jit_compile
@@ -420,17 +417,8 @@ def test_resuming_under_xla_a_training_begun_with_philox_noise_warns(tmp_path, m
     """A progress file from before tflth.ops.noise drew with ThreeFry under XLA (no noise_scheme)
     resumed under XLA says that layers that sample now draw other noise; one with the current
     scheme resumes silently."""
-    save = engine.state.save
-
-    def save_then_die(path, model, *args, **kw):
-        save(path, model, *args, **kw)
-        raise KeyboardInterrupt
-    monkeypatch.setattr(engine.state, "save", save_then_die)
     for folder in ("old", "current"):
-        with pytest.raises(KeyboardInterrupt):
-            engine.train(_compiled(training=HP.training), _data(), HP, str(tmp_path / folder), verbose=False,
-                         checkpoint_seconds=0)
-    monkeypatch.setattr(engine.state, "save", save)
+        _train_until_checkpoint(str(tmp_path / folder), _data(), monkeypatch)
     progress = loop.progress_file(str(tmp_path / "old"))
     saved = engine.state.load(progress)
     assert int(saved.pop("noise_scheme")) == noise.SCHEME == 2
