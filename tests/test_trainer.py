@@ -119,12 +119,18 @@ def test_penalty_scale_reaches_every_layers_regularizer(penalty):
         assert scaled == default
 
 
-def test_prune_to_keeps_the_largest_deployed_weights():
-    model = runner.build_model(HPARAMS, 0, n=200)
-    runner.prune_to(model, 10.0)
-    assert abs(100 * (1 - pruning.sparsity(model)["total"]) - 10.0) < 0.01
-    runner.prune_to(model, 20.0)  # already sparser: nothing changes
-    assert abs(100 * (1 - pruning.sparsity(model)["total"]) - 10.0) < 0.01
+def test_keep_percent_keeps_the_largest_deployed_weights():
+    hparams = dataclasses.replace(HPARAMS, sparsity=dataclasses.replace(HPARAMS.sparsity, keep_percent=10.0))
+    model = runner.build_model(hparams, 0, n=200)
+    deployed = np.concatenate([np.abs(l.deterministic_weights()[0].numpy()).ravel()
+                               for l in pruning.prunable_layers(model)])
+    runner.apply_keep_percent(model, hparams)
+    kept = np.concatenate([m.ravel() for m in pruning.get_masks(model).values()]).astype(bool)
+    assert kept.sum() == round(0.1 * kept.size)
+    assert deployed[kept].min() >= deployed[~kept].max()  # one global threshold on |deployed|
+    runner.apply_keep_percent(model, dataclasses.replace(  # already sparser: nothing changes
+        hparams, sparsity=dataclasses.replace(hparams.sparsity, keep_percent=20.0)))
+    assert np.array_equal(np.concatenate([m.ravel() for m in pruning.get_masks(model).values()]).astype(bool), kept)
 
 
 def test_per_layer_overrides_reach_the_layers():

@@ -189,7 +189,10 @@ class PruneCallback(StepCallback):
         if threshold is None and getattr(schedule, "fraction", None) == 0:
             raise ValueError(f"PruneCallback: {schedule} removes nothing without threshold=; give it a fraction "
                              "or pass threshold=")
-        if (allocation is not None or overrides or regrow) and (threshold is not None or rates):
+        # One verb per step, chosen here: `prune` removes the fraction of what remains (per layer
+        # or globally); a target that must be shared out among layers is `prune_to`'s.
+        sharing = allocation is not None or bool(overrides) or regrow
+        if sharing and (threshold is not None or rates):
             raise ValueError("PruneCallback: allocation=, overrides= and regrow= prune to a sparsity; they do not "
                              "go with threshold= or rates=")
         if getattr(get_score(score), "per_model", False) and "data" not in (score_args or {}):  # unknown: fails here
@@ -200,6 +203,21 @@ class PruneCallback(StepCallback):
         self.allocation, self.overrides, self.regrow = allocation, overrides, regrow
         self.seed, self.verbose, self.score_args = seed, verbose, dict(score_args or {})
         self.pruned_at = []
+        self._prune = self._prune_to if sharing else self._prune_fraction
+
+    def _prune_fraction(self, fraction, context):
+        prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates, exclude=self.exclude,
+              threshold=self.threshold, **context)
+
+    def _prune_to(self, fraction, context):
+        """To the sparsity that removing `fraction` of the remaining weights gives."""
+        target = 1.0 - (1.0 - current_sparsity(self.model, self.exclude)) * (1.0 - fraction)
+        overrides = self.overrides
+        final = getattr(self.schedule, "target", None)  # a gradual schedule's last sparsity
+        if overrides and final:  # overridden layers follow the schedule to their own sparsity
+            overrides = {key: value * min(target / final, 1.0) for key, value in overrides.items()}
+        prune_to(self.model, target, score=self.score, allocation=self.allocation or "uniform",
+                 overrides=overrides, exclude=self.exclude, regrow=self.regrow, **context)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -221,18 +239,7 @@ class PruneCallback(StepCallback):
         due, fraction = self.schedule(step)
         if not due:
             return
-        context = self._context(step)
-        if self.allocation is None and not self.overrides and not self.regrow:
-            prune(self.model, fraction, score=self.score, scope=self.scope, rates=self.rates,
-                  exclude=self.exclude, threshold=self.threshold, **context)
-        else:
-            target = 1.0 - (1.0 - current_sparsity(self.model, self.exclude)) * (1.0 - fraction)
-            overrides = self.overrides
-            final = getattr(self.schedule, "target", None)  # a gradual schedule's last sparsity
-            if overrides and final:  # overridden layers follow the schedule to their own sparsity
-                overrides = {key: value * min(target / final, 1.0) for key, value in overrides.items()}
-            prune_to(self.model, target, score=self.score, allocation=self.allocation or "uniform",
-                     overrides=overrides, exclude=self.exclude, regrow=self.regrow, **context)
+        self._prune(fraction, self._context(step))
         if self.rewind is not None:
             self.rewind(self.model)
         self.pruned_at.append(step)

@@ -80,13 +80,11 @@ def build_model(hparams, seed, n=None):
         raise ValueError(f"--{flag}: {e}") from None
 
 
-def prune_to(model, keep_percent):
-    """Global magnitude pruning of the deployed weights (L0 kernels times their gates) down to
-    `keep_percent` % of all prunable weights; nothing if the model is already that sparse."""
-    remaining = 100.0 * (1.0 - pruning.sparsity(model)["total"])
-    if remaining <= keep_percent:
-        return
-    pruning.prune(model, 1.0 - keep_percent / remaining, score="magnitude", scope="global")
+def apply_keep_percent(model, hparams):
+    """--keep_percent: the deployed weights (L0 kernels times their gates) pruned by global
+    magnitude to that % of all prunable weights; nothing if the model is already that sparse."""
+    if hparams.sparsity.keep_percent:
+        pruning.prune_to(model, 1.0 - hparams.sparsity.keep_percent / 100.0, allocation="global")
 
 
 def prune_end(hparams):
@@ -220,7 +218,7 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
                    "versions": runs.versions(), "compiled": engine.compiled_with(model), "time_split": timing}
         metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
         if hparams.sparsity.keep_percent:
-            prune_to(model, hparams.sparsity.keep_percent)
+            apply_keep_percent(model, hparams)
             pruned = l0.architecture(model)
             metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent,
                                  "weights_remaining": pruned.weights_kept, "test_acc": _evaluate(model, data),
@@ -243,8 +241,7 @@ def load_final(model, hparams, folder):
     """Loads a finished seed's trained weights (`folder`: its seed folder) into `model` (built by
     `build_model`) and prunes them to --keep_percent as the run tested them."""
     runs.load_final_weights(model, folder)
-    if hparams.sparsity.keep_percent:
-        prune_to(model, hparams.sparsity.keep_percent)
+    apply_keep_percent(model, hparams)
 
 
 def check_run_args(hparams, root=None):
