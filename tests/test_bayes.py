@@ -122,12 +122,18 @@ def test_to_deterministic_needs_bayesian_layers():
         bayes.to_deterministic(model)
 
 
-def test_to_deterministic_refuses_bayesian_layers_in_a_nested_model():
+def test_to_deterministic_replaces_bayesian_layers_in_a_nested_model():
     inner = keras.Sequential([keras.Input((3,)), DenseFlipout(2, dataset_size=10, name="inner_flipout")])
     x = keras.Input((3,))
     model = keras.Model(x, inner(x))
-    with pytest.raises(ValueError, match="'inner_flipout'.*nested model"):
-        bayes.to_deterministic(model)
+    _perturb(model)
+    pruning.prune(model, 0.5)
+    deterministic = bayes.to_deterministic(model)
+    new = deterministic.layers[-1].get_layer("inner_flipout")
+    assert type(new) is MaskedDense
+    np.testing.assert_array_equal(new.mask, inner.get_layer("inner_flipout").mask)
+    sample = np.random.default_rng(0).random((4, 3)).astype("float32")
+    np.testing.assert_allclose(deterministic(sample), model(sample), rtol=1e-5, atol=1e-6)
 
 
 class _Record(keras.callbacks.Callback):

@@ -15,10 +15,12 @@ import keras
 import numpy as np
 
 from tflth.arguments import is_integer
+from tflth.cloning import replace_layers
 from tflth.layers.bayesian import BAYESIAN_LAYERS
 from tflth.layers.masked import MaskedConv2D, MaskedDense
 from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import prunable_layers
+from tflth.pruning.prunable import deployed_weights
 
 # What a Bayesian layer's config has beyond its masked layer's.
 _BAYESIAN_KEYS = ("prior", "dataset_size", "scale_init", "seed", "local_reparameterization")
@@ -86,30 +88,22 @@ def to_deterministic(model):
     means of the kept weights (times the prior's mean multiplier: a horseshoe's scales, a
     spike-and-slab's inclusion probabilities), with the Bayesian model's masks. Its outputs are
     the Bayesian model's mean mode. `tflth.pruning.compact.compact` makes it smaller."""
-    layers = {layer.name: layer for layer in bayesian_layers(model)}
-    nested = sorted(set(layers) - {layer.name for layer in model.layers})
-    if nested:
-        raise ValueError(f"to_deterministic: Bayesian layers {nested} sit inside a nested model; only layers of "
-                         f"`model` itself are replaced (build the architecture flat)")
+    bayesian_layers(model)  # ValueError if there are none
 
-    def clone(layer):
-        if layer.name not in layers:
-            return layer.__class__.from_config(layer.get_config())
+    def masked(layer):
+        if not isinstance(layer, BAYESIAN_LAYERS):
+            return None
         config = {k: v for k, v in layer.get_config().items() if k not in _BAYESIAN_KEYS}
-        return (MaskedDense if isinstance(layer, keras.layers.Dense) else MaskedConv2D).from_config(config)
+        kernel, bias = deployed_weights(layer)
 
-    deterministic = keras.models.clone_model(model, clone_function=clone)
-    for old in model.layers:
-        new = deterministic.get_layer(old.name)
-        if old.name in layers:
-            kernel, bias = old.deterministic_weights()
-            new.mask.assign(old.mask)
-            new.kernel.assign(np.asarray(kernel) * np.asarray(old.mask))
-            if old.use_bias:
+        def load(new):
+            new.mask.assign(layer.mask)
+            new.kernel.assign(kernel)
+            if layer.use_bias:
                 new.bias.assign(bias)
-        else:
-            new.set_weights(old.get_weights())
-    return deterministic
+        return (MaskedDense if isinstance(layer, keras.layers.Dense) else MaskedConv2D).from_config(config), load
+
+    return replace_layers(model, masked)
 
 
 class KLWarmup(StepCallback):

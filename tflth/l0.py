@@ -13,6 +13,7 @@ from tflth.ops import hard_concrete as hc
 from tflth.pruning import compact as _compact
 from tflth.pruning import flops
 from tflth.pruning.masks import prunable_layers, set_masks
+from tflth.pruning.prunable import deployed_weights
 
 
 def gate_layers(model):
@@ -106,7 +107,7 @@ def _weights_only(model):
     """`architecture` of a model `compact` cannot plan: the non-zero deployed weights per layer."""
     reports = []
     for layer in prunable_layers(model):
-        kernel = _compact.deployed_weights(layer)[0]
+        kernel = deployed_weights(layer)[0]
         nonzero, positions = int(np.count_nonzero(kernel)), flops.positions(layer) or 0
         reports.append(LayerReport(
             name=layer.name, kind="dense" if kernel.ndim == 2 else "conv", inputs=kernel.shape[-2],

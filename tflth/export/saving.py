@@ -24,10 +24,11 @@ import tensorflow as tf
 
 from tflth import internals, io
 from tflth.export.sparse import csr_limit_bytes, index_dtype, sparse_layer
-from tflth.export.strip import deployed, replace_layers, strip
+from tflth.cloning import replace_layers
+from tflth.export.strip import strip
 from tflth.pruning import compact as compaction
 from tflth.pruning.compact import is_weighted
-from tflth.pruning.masks import is_prunable
+from tflth.pruning.prunable import deployed_weights, is_prunable
 
 FORMATS = ("dense", "sparse", "compact")
 REPORT = "tflth_export.json"
@@ -64,7 +65,7 @@ def kernel_counts(model):
     counts = dict.fromkeys(("weights_kept", "weights", "csr_limit_bytes", "csr_limit_stored_index_bytes"), 0)
     for layer in internals.all_layers(model):
         if is_prunable(layer) or is_weighted(layer):
-            kernel = deployed(layer)[0]
+            kernel = deployed_weights(layer)[0]
             nonzero, rows = int(np.count_nonzero(kernel)), kernel.shape[-1]
             stored = np.dtype(index_dtype(kernel.size // rows)).itemsize
             counts["weights_kept"] += nonzero

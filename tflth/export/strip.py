@@ -2,7 +2,7 @@
 
 Every prunable layer (`tflth.pruning.Prunable`: masked, L0 and Bayesian layers) becomes Keras' own
 `Dense` / `Conv2D` holding the weights it computes with in evaluation (its *deployed* weights,
-`tflth.pruning.compact.deployed_weights`): the masked kernel, the kernel times its L0 gates at
+`tflth.pruning.deployed_weights`): the masked kernel, the kernel times its L0 gates at
 their test-time value, or the posterior mean times the prior's multiplier. Other layers are
 copied. Regularizers and constraints are dropped (a deployed model does not train, and a
 tflth regularizer in its config would need tflth to load).
@@ -10,8 +10,8 @@ tflth regularizer in its config would need tflth to load).
 import keras
 import numpy as np
 
-from tflth.pruning.compact import deployed_weights
-from tflth.pruning.masks import is_prunable
+from tflth.cloning import replace_layers
+from tflth.pruning.prunable import deployed_weights, is_prunable
 
 _DROPPED = ("kernel_regularizer", "bias_regularizer", "activity_regularizer", "kernel_constraint",
             "bias_constraint")
@@ -24,35 +24,6 @@ def _plain_class(layer):
         if isinstance(layer, cls):
             return cls, set(example().get_config())
     return None, None
-
-
-def deployed(layer):
-    """(kernel, bias) of a layer with a kernel, as numpy, pruned entries exactly zero."""
-    kernel, bias = deployed_weights(layer)
-    if is_prunable(layer):
-        kernel = kernel * np.asarray(layer.mask, dtype=kernel.dtype)
-    return kernel, bias
-
-
-def replace_layers(model, replace):
-    """A copy of a Functional or Sequential `model` (nested ones too) in which each layer is
-    `replace(layer)`: (new layer, weights to give it once built), or None to copy the layer."""
-    assigned = []
-
-    def clone(layer):
-        made = replace(layer)
-        if made is None:
-            made = (layer.__class__.from_config(layer.get_config()), layer.get_weights())
-        assigned.append(made)
-        return made[0]
-
-    try:
-        copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
-    except ValueError as e:
-        raise ValueError(f"model {model.name!r} cannot be copied layer by layer: {str(e).splitlines()[0]}") from None
-    for new, weights in assigned:
-        new.set_weights(weights)
-    return copy
 
 
 def _strip_layer(layer):
@@ -68,7 +39,7 @@ def _strip_layer(layer):
         raise ValueError(f"layer {layer.name!r}: a channels_first Conv2D with a bias cannot be exported as Keras' "
                          "own Conv2D; build the model channels_last")
     config = {k: v for k, v in layer.get_config().items() if k in keys and k not in _DROPPED}
-    kernel, bias = deployed(layer)
+    kernel, bias = deployed_weights(layer)
     return cls.from_config(config), [kernel] + ([bias] if layer.use_bias else [])
 
 

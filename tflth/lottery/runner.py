@@ -26,9 +26,9 @@ def build_model(hparams, seed, dataset_size=None):
     return runs.build_model(hparams, hparams.model.model, hparams.model.family, seed, dataset_size)
 
 
-# The layout of a run folder's files; a folder of another format cannot be resumed.
-# 1: folders without a "format" in hparams.json (rewind weights in .weights.h5 files, or,
-# briefly, .npz states under level_0/main); 2: init.npz, rewind.npz, pretrain/ per replicate.
+# The layout of a run folder's files, checked on resume (a folder of another layout cannot be
+# resumed): 2 = init.npz, rewind.npz and pretrain/ per replicate; 1 = a folder whose hparams.json
+# has no "format" (rewind weights in .weights.h5 files or .npz states under level_0/main).
 FORMAT = 2
 
 

@@ -7,7 +7,7 @@ from tflth.pruning.flops import forward_flops
 from tflth.pruning.callbacks import (PruneCallback, Rewind, Snapshot, SparsityLogger, StepCallback,
                                      keep_masks_after_ema)
 from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_masks, sparsity
-from tflth.pruning.prunable import FEATURES, Prunable, is_prunable
+from tflth.pruning.prunable import FEATURES, Prunable, deployed_weights, is_prunable
 from tflth.pruning.pruner import (ROLES, SCOPES, check_prune_args, global_masks, layer_roles, layerwise_masks, prune,
                                   current_sparsity, prune_to, random_masks_like, straight_through)
 from tflth.pruning.rewind import (fresh_weights, reset_optimizer, restore_optimizer, restore_weights,
@@ -20,7 +20,7 @@ __all__ = [
     "ALLOCATIONS", "Every", "FEATURES", "OneShot", "PolynomialDecay", "PruneCallback", "Prunable", "ROLES",
     "Rewind", "RigL", "SCOPES", "SET", "Snapshot", "SparsityLogger", "StepCallback", "allocate", "apply_mask",
     "available_scores", "check_prune_args",
-    "current_sparsity", "forward_flops", "fresh_weights", "get_masks", "get_score", "global_masks", "is_prunable",
+    "current_sparsity", "deployed_weights", "forward_flops", "fresh_weights", "get_masks", "get_score", "global_masks", "is_prunable",
     "keep_masks_after_ema", "layer_roles", "layerwise_masks", "prunable_layers", "prune", "prune_nm",
     "prune_to", "prune_units", "random_masks_like", "register_score", "reset_optimizer", "restore_optimizer",
     "restore_weights", "score_layers", "set_masks", "snapshot_optimizer", "snapshot_weights", "sparsity",

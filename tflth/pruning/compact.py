@@ -6,8 +6,8 @@ layer gives it only zero weights, or when all its weights are zero, so that it o
 constant whatever the input (its bias through its activation): a zero constant is dropped, a
 non-zero one is folded into the next layer's bias where that is exact (a Dense layer, or a
 convolution without zero padding) and the unit is kept otherwise. Each layer computes with its
-*deployed* weights: `layer.deterministic_weights()` where a family defines it (L0 gates at
-their test-time value, later Bayesian posterior means), else its (masked) kernel and bias.
+*deployed* weights (`tflth.pruning.deployed_weights`: L0 gates at their test-time value,
+Bayesian posterior means, pruned entries zero).
 The model's inputs are kept whole (an input pixel no weight reads is a zero row of the first
 kernel). Supported: chains of Dense, Conv2D, pooling, Flatten, activation and dropout
 layers (the MLPs and LeNet / Conv-n networks of `tflth.models`); BatchNorm and branches are not.
@@ -18,18 +18,11 @@ import keras
 import numpy as np
 
 from tflth import internals
+from tflth.cloning import replace_layers
+from tflth.pruning.prunable import deployed_weights
 
 _PASS_THROUGH = (keras.layers.InputLayer, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
                  keras.layers.Activation, keras.layers.ReLU, keras.layers.Dropout, keras.layers.Flatten)
-
-
-def deployed_weights(layer):
-    """(kernel, bias) as numpy arrays, the weights the layer computes with in evaluation."""
-    if hasattr(layer, "deterministic_weights"):
-        kernel, bias = layer.deterministic_weights()
-    else:
-        kernel, bias = layer.kernel, layer.bias
-    return np.asarray(kernel), None if bias is None else np.asarray(bias)
 
 
 def is_weighted(layer):
@@ -132,14 +125,10 @@ def compact(model, name=None):
     """A plain Keras model (Dense, Conv2D, ...) without the removed units, whose outputs equal
     `model`'s in evaluation mode. Raises ValueError for architectures it cannot compact."""
     p = plan(model)
-    x = inputs = keras.Input(shape=model.input_shape[1:], name=model.inputs[0].name)
-    assigned = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+
+    def smaller(layer):
         if not is_weighted(layer):
-            x = type(layer).from_config(layer.get_config())(x)
-            continue
+            return None
         kernel, bias = p.weights[layer.name]
         kernel = np.take(np.take(kernel, p.inputs[layer.name], axis=-2), p.units[layer.name], axis=-1)
         common = dict(activation=layer.activation, use_bias=layer.use_bias, name=layer.name)
@@ -148,9 +137,7 @@ def compact(model, name=None):
         else:
             new = keras.layers.Conv2D(kernel.shape[-1], layer.kernel_size, strides=layer.strides,
                                       padding=layer.padding, dilation_rate=layer.dilation_rate, **common)
-        x = new(x)
-        assigned.append((new, [kernel] + ([bias[p.units[layer.name]]] if layer.use_bias else [])))
-    out = keras.Model(inputs, x, name=name or f"{model.name}_compact")
-    for new, values in assigned:
-        new.set_weights(values)
-    return out
+        return new, [kernel] + ([bias[p.units[layer.name]]] if layer.use_bias else [])
+
+    copy = replace_layers(model, smaller)  # a chain: one input, one output (`plan` checked)
+    return keras.Model(copy.inputs[0], copy.outputs[0], name=name or f"{model.name}_compact")

@@ -3,9 +3,10 @@
 A prunable layer (masked, L0, Bayesian, or one you write) is a Keras layer with:
 - `kernel`: the weights that are pruned, and scored (`tflth.pruning.scores`);
 - `mask`: a non-trainable 0/1 variable of the kernel's shape; a 0 removes that weight for good;
-- `deterministic_weights()`: (kernel, bias) the layer computes with in evaluation, as export,
-  compaction and the weights-kept counts read them (masked: kernel * mask; L0: times the
-  test-time gates; Bayesian: the posterior mean times the mask);
+- `deterministic_weights()`: (kernel, bias) the layer computes with in evaluation (masked:
+  kernel * mask; L0: times the test-time gates; Bayesian: the posterior mean times the prior's
+  multiplier); export, compaction, the magnitude score and the weights-kept counts read them
+  through `deployed_weights`;
 - `apply_mask()`: makes the pruned weights zero in its variables after the mask changed;
 - `features`: which of `FEATURES` the kind supports; a call that needs one it lacks is refused
   with one line naming the layers (`require`);
@@ -17,6 +18,7 @@ and declare fewer features. It lives in `tflth.pruning`, below the layers (which
 that pruning needs no layer module. A kind that declares "straight_through" honours a
 `straight_through` attribute (`tflth.pruning.straight_through` sets it).
 """
+import numpy as np
 
 # Everything a kind may support beyond being pruned, and what it means.
 FEATURES = {
@@ -40,6 +42,19 @@ class Prunable:
 
     def apply_mask(self):
         raise NotImplementedError(f"{type(self).__qualname__} must define apply_mask()")
+
+
+def deployed_weights(layer):
+    """(kernel, bias) as numpy arrays, the weights `layer` computes with in evaluation: a prunable
+    layer's `deterministic_weights()` with its pruned entries exactly zero, another layer's kernel
+    and bias (None without one)."""
+    if isinstance(layer, Prunable):
+        kernel, bias = layer.deterministic_weights()
+        kernel = np.asarray(kernel)
+        kernel = kernel * np.asarray(layer.mask, dtype=kernel.dtype)
+    else:
+        kernel, bias = np.asarray(layer.kernel), layer.bias
+    return kernel, None if bias is None else np.asarray(bias)
 
 
 def is_prunable(layer):

@@ -14,7 +14,7 @@ import zlib
 import numpy as np
 
 from tflth.ops import hard_concrete as hc
-from tflth.pruning.compact import deployed_weights
+from tflth.pruning.prunable import deployed_weights
 
 _SCORES = {}
 
@@ -58,7 +58,7 @@ def score_layers(score, layers, model, **context):
 @register_score("magnitude")
 def magnitude(layer, **_):
     """|w|, the lottery-ticket paper's score, of the weights the layer computes with in evaluation
-    (`compact.deployed_weights`: the kernel, or for L0 and Bayesian layers kernel times gate or
+    (`deployed_weights`: the kernel, or for L0 and Bayesian layers kernel times gate or
     posterior multiplier, so a horseshoe's neuron scales count)."""
     return np.abs(deployed_weights(layer)[0])
 
