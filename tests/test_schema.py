@@ -6,7 +6,6 @@ import sys
 
 import pytest
 
-from idx_files import learnable_digits, write_mnist
 from tflth import io, schema
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.lottery import branches, paths
@@ -25,13 +24,6 @@ def summary():
     spec = importlib.util.spec_from_file_location("tflth_tools_summarize", os.path.join(TOOLS, "summarize.py"))
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     return sys.modules["summary"]
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 @pytest.fixture(scope="module")
