@@ -21,6 +21,7 @@ PRIOR_MARKERS = {"normal": "p", "log_uniform": "d", "horseshoe": "8", "spike_and
 
 
 def style(branch):
+    """(label, colour, marker) of a lottery branch, in the figures and the tables' headers."""
     return STYLE.get(branch, (branch.replace("_", " "), None, "o"))
 
 

@@ -17,10 +17,12 @@ class SummaryError(ValueError):
 
 
 def number(value):
+    """A finite int or float (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def load_json(path):
+    """A metrics.json (or a summary.json) as read; SummaryError naming it where it cannot be."""
     try:
         with open(path) as f:
             return json.load(f)
