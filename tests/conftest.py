@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from idx_files import learnable_digits, write_mnist
 from tflth import data, internals
 from tflth.data import loaders
 
@@ -63,6 +64,15 @@ def op_determinism_restored():
     before = _op_determinism()
     yield
     _restore_op_determinism(before)
+
+
+@pytest.fixture(scope="module")
+def digits_dir(tmp_path_factory):
+    """A folder of MNIST-format files small enough to train on in seconds: 240 training and 60
+    test images of `learnable_digits`."""
+    d = str(tmp_path_factory.mktemp("digits"))
+    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
+    return d
 
 
 @pytest.fixture

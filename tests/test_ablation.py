@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from idx_files import learnable_digits, write_mnist
 from tflth import ablation, io
 from tflth.ablation import methods, report, runner
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
@@ -17,13 +16,6 @@ from tflth.lottery import paths as lottery_paths
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDY = runner.Study(DatasetHparams(batch_size=20, validation_size=40), "lenet_300_100",
                      TrainingHparams(iterations=40, eval_every=20))
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 @pytest.mark.parametrize("method", list(methods.METHODS))

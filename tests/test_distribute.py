@@ -12,19 +12,11 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from idx_files import learnable_digits, write_mnist
 
 from tflth import distribute, io
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, 0), learnable_digits(60, 1))
-    return d
 
 
 @contextlib.contextmanager

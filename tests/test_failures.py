@@ -16,7 +16,6 @@ import time
 import numpy as np
 import pytest
 from absl import flags
-from idx_files import learnable_digits, write_mnist
 
 from tflth import cli, failures, io, runs
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
@@ -31,13 +30,6 @@ REPO = os.path.dirname(HERE)
 HPARAMS = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
                          training=TrainingHparams(iterations=40, eval_every=10))
 QUICK = ["--iterations=40", "--eval_every=10", "--batch_size=20", "--validation_size=40", "--levels=1"]
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 def _recipe(name, args, digits_dir, **popen):

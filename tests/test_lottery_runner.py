@@ -6,7 +6,6 @@ import sys
 import numpy as np
 import pytest
 
-from idx_files import learnable_digits, write_mnist
 from tflth import io
 from tflth import engine, pruning
 from tflth.lottery import branches, paths, runner
@@ -15,13 +14,6 @@ from tflth.lottery.hparams import DatasetHparams, LotteryHparams, PruningHparams
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = LotteryHparams(DatasetHparams(batch_size=20, validation_size=40),
                          training=TrainingHparams(iterations=40, eval_every=10))
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 def _run(root, digits_dir, hparams=HPARAMS, **kw):

@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 
-from idx_files import learnable_digits, write_mnist
 from tflth import io, models, priors, pruning
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.lottery import paths as lottery_paths
@@ -64,13 +63,6 @@ def test_family_trains_under_mixed_precision(family, policy):
         assert layer.compute_dtype == ("float32" if bayesian else policy.split("_")[1]), layer.name
     assert pruning.sparsity(model)["total"] > 0.5
     np.testing.assert_allclose(losses, reference, rtol=0.02)
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, 0), learnable_digits(60, 1))
-    return d
 
 
 def test_precision_flag_runs_a_lottery_level_and_an_l0_run(tmp_path, digits_dir):

@@ -15,7 +15,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tools", "summarize.py")
 _spec = importlib.util.spec_from_file_location("tflth_tools_summarize", SCRIPT)
 summarize = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(summarize)
+_spec.loader.exec_module(summarize)  # puts tools/ on the path: its parts are the package tools/summary
+
+from summary import tflth_modules  # noqa: E402
+from summary.imp_comparison import read_lottery  # noqa: E402
+from summary.lottery import aggregate, missing  # noqa: E402
+from summary.markdown import _architecture_cell, to_markdown  # noqa: E402
+from summary.plots import PRIOR_MARKERS, _label, _marker, _spread_ticks, _ticks, plot, plot_sparse  # noqa: E402
+from summary.read import collect, run_kind  # noqa: E402
+from summary.sparse import _differing, _method, aggregate_sparse, hidden_kept, seed_list  # noqa: E402
 
 # (seed, level, branch) -> (weights_remaining, early_stop_step, early_stop_test_acc, final_test_acc)
 # Partial on purpose: seed 1 has no level 2; random_prune exists only for seed 0 at level 1.
@@ -61,14 +69,14 @@ def run(tmp_path):
 
 
 def test_collect_reads_only_existing_metrics(run):
-    records = summarize.collect(run)
+    records = collect(run)
     assert [(r["seed"], r["level"], r["branch"]) for r in records] == [
         (0, 0, "main"), (1, 0, "main"), (0, 1, "main"), (1, 1, "main"), (0, 1, "reinit"),
         (1, 1, "reinit"), (0, 1, "random_prune"), (0, 2, "main"), (0, 2, "reinit")]
 
 
 def test_aggregate_means_and_stds(run):
-    rows = summarize.aggregate(summarize.collect(run))
+    rows = aggregate(collect(run))
     assert [r["level"] for r in rows] == [0, 1, 2]
     assert [r["weights_remaining"] for r in rows] == [100.0, 51.3, 21.1]
     assert [r["seeds"] for r in rows] == [[0, 1], [0, 1], [0]]
@@ -91,14 +99,14 @@ def test_aggregate_means_and_stds(run):
 
 
 def test_missing_lists_gaps(run):
-    assert summarize.missing(summarize.collect(run)) == [
+    assert missing(collect(run)) == [
         "seed 0 level 2: random_prune", "seed 1 level 1: random_prune",
         "seed 1 level 2: main, reinit, random_prune"]
 
 
 def test_markdown_formatting(run):
-    records = summarize.collect(run)
-    md = summarize.to_markdown(summarize.aggregate(records), summarize.missing(records), "LeNet")
+    records = collect(run)
+    md = to_markdown(aggregate(records), missing(records), "LeNet")
     lines = md.splitlines()
     assert lines[0] == "# LeNet"
     assert ("| Level | Weights % | Ticket ES iter | Winning ticket ES acc % | Random reinit ES acc % "
@@ -113,10 +121,10 @@ def test_markdown_formatting(run):
 
 
 def test_plot_writes_pngs(run, tmp_path):
-    records = summarize.collect(run)
+    records = collect(run)
     out = tmp_path / "plots"
     out.mkdir()
-    written = summarize.plot(summarize.aggregate(records), str(out), "lenet_300_100 on mnist", records)
+    written = plot(aggregate(records), str(out), "lenet_300_100 on mnist", records)
     assert sorted(os.path.basename(p) for p in written) == ["accuracy.png", "curves.png", "early_stop.png"]
     for path in written:
         with open(path, "rb") as f:
@@ -126,13 +134,13 @@ def test_plot_writes_pngs(run, tmp_path):
 
 
 def test_ticks_are_actual_percentages_thinned():
-    assert summarize._ticks([100.0, 51.3, 21.1]) == [100.0, 51.3, 21.1]
-    assert summarize._ticks([100.0]) == [100.0]
+    assert _ticks([100.0, 51.3, 21.1]) == [100.0, 51.3, 21.1]
+    assert _ticks([100.0]) == [100.0]
     dense = [100 * 0.8 ** k for k in range(20)]  # 20% per level: labels would collide
-    ticks = summarize._ticks(dense)
+    ticks = _ticks(dense)
     assert ticks[0] == 100.0 and ticks[-1] == round(dense[-1], 2) and len(ticks) == 8
     assert set(ticks) <= {round(x, 2) for x in dense}
-    assert [summarize._label(x) for x in (100.0, 51.3, 0.47)] == ["100", "51.3", "0.47"]
+    assert [_label(x) for x in (100.0, 51.3, 0.47)] == ["100", "51.3", "0.47"]
 
 
 def _cli(*args):
@@ -198,8 +206,8 @@ SPARSE = {
 
 
 def test_hidden_units_kept_counts_the_units_after_the_inputs():
-    assert summarize.hidden_kept("208-135-51", "784-300-100") == pytest.approx(46.5)
-    assert summarize.hidden_kept(None, "784-300-100") is None and summarize.hidden_kept("5", "9") is None
+    assert hidden_kept("208-135-51", "784-300-100") == pytest.approx(46.5)
+    assert hidden_kept(None, "784-300-100") is None and hidden_kept("5", "9") is None
 
 
 def _architecture(neurons, kept):
@@ -242,11 +250,11 @@ def _table(markdown):
 
 
 def test_kinds_are_detected(run, sparse_runs, tmp_path):
-    assert summarize.run_kind(run) == "lottery"
-    assert [summarize.run_kind(r) for r in sparse_runs] == ["sparse", "sparse"]
+    assert run_kind(run) == "lottery"
+    assert [run_kind(r) for r in sparse_runs] == ["sparse", "sparse"]
     os.makedirs(tmp_path / "sparse_fresh")  # just created by the runner: known by its name
-    assert summarize.run_kind(str(tmp_path / "sparse_fresh")) == "sparse"
-    assert summarize.run_kind(str(tmp_path / "nothing_here")) is None
+    assert run_kind(str(tmp_path / "sparse_fresh")) == "sparse"
+    assert run_kind(str(tmp_path / "nothing_here")) is None
 
 
 def test_sparse_two_folders_one_table(sparse_runs, tmp_path, capsys):
@@ -294,10 +302,10 @@ def test_sparse_pruned_columns_only_when_present(sparse_runs, capsys):
 
 
 def test_sparse_plot_is_a_png(sparse_runs, tmp_path):
-    variants, _ = summarize.aggregate_sparse(sparse_runs)
+    variants, _ = aggregate_sparse(sparse_runs)
     out = tmp_path / "plots"
     out.mkdir()
-    path = summarize.plot_sparse(variants, str(out), "lenet_300_100 on mnist")
+    path = plot_sparse(variants, str(out), "lenet_300_100 on mnist")
     assert os.path.basename(path) == "sparsity.png"
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -322,11 +330,11 @@ def test_sparse_other_settings_pending_and_missing_seeds(sparse_runs, tmp_path, 
 
 
 def test_sparse_helpers():
-    assert summarize._seed_list([7, 0, 1, 2, 3, 4, 9, 10]) == "0-4, 7, 9-10"
-    assert summarize._spread_ticks([100.0, 12.0, 5.0, 3.2, 100.0, 11.0]) == [100.0, 12.0, 5.0, 3.2]
-    assert summarize._architecture_cell(["1-2", "1-2", "3-4"]) == "1-2, 3-4"
-    assert summarize._architecture_cell(["1-2", "3-4", "5-6", "7-8"]) == "1-2, … (4 distinct)"
-    assert summarize._architecture_cell([None], "784-300-100") == "—"
+    assert seed_list([7, 0, 1, 2, 3, 4, 9, 10]) == "0-4, 7, 9-10"
+    assert _spread_ticks([100.0, 12.0, 5.0, 3.2, 100.0, 11.0]) == [100.0, 12.0, 5.0, 3.2]
+    assert _architecture_cell(["1-2", "1-2", "3-4"]) == "1-2, 3-4"
+    assert _architecture_cell(["1-2", "3-4", "5-6", "7-8"]) == "1-2, … (4 distinct)"
+    assert _architecture_cell([None], "784-300-100") == "—"
 
 
 @pytest.mark.parametrize("case", ["mixed", "several_lottery", "corrupt", "wrong_type", "not_a_run", "no_seed_done"])
@@ -463,14 +471,14 @@ def test_sparse_calibration_without_mc_has_no_mc_columns(bayes_runs, tmp_path, c
 
 
 def test_sparse_method_names_and_markers():
-    assert summarize._method("l0", "neuron") == "l0 (neuron gates)"
-    assert summarize._method("l1", None, prune_score="magnitude", prune_to=5.0) == "l1, pruned by magnitude to 5%"
-    assert summarize._method("none", None, "horseshoe", "reparam") == "horseshoe prior (reparam)"
-    assert summarize._method("none", None, "log_uniform", "local_reparam", "log_alpha", None, "-3") == \
+    assert _method("l0", "neuron") == "l0 (neuron gates)"
+    assert _method("l1", None, prune_score="magnitude", prune_to=5.0) == "l1, pruned by magnitude to 5%"
+    assert _method("none", None, "horseshoe", "reparam") == "horseshoe prior (reparam)"
+    assert _method("none", None, "log_uniform", "local_reparam", "log_alpha", None, "-3") == \
         "log_uniform prior (local_reparam), pruned by log_alpha (threshold -3)"
-    markers = [summarize._marker({"penalty": "log_uniform", "prior": "none"}),
-               summarize._marker({"penalty": "none", "prior": "none"}),
-               *(summarize._marker({"penalty": "none", "prior": p}) for p in summarize.PRIOR_MARKERS)]
+    markers = [_marker({"penalty": "log_uniform", "prior": "none"}),
+               _marker({"penalty": "none", "prior": "none"}),
+               *(_marker({"penalty": "none", "prior": p}) for p in PRIOR_MARKERS)]
     assert len(set(markers)) == len(markers)  # a prior's marker is not its namesake penalty's
 
 
@@ -480,7 +488,7 @@ def test_sparse_other_settings_only_where_they_apply():
             "svd": {"penalty": "none", "prior": "log_uniform", "droprate_init": 0.5, "kl_warmup": 8250,
                     "prune_score": "log_alpha", "prune_every": 500, "estimator": "local_reparam"},
             "old": {"penalty": "l1"}}  # an older hparams.json: none of the new fields
-    assert summarize._differing(flat) == {"l0": {"droprate_init": 0.2}, "svd": {"kl_warmup": 8250, "prune_every": 500},
+    assert _differing(flat) == {"l0": {"droprate_init": 0.2}, "svd": {"kl_warmup": 8250, "prune_every": 500},
                                           "old": {}}
 
 
@@ -562,17 +570,17 @@ def test_lottery_comparison_from_run_folder(run, sparse_runs, tmp_path, capsys):
     # the lottery run's own summary.json (written into the run folder) has its hparams.json beside it
     assert summarize.main([run, "--format", "json"]) == 0
     capsys.readouterr()
-    from_json = summarize.read_lottery(os.path.join(run, "summary.json"), 7)
+    from_json = read_lottery(os.path.join(run, "summary.json"), 7)
     assert (from_json["iterations_from"], from_json["levels"]) == (lottery["iterations_from"], lottery["levels"])
 
 
 def test_sparse_plot_with_lottery_is_a_png(sparse_runs, bayes_runs, lottery_summary, tmp_path):
-    variants, _ = summarize.aggregate_sparse([*sparse_runs, *bayes_runs])
-    lottery = summarize.read_lottery(lottery_summary)
+    variants, _ = aggregate_sparse([*sparse_runs, *bayes_runs])
+    lottery = read_lottery(lottery_summary)
     assert lottery["iterations_per_level"] == 50000
     out = tmp_path / "plots"
     out.mkdir()
-    path = summarize.plot_sparse(variants, str(out), None, lottery)
+    path = plot_sparse(variants, str(out), None, lottery)
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.listdir(out) == ["sparsity.png"]
@@ -659,10 +667,12 @@ def lottery_with_results(tmp_path):
     return str(run)
 
 
-def test_stats_come_from_tflth_stats_without_tensorflow(monkeypatch):
-    assert os.path.samefile(summarize.tflth_stats.__file__, os.path.join(ROOT, "tflth", "stats.py"))
-    monkeypatch.setattr(summarize.importlib.util, "find_spec", lambda name: None)  # tflth not installed
-    assert os.path.samefile(summarize._load_stats().__file__, os.path.join(ROOT, "tflth", "stats.py"))
+def test_schema_and_stats_come_from_tflth_without_tensorflow(monkeypatch):
+    for name in ("schema", "stats"):
+        assert os.path.samefile(getattr(tflth_modules, name).__file__, os.path.join(ROOT, "tflth", f"{name}.py"))
+    monkeypatch.setattr(tflth_modules.importlib.util, "find_spec", lambda name: None)  # tflth not installed
+    monkeypatch.delitem(sys.modules, "tflth.stats", raising=False)  # nor imported
+    assert os.path.samefile(tflth_modules.load("stats").__file__, os.path.join(ROOT, "tflth", "stats.py"))
     code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('s', {SCRIPT!r}); "
             "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
             "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tflth', 'tensorflow', 'keras')))")
@@ -673,8 +683,8 @@ def test_stats_come_from_tflth_stats_without_tensorflow(monkeypatch):
 def test_lottery_intervals_match_describe(lottery_with_results, tmp_path, capsys):
     assert summarize.main([lottery_with_results, "--out", str(tmp_path / "out")]) == 0
     stdout = capsys.readouterr().out
-    acc = summarize.tflth_stats.describe([97.0, 97.5, 98.0])  # early-stop test accuracy of the 3 seeds, %
-    step = summarize.tflth_stats.describe([9000, 9500, 10000])
+    acc = tflth_modules.stats.describe([97.0, 97.5, 98.0])  # early-stop test accuracy of the 3 seeds, %
+    step = tflth_modules.stats.describe([9000, 9500, 10000])
     cells = [f"{step['mean']:.0f} ± {step['std']:.0f} [{step['ci'][0]:.0f}, {step['ci'][1]:.0f}]",
              f"{acc['mean']:.2f} ± {acc['std']:.2f} [{acc['ci'][0]:.2f}, {acc['ci'][1]:.2f}]"]
     assert f"| 0 | 100.0 | {cells[0]} | {cells[1]} |" in stdout
@@ -755,7 +765,7 @@ def test_sparse_paired_against_baseline(sparse_with_results, tmp_path, capsys):
     assert worse["paired"]["diff"] == pytest.approx(5.0) and worse["paired"]["significant"]
     assert worse["paired"]["ci"][0] > 0 and worse["paired"]["wins"] == 0 and worse["paired"]["seeds"] == [0, 1, 2]
     assert same["paired"]["diff"] == 0.0 and not same["paired"]["significant"]
-    error = summarize.tflth_stats.describe([100 * (1 - np.mean(_results(s, 10))) for s in range(3)])
+    error = tflth_modules.stats.describe([100 * (1 - np.mean(_results(s, 10))) for s in range(3)])
     assert worse["final_test_error"]["ci"] == pytest.approx(error["ci"])
     assert f"{error['mean']:.2f} ± {error['std']:.2f} [{error['ci'][0]:.2f}, {error['ci'][1]:.2f}]" in rows[2]
 

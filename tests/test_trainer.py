@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from absl import flags
 
-from idx_files import learnable_digits, write_mnist
 from tflth import io, l0, pruning, regularizers
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.pruning.scores import log_alpha
@@ -20,13 +19,6 @@ from tflth.trainer.hparams import PENALTIES, ModelHparams, SparsityHparams, Trai
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HPARAMS = TrainerHparams(DatasetHparams(batch_size=20, validation_size=40), ModelHparams(),
                          TrainingHparams(iterations=30, eval_every=10), SparsityHparams(strength=50.0))
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 def _metrics(run, seed=0):

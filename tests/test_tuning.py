@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from idx_files import learnable_digits, write_mnist
 from tflth import io, runs
 from tflth.export import from_run
 from tflth.lottery import paths as lottery_paths
@@ -27,13 +26,6 @@ DATA = DatasetHparams(batch_size=20, validation_size=40)
 TRAINING = TrainingHparams(iterations=30, eval_every=10)
 GRADUAL = SparsityHparams(penalty="none", prune_score="magnitude", prune_to=50.0, prune_every=5)
 BASE = TrainerHparams(DATA, ModelHparams(), TRAINING, GRADUAL)
-
-
-@pytest.fixture(scope="module")
-def digits_dir(tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("digits"))
-    write_mnist(d, learnable_digits(240, seed=0), learnable_digits(60, seed=1))
-    return d
 
 
 @pytest.fixture(scope="module")

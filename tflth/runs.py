@@ -19,15 +19,16 @@ import numpy as np
 import tensorflow as tf
 
 from tflth import data as tdata
-from tflth import engine, io, models
+from tflth import engine, io, models, schema
 from tflth.failures import DamagedFile, RunBusy
 from tflth.hparams import digest, to_flagfile
 from tflth.layers.family import get_family
 
 
 def load_data(hparams, data_dir=None):
-    """The arrays and evaluation streams a run needs; raises ValueError/RuntimeError before
-    anything is written."""
+    """The arrays and evaluation streams a run needs, `tflth.engine.train`'s `data`: {"x", "y": the
+    training images and labels; "validation", "test": evaluation streams}. Raises
+    ValueError/RuntimeError before anything is written."""
     name, held_out = hparams.dataset.dataset, hparams.dataset.validation_size
     x, y = tdata.arrays(name, "train", data_dir=data_dir, validation_size=held_out)
     return {"x": x, "y": y,
@@ -69,11 +70,11 @@ def run_dir(root, prefix, hparams):
 
 
 def hparams_file(run):
-    return os.path.join(run, "hparams.json")
+    return os.path.join(run, schema.HPARAMS)
 
 
 def flags_file(run):
-    return os.path.join(run, "flags.txt")
+    return os.path.join(run, schema.FLAGS)
 
 
 @functools.lru_cache(maxsize=1)
@@ -104,7 +105,7 @@ def _commit():
 
 def metrics_file(folder):
     """A training's results, written last: the training is done."""
-    return os.path.join(folder, "metrics.json")
+    return os.path.join(folder, schema.METRICS)
 
 
 def final_weights(folder):
@@ -123,7 +124,7 @@ def load_final_weights(model, folder):
 def training_cost(rows):
     """{"flops_sparse", "flops_dense"}: a training's FLOPs (`tflth.pruning.flops`), from the
     engine's rows."""
-    return {key: rows[-1].get(key) if rows else None for key in ("flops_sparse", "flops_dense")}
+    return {key: rows[-1].get(key) if rows else None for key in schema.FLOPS}
 
 
 _CLAIMED = {}  # real path -> (lock file descriptor, depth): claims nest within one process

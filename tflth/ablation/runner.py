@@ -13,7 +13,7 @@ into tables, statistics and plots.
 import dataclasses
 import os
 
-from tflth import io, runs
+from tflth import io, runs, schema
 from tflth.ablation import methods as m
 from tflth.lottery import paths as lottery_paths
 from tflth.lottery import runner as lottery
@@ -104,8 +104,7 @@ def _imp_cell(study, method, keep, seed, root):
     if imp_hparams(study, method).pruning.rewind_iteration:
         paths.append(lottery_paths.metrics(lottery_paths.pretrain_dir(replicate)))
     parts = [_read(p) or {} for p in paths]  # a part gone missing makes the total unknown, not smaller
-    return folder, {**metrics, **{key: _total(part.get(key) for part in parts)
-                                  for key in ("seconds", "cpu_seconds", "flops_sparse", "flops_dense")}}
+    return folder, {**metrics, **{key: _total(part.get(key) for part in parts) for key in schema.COST}}
 
 
 def _total(values):
@@ -143,8 +142,7 @@ def collect(study, methods, keep, seeds, root):
                 cells.append({"method": method, "keep": k, "seed": seed, "kept": kept,
                               "error": 100.0 * (1.0 - metrics["final_test_acc"]),
                               "val_error": 100.0 * (1.0 - metrics["rows"][-1]["val_acc"]), "iterations": spent,
-                              **{key: metrics.get(key) for key in ("seconds", "cpu_seconds", "flops_sparse",
-                                                                   "flops_dense")},
+                              **{key: metrics.get(key) for key in schema.COST},
                               "correct": metrics.get("test_correct"), "folder": folder,
                               "commit": (metrics.get("versions") or {}).get("commit")})
     return {"cells": cells, "missing": missing, "dense_flops": dense_flops(study)}

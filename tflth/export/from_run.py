@@ -3,7 +3,7 @@ run's seed (the L0, Bayesian and ablation recipes), rebuilt from its hparams.jso
 from its final weights."""
 import os
 
-from tflth import runs
+from tflth import runs, schema
 from tflth.lottery import paths as lottery_paths
 from tflth.lottery import runner as lottery
 from tflth.lottery.hparams import LotteryHparams
@@ -12,10 +12,8 @@ from tflth.trainer.hparams import TrainerHparams
 
 
 def _finished_levels(replicate):
-    found = []
-    for name in os.listdir(replicate) if os.path.isdir(replicate) else ():
-        if name.startswith("level_") and name[6:].isdigit():
-            found.append(int(name[6:]))
+    names = os.listdir(replicate) if os.path.isdir(replicate) else ()
+    found = [level for level in (schema.number_of(schema.LEVEL, name) for name in names) if level is not None]
     return sorted(level for level in found if os.path.exists(
         lottery_paths.metrics(lottery_paths.branch_dir(replicate, level, "main"))))
 

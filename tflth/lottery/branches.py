@@ -15,8 +15,7 @@ import numpy as np
 
 from tflth import engine, pruning, runs
 from tflth.lottery import paths
-
-CONTROLS = ("reinit", "random_prune", "continue")
+from tflth.schema import CONTROLS
 
 
 def prepare(branch, model, replicate, level, seed, optimizer_state="fresh", rewind_weights=True):

@@ -1,4 +1,5 @@
-"""Every file name of a lottery-ticket run, in one place.
+"""Every file name of a lottery-ticket run, in one place (built from `tflth.schema`'s names where tools
+read them back).
 
 <root>/lottery_<hash>/hparams.json, flags.txt             hparams.json also holds the folder's format
   replicate_<seed>/init.npz                                 weights at iteration 0
@@ -13,21 +14,20 @@ import os
 
 from tflth.engine import progress_file as progress
 from tflth.engine import tensorboard_dir as tensorboard
-from tflth import io, runs
-
-BRANCHES = ("main", "reinit", "random_prune", "continue")
+from tflth import io, runs, schema
+from tflth.schema import BRANCHES
 
 
 def run_dir(root, hparams):
-    return runs.run_dir(root, "lottery", hparams)
+    return runs.run_dir(root, schema.LOTTERY, hparams)
 
 
 def replicate_dir(run, seed):
-    return os.path.join(run, f"replicate_{seed}")
+    return os.path.join(run, schema.REPLICATE.format(seed))
 
 
 def level_dir(replicate, level):
-    return os.path.join(replicate, f"level_{level}")
+    return os.path.join(replicate, schema.LEVEL.format(level))
 
 
 def branch_dir(replicate, level, branch):

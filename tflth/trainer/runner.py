@@ -20,7 +20,7 @@ import os
 
 import numpy as np
 
-from tflth import bayes, engine, io, l0, pruning, regularizers, runs
+from tflth import bayes, engine, io, l0, pruning, regularizers, runs, schema
 from tflth.trainer.hparams import GRADIENT_SCORES
 
 FORMAT = 1
@@ -28,11 +28,11 @@ _LAYER_KEYS = {"strength": "l0_lambda", "droprate_init": "droprate_init", "gate_
 
 
 def run_dir(root, hparams):
-    return runs.run_dir(root, "sparse", hparams)
+    return runs.run_dir(root, schema.SPARSE, hparams)
 
 
 def seed_dir(run, seed):
-    return os.path.join(run, f"seed_{seed}")
+    return os.path.join(run, schema.SEED.format(seed))
 
 
 def layer_arguments(hparams, n):
