@@ -61,7 +61,7 @@ def test_map_penalty_pruned_to_a_matched_percentage(tmp_path, digits_dir, penalt
 
 
 # What --penalty_scale=tau sets in each MAP penalty (the flag's help): written out here, not read from
-# runner.scale_arguments, so that a penalty added to PENALTIES fails until its scale is decided.
+# kinds.scale_arguments, so that a penalty added to PENALTIES fails until its scale is decided.
 TAU_ARGUMENT = {"student_t": ("scale", lambda tau: tau), "horseshoe": ("scale", lambda tau: tau),
                 "horseshoe_plus": ("scale", lambda tau: tau), "log_t": ("loc", math.log),
                 "log_scale_t": ("loc", math.log)}

@@ -5,26 +5,26 @@
                final.weights.h5      the trained weights (L0 gates turned into masks; before --keep_percent)
                progress.npz, tb/     resume point, TensorBoard
 
-With --prior the layers are Bayesian (the family of --estimator): the loss is the negative
-ELBO per example, and after training the calibration of the mean mode and of the Monte-Carlo
-predictive distribution (--mc_samples) is measured on the test set. With --prune_score any
-family is pruned while training (`tflth.pruning.PruneCallback`).
+What each kind of model needs is its `tflth.trainer.kinds.Kind`'s (the runner names no family):
+with --prior the layers are Bayesian (the family of --estimator), the loss is the negative ELBO
+per example, and after training the calibration of the mean mode and of the Monte-Carlo
+predictive distribution (--mc_samples) is measured on the test set; with --penalty=l0, L0 gates
+closed at test time become masks after training. With --prune_score any family is pruned while
+training (`tflth.pruning.PruneCallback`).
 
-After training, L0 gates that are closed at test time become masks, the remaining
-architecture is measured (`tflth.l0.architecture`), and with --keep_percent the deployed
-weights are pruned by magnitude to that % and tested again. Rerunning the same command skips
+After training the remaining architecture is measured (`tflth.l0.architecture`), and with
+--keep_percent the deployed weights are pruned by magnitude to that % and tested again. Rerunning the same command skips
 finished seeds and resumes a killed one.
 """
-import math
 import os
 
 import numpy as np
 
-from tflth import bayes, engine, io, l0, pruning, regularizers, runs, schema
+from tflth import engine, io, l0, pruning, runs, schema
+from tflth.trainer import kinds
 from tflth.trainer.hparams import GRADIENT_SCORES
 
 FORMAT = 1
-_LAYER_KEYS = {"strength": "l0_lambda", "droprate_init": "droprate_init", "gate_l2": "l2"}
 
 
 def run_dir(root, hparams):
@@ -35,43 +35,11 @@ def seed_dir(run, seed):
     return os.path.join(run, schema.SEED.format(seed))
 
 
-def layer_arguments(hparams, n):
-    """(family, keyword arguments of every Dense/Conv2D) for the penalty of `hparams`, with `n`
-    training examples."""
-    s = hparams.sparsity
-    if s.prior != "none":
-        return s.estimator, dict(prior=s.prior_object, scale_init=s.scale_init)
-    if s.penalty == "l0":
-        per_layer = {name: {_LAYER_KEYS[k]: v for k, v in kw.items()} for name, kw in s.overrides.items()}
-        return "l0", dict(gates=s.gates, l0_lambda=s.strength, l2=s.gate_l2, droprate_init=s.droprate_init,
-                          per_layer=per_layer)
-    if any(set(kw) - {"strength"} for kw in s.overrides.values()):
-        raise ValueError(f"--per_layer={s.per_layer!r}: only 'strength' applies to --penalty={s.penalty}")
-    if s.penalty == "none":
-        if s.overrides:
-            raise ValueError(f"--per_layer={s.per_layer!r}: --penalty=none has nothing to set per layer")
-        return "masked", {}
-    def penalty(strength):
-        return regularizers.PENALTIES[s.penalty](strength / n, **scale_arguments(s.penalty, s.penalty_scale))
-    per_layer = {name: {"kernel_regularizer": penalty(kw["strength"])} for name, kw in s.overrides.items()}
-    return "masked", dict(kernel_regularizer=penalty(s.strength), per_layer=per_layer)
-
-
-def scale_arguments(penalty, tau):
-    """--penalty_scale as the arguments of each penalty that has a weight scale (the others,
-    l1, lp, log_uniform and igg, have none; a list of penalties shares the flag)."""
-    if tau and penalty in ("student_t", "horseshoe", "horseshoe_plus"):
-        return {"scale": tau}
-    if tau and penalty in ("log_t", "log_scale_t"):
-        return {"loc": math.log(tau)}
-    return {}
-
-
 def build_model(hparams, seed, n=None):
     """The model of `hparams` from `seed`, its penalties scaled by `n` training examples (default:
     the dataset's training-set size)."""
     n = n or runs.train_size(hparams)
-    family, kw = layer_arguments(hparams, n)
+    family, kw = kinds.kind_of(hparams.sparsity).layers(hparams.sparsity, n)
     try:
         return runs.build_model(hparams, hparams.model.model, family, seed, dataset_size=n, **kw)
     except ValueError as e:  # the flags were checked: what the layers refuse comes from --per_layer
@@ -101,8 +69,7 @@ def callback_steps(hparams):
         steps += [s.prune_start, prune_end(hparams)] + ([] if s.prune_schedule == "oneshot" else [s.prune_every])
     if s.dst:
         steps += [s.dst_every]
-    if s.prior != "none" and s.kl_warmup:
-        steps += [s.kl_warmup_start, s.kl_warmup]
+    steps += kinds.kind_of(s).steps(s)
     return [step for step in steps if step]
 
 
@@ -129,7 +96,7 @@ def callbacks(hparams, data=None, seed=0):
     """The Keras callbacks of pruning while training, dynamic sparsity and the KL warm-up;
     `data` ({"x", "y"}) gives the batches the gradient scores and RigL read."""
     s, batch_size = hparams.sparsity, hparams.dataset.batch_size
-    out = [bayes.KLWarmup(s.kl_warmup, s.kl_warmup_start)] if s.kl_warmup and s.prior != "none" else []
+    out = kinds.kind_of(s).callbacks(s)
     batches = batch_at(data, batch_size, seed) if data is not None else None
     if s.prune_score:
         end = prune_end(hparams)
@@ -160,16 +127,6 @@ def callbacks(hparams, data=None, seed=0):
     return out
 
 
-def calibration(model, data, samples):
-    """Test-set calibration of the mean mode and of the Monte-Carlo predictive distribution."""
-    x, y = zip(*((np.asarray(a), np.asarray(b)) for a, b in data["test"]))
-    x, y = np.concatenate(x), np.concatenate(y)
-    out = {"mean": bayes.calibration(bayes.predict(model, x, samples=0), y)}
-    if samples:
-        out["mc"] = {"samples": samples, **bayes.calibration(bayes.predict(model, x, samples=samples), y)}
-    return out
-
-
 def _evaluate(model, data):
     result = model.evaluate(data["test"], verbose=0, return_dict=True)
     return result["accuracy"]
@@ -194,28 +151,29 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
     if s.straight_through:
         pruning.straight_through(model)
     engine.compile_model(model, t, engine.steps_per_execution(t.eval_every, t.iterations, *callback_steps(hparams)))
-    label = f"{s.penalty if s.prior == 'none' else s.prior + ' ' + s.estimator} seed {seed}"
+    kind = kinds.kind_of(s)
+    label = f"{kind.label(s)} seed {seed}"
     clock, timing = engine.Clock.resume(folder), {}  # a resumed seed's cost counts the earlier part
     rows = engine.train(model, data, hparams, folder, seed=seed, label=label, verbose=verbose,
                         callbacks=[*callbacks(hparams, data, seed), *extra_callbacks], timing=timing, **train_kw)
     spent = clock.spent()
     if s.straight_through:
         pruning.straight_through(model, False)  # the kernel masked for good
-    if s.penalty == "l0":
-        l0.masks_from_gates(model)
-    calibrated = None
-    if s.prior != "none":
+    kind.finish(model)
+    measured = {}
+    if kind.measure:
         with engine.timed(timing, "predictive"):
-            calibrated = calibration(model, data, s.mc_samples)
+            measured = kind.measure(model, data, s)
     with engine.timed(timing, "final"):
         arch = l0.architecture(model)
-        metrics = {"seed": seed, "penalty": s.penalty, "strength": s.strength, "prior": s.prior,
-                   "estimator": s.estimator if s.prior != "none" else None, "prune_score": s.prune_score or None,
+        metrics = {"seed": seed, **dict.fromkeys(schema.METHOD), "penalty": s.penalty, "strength": s.strength,
+                   "prior": s.prior, "prune_score": s.prune_score or None, **kind.method(s),
                    "rows": rows, **spent, **engine.summarize_rows(rows, 0), **runs.training_cost(rows),
                    "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
                    "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
-                   "calibration": calibrated, "test_correct": io.pack_bits(engine.correct(model, data["test"])),
+                   "calibration": None, "test_correct": io.pack_bits(engine.correct(model, data["test"])),
                    "versions": runs.versions(), "compiled": engine.compiled_with(model), "time_split": timing}
+        metrics.update(measured)
         metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
         if hparams.sparsity.keep_percent:
             apply_keep_percent(model, hparams)
@@ -223,11 +181,8 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
             metrics["pruned"] = {"keep_percent": hparams.sparsity.keep_percent,
                                  "weights_remaining": pruned.weights_kept, "test_acc": _evaluate(model, data),
                                  "architecture": pruned.to_dict()}
-    if verbose and metrics["calibration"]:
-        c = metrics["calibration"]
-        print(f"[{label}] calibration: mean mode NLL {c['mean']['nll']:.4f} ECE {100 * c['mean']['ece']:.2f}%"
-              + (f"; {c['mc']['samples']}-sample predictive error {100 * c['mc']['error']:.2f}% NLL "
-                 f"{c['mc']['nll']:.4f} ECE {100 * c['mc']['ece']:.2f}%" if "mc" in c else ""), flush=True)
+    for line in kind.report(metrics) if verbose else ():
+        print(f"[{label}] {line}", flush=True)
     if verbose:
         print(f"[{label}] {arch}\n[{label}] final test error {100 * (1 - rows[-1]['test_acc']):.2f}%"
               + (f"; pruned to {metrics['pruned']['weights_remaining']:.2f}% of weights: test error "
