@@ -70,6 +70,7 @@ def test_the_hparams_sections_tell_the_kinds_apart():
 
 def test_summarize_and_the_lottery_share_one_branches_tuple(summary, monkeypatch):
     assert paths.BRANCHES is schema.BRANCHES and branches.CONTROLS is schema.CONTROLS
+    assert tuple(branches.STARTS) == schema.BRANCHES  # every branch the runner can start, in the schema's order
     assert summary.tflth_modules.schema is schema  # tflth is imported here: summarize takes its module
     assert set(summary.plots.STYLE) == set(schema.BRANCHES)
     monkeypatch.setattr(schema, "BRANCHES", ("continue", "main"))  # summarize orders by the schema's, no copy

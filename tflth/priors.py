@@ -1,4 +1,5 @@
 """Priors of the Bayesian layers (`tflth.layers.DenseFlipout`, ...): small serializable objects.
+(`tflth.regularizers` has some of the same priors, by the same names, as MAP penalties.)
 
 A layer's kernel has a mean-field Gaussian posterior N(mean, scale^2). A prior says
 

@@ -14,6 +14,10 @@ Horseshoe+, inverse gamma-gamma and the log-scale t have no closed-form density:
 are Gaussian scale mixtures p(w) = integral N(w; 0, lam^2) p(lam) dlam, which
 `scale_mixture_penalty` integrates with a fixed trapezoid rule in log(lam) (exact
 enough, differentiable, and a static shape for XLA).
+
+`tflth.priors` holds the same priors for Bayesian layers, some under the same class names
+(`Horseshoe`, `LogUniform`): the same distribution used two ways, here as a penalty on point
+weights (MAP), there as the prior of a variational posterior (its KL term). The module says which.
 """
 import math
 

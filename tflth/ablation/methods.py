@@ -42,7 +42,8 @@ together (one global threshold), as IMP does here (imp_layerwise excepted).
 import math
 
 from tflth.lottery.branches import CONTROLS
-from tflth.trainer.hparams import PRUNE_SCORES, SparsityHparams
+from tflth.pruning import available_scores
+from tflth.trainer.hparams import SparsityHparams
 
 IMP_FRACTION = 1.0 - 0.5 ** (1.0 / 3.0)
 # {name: PruningHparams arguments of the lottery run} (`late` rewinding: see rewind_iteration).
@@ -138,13 +139,13 @@ def imp_kept(level):
 def check_methods(methods):
     def known(method):
         base, variant = split(method)
-        allowed = CONTROLS if base in IMP else PRUNE_SCORES[1:] if base in METHODS else ()
+        allowed = CONTROLS if base in IMP else available_scores() if base in METHODS else ()
         return base in NAMES and (variant in allowed if ":" in method else True)
     unknown = [m for m in methods if not known(m)]
     if unknown or not methods or len(set(methods)) < len(methods):
         problem = "unknown " + ", ".join(unknown) if unknown else "repeated names" if methods else "empty"
         raise ValueError(f"--methods={','.join(methods)!r}: {problem}; allowed: {', '.join(NAMES)}, each "
-                         f"optionally as method:variant (a score, {', '.join(PRUNE_SCORES[1:])}; for the imp "
+                         f"optionally as method:variant (a score, {', '.join(available_scores())}; for the imp "
                          f"methods a control branch, {', '.join(CONTROLS)})")
 
 

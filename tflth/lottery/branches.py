@@ -18,23 +18,40 @@ from tflth.lottery import paths
 from tflth.schema import CONTROLS
 
 
+def _rewound(model, masks, rewind, replicate, level, seed):
+    engine.state.restore(model, rewind, optimizer=False, masks=False)
+    return masks
+
+
+def _reinit(model, masks, rewind, replicate, level, seed):
+    pruning.restore_weights(model, pruning.fresh_weights(model, seed=_branch_seed(seed, level, 1)))
+    return masks
+
+
+def _random_prune(model, masks, rewind, replicate, level, seed):
+    engine.state.restore(model, rewind, optimizer=False, masks=False)
+    return pruning.random_masks_like(masks, seed=_branch_seed(seed, level, 2))
+
+
+def _continue(model, masks, rewind, replicate, level, seed):
+    runs.load_final_weights(model, paths.branch_dir(replicate, level - 1, "main"))
+    return masks
+
+
+# branch -> start(model, level masks, rewind state, replicate folder, level, seed) -> its masks,
+# after putting its start weights into `model`; tflth.schema.BRANCHES names them in order.
+STARTS = {"main": _rewound, "reinit": _reinit, "random_prune": _random_prune, "continue": _continue}
+
+
 def prepare(branch, model, replicate, level, seed, optimizer_state="fresh", rewind_weights=True):
     """Puts the branch's masks, start weights and optimizer state into the compiled `model`;
     returns the masks."""
-    masks = paths.read_level_masks(replicate, level)
-    rewind = engine.state.load(paths.rewind_state(replicate))
+    if branch not in STARTS:
+        raise ValueError(f"branch={branch!r} is unknown; allowed: {list(paths.BRANCHES)}")
     if branch == "main" and not rewind_weights and level > 0:
         branch = "continue"  # learning-rate rewinding: the ticket goes on from the trained weights
-    if branch in ("main", "random_prune"):
-        engine.state.restore(model, rewind, optimizer=False, masks=False)
-        if branch == "random_prune":
-            masks = pruning.random_masks_like(masks, seed=_branch_seed(seed, level, 2))
-    elif branch == "reinit":
-        pruning.restore_weights(model, pruning.fresh_weights(model, seed=_branch_seed(seed, level, 1)))
-    elif branch == "continue":
-        runs.load_final_weights(model, paths.branch_dir(replicate, level - 1, "main"))
-    else:
-        raise ValueError(f"branch={branch!r} is unknown; allowed: {list(paths.BRANCHES)}")
+    rewind = engine.state.load(paths.rewind_state(replicate))
+    masks = STARTS[branch](model, paths.read_level_masks(replicate, level), rewind, replicate, level, seed)
     pruning.set_masks(model, masks)
     if optimizer_state == "rewind":
         engine.state.restore(model, rewind, weights=False)

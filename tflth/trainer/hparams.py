@@ -12,17 +12,19 @@ weights along Zhu & Gupta's (2017) cubic schedule, or by --prune_threshold.
 import dataclasses
 import math
 
+from tflth import priors, regularizers
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.layers.bayesian import SCALE_INIT
 from tflth.hparams import Sections, check_numbers, fail, field, one_of
+from tflth.pruning import available_scores
 
-# "none", the L0 family, and the MAP penalties of tflth.regularizers by their names there.
-PENALTIES = ("none", "l0", "l1", "lp", "student_t", "log_t", "log_uniform", "horseshoe", "horseshoe_plus", "igg",
-             "log_scale_t")
+# The choices come from the registries: "none", the L0 family and the MAP penalties of
+# tflth.regularizers; the priors of tflth.priors; the scores of tflth.pruning (read when the flags
+# are checked, so a score registered by your code is a --prune_score too).
+PENALTIES = ("none", "l0", *regularizers.PENALTIES)
 GATES = ("neuron", "weight")
-PRIORS = ("none", "normal", "log_uniform", "horseshoe", "spike_and_slab")  # tflth.priors by name
+PRIORS = ("none", *priors.PRIORS)
 ESTIMATORS = ("flipout", "reparam", "local_reparam")  # the Bayesian layer families
-PRUNE_SCORES = ("", "magnitude", "random", "snip", "taylor", "snr", "log_alpha", "inclusion", "horseshoe_scale")
 GRADIENT_SCORES = ("snip", "taylor")  # read training batches (--prune_batches)
 SCOPES = ("global", "layerwise", "erk")
 PRUNE_SCHEDULES = ("gradual", "oneshot")
@@ -72,7 +74,7 @@ class SparsityHparams:
     mc_samples: int = field(30, "Bayesian layers: weight samples of the Monte-Carlo predictive distribution "
                                 "whose calibration is reported after training.")
     prune_score: str = field("", "Prune while training by this score (tflth.pruning): "
-                                 + ", ".join(PRUNE_SCORES[1:]) + "; empty: no pruning while training.")
+                                 + ", ".join(available_scores()) + "; empty: no pruning while training.")
     prune_to: float = field(0.0, "Prune while training down to this % of the weights, gradually (Zhu & Gupta's "
                                  "cubic schedule from --prune_start to --prune_end). 0: no target.")
     prune_threshold: str = field("", "Prune while training every weight whose score is below this, at every "
@@ -118,7 +120,7 @@ class SparsityHparams:
         self.overrides  # checks --per_layer
         one_of("prior", self.prior, PRIORS)
         one_of("estimator", self.estimator, ESTIMATORS)
-        one_of("prune_score", self.prune_score, PRUNE_SCORES)
+        one_of("prune_score", self.prune_score, ("", *available_scores()))
         one_of("prune_scope", self.prune_scope, SCOPES)
         one_of("prune_schedule", self.prune_schedule, PRUNE_SCHEDULES)
         one_of("dst", self.dst, DST)
@@ -191,7 +193,6 @@ class SparsityHparams:
         """The tflth.priors.Prior of --prior and --prior_args (None for --prior=none)."""
         if self.prior == "none":
             return None
-        from tflth import priors
         kwargs = {}
         for item in filter(None, (part.strip() for part in self.prior_args.split(","))):
             key, _, value = item.partition("=")
