@@ -8,6 +8,7 @@ import pytest
 
 import tflth
 from tflth import bayes, priors, pruning
+from tflth.export import strip
 from tflth.layers import (Conv2DFlipout, Conv2DReparameterization, DenseFlipout, DenseReparameterization, L0Dense,
                           MaskedConv2D, MaskedDense)
 from tflth.ops import variational as vi
@@ -134,6 +135,25 @@ def test_to_deterministic_replaces_bayesian_layers_in_a_nested_model():
     np.testing.assert_array_equal(new.mask, inner.get_layer("inner_flipout").mask)
     sample = np.random.default_rng(0).random((4, 3)).astype("float32")
     np.testing.assert_allclose(deterministic(sample), model(sample), rtol=1e-5, atol=1e-6)
+
+
+class _Holder(keras.layers.Layer):
+    """A layer of your own holding a Bayesian layer: clone_model copies it whole."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = DenseFlipout(2, dataset_size=10, name="held")
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_bayesian_layers_inside_a_layer_of_your_own_are_refused_by_name():
+    x = keras.Input((3,))
+    model = keras.Model(x, _Holder()(x))
+    for convert in (bayes.to_deterministic, strip):
+        with pytest.raises(ValueError, match=r"\['held'\] sit inside a layer of your own"):
+            convert(model)
 
 
 class _Record(keras.callbacks.Callback):

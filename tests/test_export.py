@@ -329,6 +329,7 @@ def test_command_exports_a_sparse_training_run_as_tflite(runs):
     ([], "--level=None: give a finished level"),
     (["--level=1", "--seed=3"], "finished: none"),
     (["--level=1", "--branch=mian"], "--branch='mian' is unknown; allowed: main, reinit"),
+    (["--level=1", "model.keras"], "unexpected arguments ['model.keras']; flags look like --name=value"),
 ])
 def test_command_bad_input_is_one_line(runs, args, message):
     out = runs["root"] / "never"

@@ -158,6 +158,8 @@ def test_a_list_of_penalties_is_one_run_folder_each(tmp_path):
     (["--per_layer=fc1.droprate_init=1.5"], "--per_layer="),
     (["--penalty=l1,lp", "--strength=1,2,3"], "--strength='1,2,3'"),
     (["--strength=a"], "--strength='a'"),
+    # A value no flag allows is reported before flags that do not go together.
+    (["--penalty=none", "--prior=horseshoe", "--strength=2", "--prune_score=bogus"], "--prune_score='bogus'"),
 ])
 def test_bad_flags_name_the_flag(args, message):
     with pytest.raises(ValueError) as error:
@@ -437,3 +439,15 @@ def test_overrides_that_cannot_work_are_refused_before_training(overrides, messa
         penalty="none", prune_score="magnitude", prune_to=50.0, prune_overrides=overrides))
     with pytest.raises(ValueError, match=message):
         runner.check_run_args(hparams)
+
+
+def test_a_gradient_score_of_your_own_gets_training_batches(monkeypatch):
+    def mine(layers, model=None, **context):
+        return {layer.name: np.ones(layer.kernel.shape) for layer in layers}
+    mine.per_model = True  # as pruning.register_score("mine", per_model=True) marks it
+    monkeypatch.setitem(pruning.scores._SCORES, "mine", mine)
+    hparams = dataclasses.replace(HPARAMS, sparsity=SparsityHparams(penalty="none", prune_score="mine", prune_to=10))
+    data = {"x": np.zeros((50, 28, 28, 1), np.uint8), "y": np.zeros(50, np.int64)}
+    callback = next(c for c in runner.callbacks(hparams, data) if isinstance(c, pruning.PruneCallback))
+    x, y = callback.score_args["data"](3)[0]  # --prune_batches batches drawn for step 3
+    assert x.shape == (HPARAMS.dataset.batch_size, 28, 28, 1) and len(y) == HPARAMS.dataset.batch_size

@@ -103,7 +103,7 @@ def to_deterministic(model):
                 new.bias.assign(bias)
         return (MaskedDense if isinstance(layer, keras.layers.Dense) else MaskedConv2D).from_config(config), load
 
-    return replace_layers(model, masked)
+    return replace_layers(model, masked, gone=lambda layer: isinstance(layer, BAYESIAN_LAYERS))
 
 
 class KLWarmup(StepCallback):

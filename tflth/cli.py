@@ -64,6 +64,22 @@ def fail(message):
     sys.exit(2)
 
 
+@contextlib.contextmanager
+def bad_input(*also):
+    """Checks and loading inside: a ValueError or RuntimeError (or one of `also`) is bad input,
+    reported by `fail` with its first line, before anything is written."""
+    try:
+        yield
+    except (ValueError, RuntimeError, *also) as e:
+        fail(str(e).splitlines()[0])
+
+
+def done(chosen, folders):
+    """The chief's last lines: the run folders, and the command that summarises them."""
+    if distribute.is_chief(chosen):
+        print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
+
+
 def parse(flag_values):
     """An absl `flags_parser` that turns a flag error into one line and exit status 2, and
     refuses NaN and infinities in every float flag (checks written `x <= 0` let NaN through)."""
@@ -86,7 +102,8 @@ class Stopped(BaseException):
 
 def run(main, flag_values):
     """`absl.app.run(main)` with the flags parsed by `parse`, SIGTERM and Ctrl-C stopping the
-    command with one line (workers and all, `tflth.lottery.parallel`), and RunFailure (and a
+    command with one line (workers and all, `tflth.lottery.parallel`), arguments that are not
+    flags refused with one line, and RunFailure (and a
     full disk) reported as one line with exit status 1 instead of a traceback."""
     app.run(functools.partial(_guarded, main), flags_parser=parse(flag_values))
 
@@ -94,6 +111,8 @@ def run(main, flag_values):
 def _guarded(main, argv):
     def stop(signum, frame):
         raise Stopped(signum)
+    if len(argv) > 1:
+        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         return main(argv)

@@ -127,6 +127,15 @@ def training_cost(rows):
     return {key: rows[-1].get(key) if rows else None for key in schema.FLOPS}
 
 
+def training_metrics(model, data, seed, rows, start, spent, timing):
+    """The metrics.json keys every finished training writes (`tflth.schema.TRAINING` less
+    weights_remaining and weights_sha256, which the runner adds): `rows` from `engine.train`
+    begun at step `start`, `spent` from `engine.Clock.spent`, `timing` its time split."""
+    return {"seed": seed, "rows": rows, **spent, **engine.summarize_rows(rows, start), **training_cost(rows),
+            "test_correct": io.pack_bits(engine.correct(model, data["test"])), "versions": versions(),
+            "compiled": engine.compiled_with(model), "time_split": timing}
+
+
 _CLAIMED = {}  # real path -> (lock file descriptor, depth): claims nest within one process
 
 

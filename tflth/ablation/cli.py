@@ -9,7 +9,7 @@ from absl import flags
 from tflth import distribute, io
 from tflth.ablation import methods as m
 from tflth.ablation import report, runner
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
+from tflth.cli import bad_input, common_args, csv, define_common_flags, distributed, fail, run, strategy
 from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
@@ -40,8 +40,6 @@ def define_run_flags(flag_values=FLAGS):
 
 
 def _main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     out = FLAGS.out or os.path.join(FLAGS.root, "ablation")
     if FLAGS.check:
         try:
@@ -53,7 +51,7 @@ def _main(argv):
             sys.exit(1)
         print(f"[ablation] {out}/ablation.md is what {out}/ablation.json gives")
         return
-    try:
+    with bad_input():  # fails here, before any folder
         ModelHparams(FLAGS.model)  # checks --model
         study = runner.Study(from_flags(DatasetHparams, FLAGS), FLAGS.model, from_flags(TrainingHparams, FLAGS))
         methods = csv(FLAGS.methods)
@@ -66,8 +64,6 @@ def _main(argv):
         chosen = strategy(FLAGS, study.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
         runner.check(study, methods, keep, FLAGS.root)
         data = None if FLAGS.collect_only else load_data(runner.imp_hparams(study), FLAGS.data_dir or None)
-    except (ValueError, RuntimeError) as e:  # fails here, before any folder
-        fail(str(e).splitlines()[0])
     with distributed(chosen, FLAGS) as (root, verbose):
         if FLAGS.collect_only:
             result = runner.collect(study, methods, keep, seeds, root)

@@ -321,6 +321,40 @@ class _Recorder(keras.callbacks.Callback):
                                  test_acc=test["accuracy"], ema=True)
 
 
+def _resume(model, folder, start, timing, label, verbose):
+    """(step, rows, clock) to go on from: `folder`'s checkpoint restored into `model`, or `start`
+    with nothing done. A training that diverged before is refused."""
+    if os.path.exists(diverged_file(folder)):
+        with open(diverged_file(folder)) as f:
+            before = f.read().strip()
+        raise NonFiniteLoss(f"{folder} diverged before: {before} (remove {diverged_file(folder)} to train it "
+                            "again, or change those flags: that makes a new run folder)")
+    if not os.path.exists(progress_file(folder)):
+        return start, [], Clock()
+    with timed(timing, "checkpoints"):
+        saved = state.load(progress_file(folder))
+        state.restore(model, saved)
+    step = int(saved["step"])
+    if verbose:
+        print(f"[{label}] resuming at step {step}", flush=True)
+    _check_compiled_alike(saved, model, label)
+    return step, json.loads(str(saved["rows"])), Clock(*_spent_before(saved, saved))  # earlier processes' part
+
+
+def _check_segments(model, runs, step, stop):
+    every = model.steps_per_execution or 1
+    if any(interval % every for _, interval, _ in runs):
+        # Keras would run the last execution of an epoch in full and skip batches silently.
+        raise ValueError(f"steps_per_execution={every} must divide every interval between evaluations "
+                         f"{sorted({interval for _, interval, _ in runs})}; see engine.steps_per_execution")
+    if getattr(model.optimizer, "use_ema", False) and len(runs) > 1:
+        # Keras writes the averages into the weights at the end of every fit: training would go on
+        # from them. One fit per training needs evaluation points at equal intervals.
+        raise ValueError(f"ema: the moving average needs one fit per training, i.e. evaluations at equal "
+                         f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
+                         "a multiple of --eval_every, no extra evaluation points)")
+
+
 def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="train", extra_points=(),
           on_point=None, callbacks=(), verbose=True, checkpoint_seconds=60.0, test_every_eval=False, timing=None):
     """Trains a compiled `model` (start weights and masks in place) from iteration `start` to
@@ -345,35 +379,11 @@ def train(model, data, hparams, folder, *, start=0, stop=None, seed=0, label="tr
     the FLOPs are the training FLOPs from `start` to the row's step, `tflth.pruning.flops`).
     """
     training, stop = hparams.training, stop or hparams.training.iterations
-    rows, step, clock = [], start, Clock()
     timing = {} if timing is None else timing
     began, parts_before = time.perf_counter(), sum(timing.values())
-    if os.path.exists(diverged_file(folder)):
-        with open(diverged_file(folder)) as f:
-            before = f.read().strip()
-        raise NonFiniteLoss(f"{folder} diverged before: {before} (remove {diverged_file(folder)} to train it "
-                            "again, or change those flags: that makes a new run folder)")
-    if os.path.exists(progress_file(folder)):
-        with timed(timing, "checkpoints"):
-            saved = state.load(progress_file(folder))
-            state.restore(model, saved)
-        step, rows = int(saved["step"]), json.loads(str(saved["rows"]))
-        clock = Clock(*_spent_before(saved, saved))  # earlier processes' part
-        if verbose:
-            print(f"[{label}] resuming at step {step}", flush=True)
-        _check_compiled_alike(saved, model, label)
+    step, rows, clock = _resume(model, folder, start, timing, label, verbose)
     runs = segments(step, boundaries(step, stop, training.eval_every, extra_points))
-    every = model.steps_per_execution or 1
-    if any(interval % every for _, interval, _ in runs):
-        # Keras would run the last execution of an epoch in full and skip batches silently.
-        raise ValueError(f"steps_per_execution={every} must divide every interval between evaluations "
-                         f"{sorted({interval for _, interval, _ in runs})}; see engine.steps_per_execution")
-    if getattr(model.optimizer, "use_ema", False) and len(runs) > 1:
-        # Keras writes the averages into the weights at the end of every fit: training would go on
-        # from them. One fit per training needs evaluation points at equal intervals.
-        raise ValueError(f"ema: the moving average needs one fit per training, i.e. evaluations at equal "
-                         f"intervals from step {step} to {stop}; got {[r[1] for r in runs]} (choose --iterations "
-                         "a multiple of --eval_every, no extra evaluation points)")
+    _check_segments(model, runs, step, stop)
     recorder = _Recorder(data, folder, start, stop, rows, on_point, verbose, checkpoint_seconds,
                          test_every_eval, label, clock, hparams.dataset.batch_size, _suspects(hparams), timing)
     recorder.set_model(model)

@@ -14,7 +14,7 @@ from absl import flags, logging
 
 from tflth import data as tdata
 from tflth import io
-from tflth.cli import fail, run
+from tflth.cli import bad_input, fail, run
 from tflth.export import from_run, saving
 
 FLAGS = flags.FLAGS
@@ -88,8 +88,6 @@ def _os_reason(e):
 
 
 def _main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
     logging.set_verbosity(logging.WARNING)  # TensorFlow's saving logs every file it writes
     for name in ("run_dir", "out"):
         if not getattr(FLAGS, name):
@@ -103,11 +101,9 @@ def _main(argv):
     reason = unwritable(FLAGS.out)
     if reason:
         fail(f"--out={FLAGS.out} cannot be written: {reason}")
-    try:
+    with bad_input(OSError):
         model, hparams, what = from_run.load(FLAGS.run_dir, FLAGS.seed, FLAGS.level, FLAGS.branch)
         x, y = tdata.arrays(hparams.dataset.dataset, "test", data_dir=FLAGS.data_dir or None)
-    except (ValueError, RuntimeError, OSError) as e:
-        fail(str(e).splitlines()[0])
     x = x.astype(np.float32) / 255.0  # as the engine feeds it (tflth.engine.streams)
     sample = x[:CHECK_EXAMPLES]
     with warnings.catch_warnings(record=True) as caught:

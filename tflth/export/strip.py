@@ -8,7 +8,6 @@ copied. Regularizers and constraints are dropped (a deployed model does not trai
 tflth regularizer in its config would need tflth to load).
 """
 import keras
-import numpy as np
 
 from tflth.cloning import replace_layers
 from tflth.pruning.prunable import deployed_weights, is_prunable
@@ -47,4 +46,4 @@ def strip(model):
     """A plain Keras model (no tflth classes) whose outputs equal `model`'s in evaluation mode:
     masks folded into the kernels, L0 gates at their test-time value, Bayesian layers replaced by
     their pruned posterior means."""
-    return replace_layers(model, _strip_layer)
+    return replace_layers(model, _strip_layer, gone=is_prunable)

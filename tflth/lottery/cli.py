@@ -4,8 +4,7 @@ Bad input prints one line and exits with status 2 before any folder is made (`tf
 """
 from absl import flags
 
-from tflth import distribute
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
+from tflth.cli import bad_input, common_args, csv, define_common_flags, distributed, done, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.lottery import branches, runner
 from tflth.lottery.hparams import SECTIONS, LotteryHparams
@@ -34,9 +33,7 @@ def read_hparams(flag_values=FLAGS):
 
 
 def _main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    try:
+    with bad_input():
         hparams = read_hparams()
         seeds, train_kw = common_args(FLAGS)
         chosen = strategy(FLAGS, hparams.dataset.batch_size)  # before TensorFlow starts (multi_worker needs it)
@@ -51,15 +48,12 @@ def _main(argv):
                              f"{FLAGS.strategy}; use --workers=1")
         data_dir = FLAGS.data_dir or None
         data = runner.load_data(hparams, data_dir)  # fails here, before any folder is made
-    except (ValueError, RuntimeError) as e:
-        fail(str(e).splitlines()[0])
     with distributed(chosen, FLAGS) as (root, verbose):
         folder = runner.run(hparams, levels=FLAGS.levels, seeds=seeds, controls=controls,
                             control_levels=control_levels, root=root, verbose=verbose,
                             workers=FLAGS.workers, data_dir=data_dir, data=data if FLAGS.workers == 1 else None,
                             **train_kw)
-    if distribute.is_chief(chosen):
-        print(f"[tflth] done: {folder}\n[tflth] summarize with: python tools/summarize.py {folder}")
+    done(chosen, [folder])
 
 
 def main():

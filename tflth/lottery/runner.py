@@ -94,12 +94,10 @@ class Replicate:
             weights_sha256 = io.save_weights(model, paths.final_weights(folder))
             io.write_masks(paths.branch_masks(folder), masks)
             sparsity = pruning.sparsity(model)
-            metrics = {"level": level, "branch": branch, "seed": self.seed, "rows": rows,
-                       "versions": runs.versions(), "compiled": engine.compiled_with(model),
+            metrics = {"level": level, "branch": branch,
+                       **runs.training_metrics(model, self.data, self.seed, rows, k, spent, timing),
                        "weights_remaining": 100 * (1 - sparsity["total"]), "sparsity": sparsity,
-                       "mask_overlap_prev": None, "movement": None, "weights_sha256": weights_sha256, **spent,
-                       **engine.summarize_rows(rows, k), **runs.training_cost(rows),
-                       "test_correct": io.pack_bits(engine.correct(model, self.data["test"])), "time_split": timing}
+                       "mask_overlap_prev": None, "movement": None, "weights_sha256": weights_sha256}
             if level > 0:
                 previous = paths.read_level_masks(self.dir, level - 1)
                 metrics["mask_overlap_prev"] = br.overlap(masks, previous)

@@ -9,8 +9,7 @@ import dataclasses
 
 from absl import flags
 
-from tflth import distribute
-from tflth.cli import common_args, csv, define_common_flags, distributed, fail, run, strategy
+from tflth.cli import bad_input, common_args, csv, define_common_flags, distributed, done, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.trainer import runner
@@ -50,22 +49,17 @@ def variants(flag_values):
 
 
 def _main(argv):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    try:
+    with bad_input():
         all_hparams = variants(FLAGS)
         seeds, train_kw = common_args(FLAGS)
         chosen = strategy(FLAGS, all_hparams[0].dataset.batch_size)  # before TensorFlow starts (multi_worker)
         for hparams in all_hparams:
             runner.check_run_args(hparams, FLAGS.root)
         data = load_data(all_hparams[0], FLAGS.data_dir or None)  # fails here, before any folder is made
-    except (ValueError, RuntimeError) as e:
-        fail(str(e).splitlines()[0])
     with distributed(chosen, FLAGS) as (root, verbose):
         folders = [runner.run(hparams, seeds=seeds, root=root, data=data, verbose=verbose, **train_kw)
                    for hparams in all_hparams]
-    if distribute.is_chief(chosen):
-        print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
+    done(chosen, folders)
 
 
 def main(defaults=None):

@@ -25,7 +25,6 @@ PENALTIES = ("none", "l0", *regularizers.PENALTIES)
 GATES = ("neuron", "weight")
 PRIORS = ("none", *priors.PRIORS)
 ESTIMATORS = ("flipout", "reparam", "local_reparam")  # the Bayesian layer families
-GRADIENT_SCORES = ("snip", "taylor")  # read training batches (--prune_batches)
 SCOPES = ("global", "layerwise", "erk")
 PRUNE_SCHEDULES = ("gradual", "oneshot")
 DST = ("", "set", "rigl")
@@ -104,9 +103,22 @@ class SparsityHparams:
     dst_end: int = field(0, "Last dynamic-sparsity update before this iteration; 0: three quarters of --iterations.")
 
     def __post_init__(self):
+        # Each flag alone first (so a typo is what is reported), then how they combine, by concern.
         check_numbers(self)
+        self._check_values()
+        self._check_penalty_and_prior()
+        self._check_pruning()
+        self._check_dst()
+
+    def _check_values(self):
         one_of("penalty", self.penalty, PENALTIES)
         one_of("gates", self.gates, GATES)
+        one_of("prior", self.prior, PRIORS)
+        one_of("estimator", self.estimator, ESTIMATORS)
+        one_of("prune_score", self.prune_score, ("", *available_scores()))
+        one_of("prune_scope", self.prune_scope, SCOPES)
+        one_of("prune_schedule", self.prune_schedule, PRUNE_SCHEDULES)
+        one_of("dst", self.dst, DST)
         if not self.strength >= 0:
             fail("strength", self.strength, "must be >= 0")
         if not self.penalty_scale >= 0:
@@ -117,40 +129,29 @@ class SparsityHparams:
             fail("droprate_init", self.droprate_init, "must be in (0, 1)")
         if not 0 <= self.keep_percent < 100:
             fail("keep_percent", self.keep_percent, "must be in [0, 100) (0: no pruning)")
-        self.overrides  # checks --per_layer
-        one_of("prior", self.prior, PRIORS)
-        one_of("estimator", self.estimator, ESTIMATORS)
-        one_of("prune_score", self.prune_score, ("", *available_scores()))
-        one_of("prune_scope", self.prune_scope, SCOPES)
-        one_of("prune_schedule", self.prune_schedule, PRUNE_SCHEDULES)
-        one_of("dst", self.dst, DST)
-        self.overrides_to  # checks --prune_overrides
-        if self.prune_batches < 1:
-            fail("prune_batches", self.prune_batches, "must be >= 1")
-        if self.dst_every < 1:
-            fail("dst_every", self.dst_every, "must be >= 1")
+        if not self.scale_init > 0:
+            fail("scale_init", self.scale_init, "must be > 0")
+        for name in ("kl_warmup", "kl_warmup_start", "mc_samples", "prune_start", "prune_end"):
+            if getattr(self, name) < 0:
+                fail(name, getattr(self, name), "must be >= 0")
+        for name in ("prune_every", "prune_batches", "dst_every"):
+            if getattr(self, name) < 1:
+                fail(name, getattr(self, name), "must be >= 1")
+        if not 0 <= self.prune_to < 100:
+            fail("prune_to", self.prune_to, "must be in [0, 100) (% of weights kept; 0: no target)")
+        if self.prune_threshold:
+            try:
+                if not math.isfinite(float(self.prune_threshold)):
+                    raise ValueError
+            except ValueError:
+                fail("prune_threshold", self.prune_threshold, "must be a number (or empty)")
         if not 0 < self.dst_alpha < 1:
             fail("dst_alpha", self.dst_alpha, "must be in (0, 1)")
         if self.dst_end < 0:
             fail("dst_end", self.dst_end, "must be >= 0 (0: three quarters of --iterations)")
-        if self.dst and not self.prune_to:
-            fail("dst", self.dst, "needs a sparse model to rewire: --prune_score and --prune_to (e.g. random, "
-                                  "oneshot at --prune_start=0)")
-        if self.dst and self.straight_through:
-            fail("dst", self.dst, "cannot go with --straight_through (grown weights must start at zero)")
-        if self.dst and (self.prior != "none" or self.penalty == "l0"):
-            fail("dst", self.dst, "works on masked layers (not with --prior or --penalty=l0)")
-        for name in ("prune_overrides",):
-            if getattr(self, name) and not self.prune_to:
-                fail(name, getattr(self, name), "needs --prune_to")
-        if self.prune_scope == "erk" and not self.prune_to:
-            fail("prune_scope", self.prune_scope, "needs --prune_to (ERK shares a target sparsity)")
-        if self.prune_schedule == "oneshot" and self.prune_threshold:
-            fail("prune_schedule", self.prune_schedule, "prunes to --prune_to, not by --prune_threshold")
-        if self.straight_through and not (self.prune_score == "magnitude" and self.prune_to):
-            fail("straight_through", self.straight_through, "needs --prune_score=magnitude and --prune_to")
-        if self.straight_through and (self.penalty == "l0" or self.prior != "none"):
-            fail("straight_through", self.straight_through, "works on masked layers (not L0 or Bayesian ones)")
+
+    def _check_penalty_and_prior(self):
+        self.overrides  # checks --per_layer
         if self.prior != "none" and self.penalty != "none":
             fail("penalty", self.penalty, f"must be none with --prior={self.prior} (the KL is the penalty)")
         if self.prior != "none" and self.strength != 1:
@@ -161,21 +162,23 @@ class SparsityHparams:
         if self.prior == "none" and self.prior_args:
             fail("prior_args", self.prior_args, "needs --prior")
         self.prior_object  # checks --prior_args
-        if not self.scale_init > 0:
-            fail("scale_init", self.scale_init, "must be > 0")
-        for name in ("kl_warmup", "kl_warmup_start", "mc_samples", "prune_start", "prune_end"):
-            if getattr(self, name) < 0:
-                fail(name, getattr(self, name), "must be >= 0")
-        if self.prune_every < 1:
-            fail("prune_every", self.prune_every, "must be >= 1")
-        if not 0 <= self.prune_to < 100:
-            fail("prune_to", self.prune_to, "must be in [0, 100) (% of weights kept; 0: no target)")
-        if self.prune_threshold:
-            try:
-                if not math.isfinite(float(self.prune_threshold)):
-                    raise ValueError
-            except ValueError:
-                fail("prune_threshold", self.prune_threshold, "must be a number (or empty)")
+        if self.prior == "none":
+            for name in ("estimator", "scale_init", "kl_warmup", "kl_warmup_start"):
+                if getattr(self, name) != SparsityHparams.__dataclass_fields__[name].default:
+                    fail(name, getattr(self, name), "applies to Bayesian layers only: it needs --prior")
+
+    def _check_pruning(self):
+        self.overrides_to  # checks --prune_overrides
+        if self.prune_overrides and not self.prune_to:
+            fail("prune_overrides", self.prune_overrides, "needs --prune_to")
+        if self.prune_scope == "erk" and not self.prune_to:
+            fail("prune_scope", self.prune_scope, "needs --prune_to (ERK shares a target sparsity)")
+        if self.prune_schedule == "oneshot" and self.prune_threshold:
+            fail("prune_schedule", self.prune_schedule, "prunes to --prune_to, not by --prune_threshold")
+        if self.straight_through and not (self.prune_score == "magnitude" and self.prune_to):
+            fail("straight_through", self.straight_through, "needs --prune_score=magnitude and --prune_to")
+        if self.straight_through and (self.penalty == "l0" or self.prior != "none"):
+            fail("straight_through", self.straight_through, "works on masked layers (not L0 or Bayesian ones)")
         if self.prune_score and not (self.prune_to or self.prune_threshold):
             fail("prune_score", self.prune_score, "needs --prune_to or --prune_threshold (how far to prune)")
         if not self.prune_score and (self.prune_to or self.prune_threshold):
@@ -183,10 +186,15 @@ class SparsityHparams:
         if self.prune_to and self.prune_threshold:
             fail("prune_threshold", self.prune_threshold, "cannot go with --prune_to (the threshold would push the "
                                                           "schedule past its target); choose one")
-        if self.prior == "none":
-            for name in ("estimator", "scale_init", "kl_warmup", "kl_warmup_start"):
-                if getattr(self, name) != SparsityHparams.__dataclass_fields__[name].default:
-                    fail(name, getattr(self, name), "applies to Bayesian layers only: it needs --prior")
+
+    def _check_dst(self):
+        if self.dst and not self.prune_to:
+            fail("dst", self.dst, "needs a sparse model to rewire: --prune_score and --prune_to (e.g. random, "
+                                  "oneshot at --prune_start=0)")
+        if self.dst and self.straight_through:
+            fail("dst", self.dst, "cannot go with --straight_through (grown weights must start at zero)")
+        if self.dst and (self.prior != "none" or self.penalty == "l0"):
+            fail("dst", self.dst, "works on masked layers (not with --prior or --penalty=l0)")
 
     @property
     def prior_object(self):

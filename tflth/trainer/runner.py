@@ -5,16 +5,16 @@
                final.weights.h5      the trained weights (L0 gates turned into masks; before --keep_percent)
                progress.npz, tb/     resume point, TensorBoard
 
-What each kind of model needs is its `tflth.trainer.kinds.Kind`'s (the runner names no family):
+What each kind of model needs is its `tflth.trainer.kinds.Kind`'s (the runner branches on no family):
 with --prior the layers are Bayesian (the family of --estimator), the loss is the negative ELBO
 per example, and after training the calibration of the mean mode and of the Monte-Carlo
 predictive distribution (--mc_samples) is measured on the test set; with --penalty=l0, L0 gates
 closed at test time become masks after training. With --prune_score any family is pruned while
 training (`tflth.pruning.PruneCallback`).
 
-After training the remaining architecture is measured (`tflth.l0.architecture`), and with
---keep_percent the deployed weights are pruned by magnitude to that % and tested again. Rerunning the same command skips
-finished seeds and resumes a killed one.
+After training the remaining architecture is measured (`tflth.l0.architecture`, which reports
+every family), and with --keep_percent the deployed weights are pruned by magnitude to that %
+and tested again. Rerunning the same command skips finished seeds and resumes a killed one.
 """
 import os
 
@@ -22,7 +22,6 @@ import numpy as np
 
 from tflth import engine, io, l0, pruning, runs, schema
 from tflth.trainer import kinds
-from tflth.trainer.hparams import GRADIENT_SCORES
 
 FORMAT = 1
 
@@ -50,9 +49,13 @@ def build_model(hparams, seed, n=None):
 
 def apply_keep_percent(model, hparams):
     """--keep_percent: the deployed weights (L0 kernels times their gates) pruned by global
-    magnitude to that % of all prunable weights; nothing if the model is already that sparse."""
-    if hparams.sparsity.keep_percent:
-        pruning.prune_to(model, 1.0 - hparams.sparsity.keep_percent / 100.0, allocation="global")
+    magnitude to that % of all prunable weights; nothing if the model is already that sparse.
+    It removes the fraction of the remaining weights that leaves that % (`pruning.prune`, whose
+    rounding the finished runs were tested with: `prune_to` may keep one weight more)."""
+    keep = hparams.sparsity.keep_percent
+    remaining = 100.0 * (1.0 - pruning.sparsity(model)["total"])
+    if keep and remaining > keep:
+        pruning.prune(model, 1.0 - keep / remaining, score="magnitude", scope="global")
 
 
 def prune_end(hparams):
@@ -112,7 +115,7 @@ def callbacks(hparams, data=None, seed=0):
         if s.prune_scope == "erk" or s.prune_overrides or s.straight_through:
             allocation = allocation_of(s.prune_scope)
         score_args = {}
-        if s.prune_score in GRADIENT_SCORES:  # --prune_batches batches of its own at each pruning step
+        if pruning.get_score(s.prune_score).per_model:  # gradient scores: --prune_batches batches of their own
             score_args = {"data": lambda step: [batches(step * s.prune_batches + i) for i in range(s.prune_batches)],
                           "batches": s.prune_batches}
         out.append(pruning.PruneCallback(schedule, score=s.prune_score,
@@ -166,13 +169,11 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
             measured = kind.measure(model, data, s)
     with engine.timed(timing, "final"):
         arch = l0.architecture(model)
-        metrics = {"seed": seed, **dict.fromkeys(schema.METHOD), "penalty": s.penalty, "strength": s.strength,
+        metrics = {**dict.fromkeys(schema.METHOD), "penalty": s.penalty, "strength": s.strength,
                    "prior": s.prior, "prune_score": s.prune_score or None, **kind.method(s),
-                   "rows": rows, **spent, **engine.summarize_rows(rows, 0), **runs.training_cost(rows),
+                   **runs.training_metrics(model, data, seed, rows, 0, spent, timing),
                    "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
-                   "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]),
-                   "calibration": None, "test_correct": io.pack_bits(engine.correct(model, data["test"])),
-                   "versions": runs.versions(), "compiled": engine.compiled_with(model), "time_split": timing}
+                   "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]), "calibration": None}
         metrics.update(measured)
         metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
         if hparams.sparsity.keep_percent:

@@ -8,7 +8,7 @@ import functools
 import keras_tuner
 from absl import flags
 
-from tflth.cli import common_args, define_common_flags, fail, run, strategy
+from tflth.cli import bad_input, common_args, define_common_flags, fail, run, strategy
 from tflth.hparams import define_flags, from_flags
 from tflth.runs import load_data
 from tflth.tuning import search
@@ -36,9 +36,7 @@ def read_hparams(flag_values=FLAGS, lottery=False):
 
 
 def _main(argv, lottery=False):
-    if len(argv) > 1:
-        fail(f"unexpected arguments {argv[1:]}; flags look like --name=value")
-    try:
+    with bad_input():
         hparams = read_hparams(FLAGS, lottery)
         seeds, train_kw = common_args(FLAGS)
         if FLAGS.strategy == "multi_worker":
@@ -55,8 +53,6 @@ def _main(argv, lottery=False):
         chosen = strategy(FLAGS, hparams.dataset.batch_size, FLAGS.jit_compile and "jit_compile" not in searched)
         search.check(hparams, FLAGS.root, seeds)
         data = load_data(hparams.base, FLAGS.data_dir or None)  # fails here, before any folder is made
-    except (ValueError, RuntimeError) as e:
-        fail(str(e).splitlines()[0])
     try:
         folder, rows, report = search.run(
             hparams, max_trials=FLAGS.max_trials, seeds=seeds, root=FLAGS.root, data=data,

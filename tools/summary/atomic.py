@@ -1,11 +1,13 @@
-"""Files written whole or not at all."""
+"""Files written whole or not at all. tflth.io has the library's writer, but it imports the
+tflth package (and so TensorFlow), which this tool must not; the temporary files take tflth.io's
+`.tmp-` prefix, so `tflth.io.remove_leftovers` clears those a killed write leaves."""
 import os
 import tempfile
 
 
 def write(path, data):
     """Write to a temporary file in the same folder, then os.replace: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".{os.path.basename(path)}.")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=f".tmp-{os.path.basename(path)}.")
     try:
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
