@@ -7,11 +7,9 @@ over seeds, with the same training for all (tflth/ablation/methods.py states eac
 Rerunning the command skips finished cells and resumes a killed one; the table, JSON and plot go
 to <root>/ablation (or --out).
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.ablation import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main()
+    commands.main(["ablation", *sys.argv[1:]])

@@ -3,11 +3,9 @@ ResNet-20 with late rewinding (Frankle et al. 2020). These need a GPU.
 
   python recipes/cifar10_lth.py --flagfile=recipes/flags/cifar10_conv2.cfg
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.lottery import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main()
+    commands.main(["lottery", *sys.argv[1:]])

@@ -11,11 +11,9 @@ The flags are those of recipes/mnist_l0.py (same runner and engine) with --penal
 --strength=1 (the ELBO) and --prior=normal by default. MNIST is packaged with tflth (no
 network needed). Rerunning a command resumes it.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.trainer import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main(defaults={"penalty": "none", "strength": "1", "prior": "normal"})
+    commands.main(["bayes", *sys.argv[1:]])

@@ -8,11 +8,9 @@ heavy-tailed MAP penalties.
 
 MNIST is packaged with tflth (no network needed). Rerunning a command resumes it.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.trainer import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main()
+    commands.main(["train", *sys.argv[1:]])

@@ -6,11 +6,9 @@
 MNIST is packaged with tflth (no network needed); --data_dir=DIR or TFLTH_DATA_DIR=DIR reads
 another copy of the four IDX files. --workers=2 trains branches in two processes.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.lottery import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main()
+    commands.main(["lottery", *sys.argv[1:]])

@@ -7,11 +7,9 @@ initialisation, gradual magnitude pruning, RigL (docs/pruning.md).
 
 The flags are recipes/mnist_l0.py's (that recipe with --penalty=none). Rerunning a command resumes it.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.trainer import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main(defaults={"penalty": "none"})
+    commands.main(["prune", *sys.argv[1:]])

@@ -8,11 +8,9 @@ The base run takes every flag of recipes/mnist_l0.py (one --strength, not a list
 The trials table, its plot and the best model (exported) land in <root>/tune_<hash>/.
 MNIST is packaged with tflth (no network needed). Rerunning a command resumes the search.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.tuning import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main()
+    commands.main(["tune", *sys.argv[1:]])

@@ -9,11 +9,9 @@ The base run takes the flags of recipes/mnist_lth.py (not --branches, --control_
 table, plot and export of the best ticket are those of recipes/tune.py (docs/tuning.md).
 Rerunning a command resumes the search.
 """
-import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info lines; set it to 0 to see them
-
-from tflth.tuning import cli  # noqa: E402
+from tflth import commands
 
 if __name__ == "__main__":
-    cli.main(lottery=True)
+    commands.main(["tune_lottery", *sys.argv[1:]])

@@ -282,7 +282,7 @@ def runs(tmp_path_factory):
 
 def _cli(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "tflth.export", *args], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-m", "tflth", "export", *args], capture_output=True, text=True, env=env)
 
 
 def _error(done):

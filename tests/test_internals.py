@@ -14,7 +14,7 @@ import tflth
 from tflth import internals, pruning
 
 PACKAGE = os.path.dirname(tflth.__file__)
-PRIVATE_MODULES = ("keras.src", "tensorflow.python")
+PRIVATE_MODULES = ("keras.src", "tensorflow.python", "keras_tuner.src")
 
 
 def _sources():
@@ -127,6 +127,19 @@ def test_a_keras_outside_the_checked_versions_stops_the_import_with_one_line(mon
     with pytest.raises(ImportError, match=r"^tflth supports keras 3\.15\.x; this environment has keras 3\.99\.0 "
                                           r"\(pip install -e \. installs a supported one\)$"):
         internals.check_versions()
+
+
+def test_another_backend_or_an_unchecked_keras_tuner_stops_with_one_line(monkeypatch):
+    import keras_tuner
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(ImportError, match=r"^tflth runs on Keras' TensorFlow backend; this process has Keras' jax "
+                                          r"backend \(set KERAS_BACKEND=tensorflow, or \"backend\" in "
+                                          r"~/\.keras/keras\.json\)$"):
+        internals.check_versions()
+    internals.check_keras_tuner_version()
+    monkeypatch.setattr(keras_tuner, "__version__", "1.5.0")
+    with pytest.raises(ImportError, match=r"^tflth supports keras-tuner 1\.4\.x; this environment has keras-tuner "):
+        internals.check_keras_tuner_version()
 
 
 def test_the_reinit_control_changes_no_generator_and_draws_as_before():

@@ -1,8 +1,6 @@
-"""tflth.schema: what the runners write into a run folder is what tools/summarize.py reads back,
+"""tflth.schema: what the runners write into a run folder is what `tflth summarize` reads back,
 named in one module."""
-import importlib.util
 import os
-import sys
 
 import pytest
 
@@ -11,19 +9,11 @@ from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.lottery import branches, paths
 from tflth.lottery import runner as lottery
 from tflth.lottery.hparams import LotteryHparams, PruningHparams
+from tflth.summary import plots, read, sparse
 from tflth.trainer import runner as trainer
 from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
 
-TOOLS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 DATA, TRAINING = DatasetHparams(batch_size=20, validation_size=40), TrainingHparams(iterations=20, eval_every=10)
-
-
-@pytest.fixture(scope="module")
-def summary():
-    """tools/summarize.py loaded from its path, as the tests of summarize load it; its parts."""
-    spec = importlib.util.spec_from_file_location("tflth_tools_summarize", os.path.join(TOOLS, "summarize.py"))
-    spec.loader.exec_module(importlib.util.module_from_spec(spec))
-    return sys.modules["summary"]
 
 
 @pytest.fixture(scope="module")
@@ -39,27 +29,27 @@ def lottery_run(tmp_path_factory, digits_dir):
                        data_dir=digits_dir, verbose=False)
 
 
-def test_the_sparse_runner_writes_the_keys_the_schema_names(sparse_run, summary):
+def test_the_sparse_runner_writes_the_keys_the_schema_names(sparse_run):
     assert os.path.basename(sparse_run).startswith(f"{schema.SPARSE}_")
     metrics = io.read_json(os.path.join(sparse_run, schema.sparse_metrics(0)))
     assert set(metrics) == schema.SPARSE_KEYS
     assert [set(row) for row in metrics["rows"]] == [set(schema.ROW)] * 3
-    assert summary.read.run_kind(sparse_run) == schema.SPARSE
-    variants, pending = summary.sparse.aggregate_sparse([sparse_run])
+    assert read.run_kind(sparse_run) == schema.SPARSE
+    variants, pending = sparse.aggregate_sparse([sparse_run])
     assert pending == [] and variants[0]["seeds"] == [0]
     assert variants[0]["final_test_error"]["mean"] == pytest.approx(100.0 * (1.0 - metrics["final_test_acc"]))
 
 
-def test_the_lottery_runner_writes_the_keys_the_schema_names(lottery_run, summary):
+def test_the_lottery_runner_writes_the_keys_the_schema_names(lottery_run):
     assert os.path.basename(lottery_run).startswith(f"{schema.LOTTERY}_")
     for level, branch in ((0, "main"), (1, "main"), (1, "reinit")):
         assert set(io.read_json(os.path.join(lottery_run, schema.lottery_metrics(0, level, branch)))) == \
             schema.LOTTERY_KEYS, (level, branch)
     pretrain = paths.metrics(paths.pretrain_dir(paths.replicate_dir(lottery_run, 0)))
     assert set(io.read_json(pretrain)) == schema.PRETRAIN_KEYS
-    records = summary.read.collect(lottery_run)
+    records = read.collect(lottery_run)
     assert [(r["level"], r["branch"], r["seed"]) for r in records] == [(0, "main", 0), (1, "main", 0), (1, "reinit", 0)]
-    assert summary.read.run_kind(lottery_run) == schema.LOTTERY
+    assert read.run_kind(lottery_run) == schema.LOTTERY
 
 
 def test_the_hparams_sections_tell_the_kinds_apart():
@@ -68,13 +58,12 @@ def test_the_hparams_sections_tell_the_kinds_apart():
     assert schema.SECTION[schema.SPARSE] in sparse_sections - lottery_sections
 
 
-def test_summarize_and_the_lottery_share_one_branches_tuple(summary, monkeypatch):
+def test_summarize_and_the_lottery_share_one_branches_tuple(monkeypatch):
     assert paths.BRANCHES is schema.BRANCHES and branches.CONTROLS is schema.CONTROLS
     assert tuple(branches.STARTS) == schema.BRANCHES  # every branch the runner can start, in the schema's order
-    assert summary.tflth_modules.schema is schema  # tflth is imported here: summarize takes its module
-    assert set(summary.plots.STYLE) == set(schema.BRANCHES)
+    assert set(plots.STYLE) == set(schema.BRANCHES)
     monkeypatch.setattr(schema, "BRANCHES", ("continue", "main"))  # summarize orders by the schema's, no copy
-    assert sorted(["main", "other", "continue"], key=summary.read.branch_key) == ["continue", "main", "other"]
+    assert sorted(["main", "other", "continue"], key=read.branch_key) == ["continue", "main", "other"]
 
 
 def test_numbered_folders():

@@ -1,7 +1,6 @@
-"""tools/summarize.py on a fake, partial lottery-ticket run folder with known numbers."""
+"""tflth summarize (tflth.summary) on a fake, partial lottery-ticket run folder with known numbers."""
 import base64
 import glob
-import importlib.util
 import json
 import math
 import os
@@ -11,19 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "tools", "summarize.py")
-_spec = importlib.util.spec_from_file_location("tflth_tools_summarize", SCRIPT)
-summarize = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(summarize)  # puts tools/ on the path: its parts are the package tools/summary
-
-from summary import tflth_modules  # noqa: E402
-from summary.imp_comparison import read_lottery  # noqa: E402
-from summary.lottery import aggregate, missing  # noqa: E402
-from summary.markdown import _architecture_cell, to_markdown  # noqa: E402
-from summary.plots import PRIOR_MARKERS, _label, _marker, _spread_ticks, _ticks, plot, plot_sparse  # noqa: E402
-from summary.read import collect, run_kind  # noqa: E402
-from summary.sparse import _differing, _method, aggregate_sparse, hidden_kept, seed_list  # noqa: E402
+from tflth import stats
+from tflth.summary import cli as summarize
+from tflth.summary.imp_comparison import read_lottery
+from tflth.summary.lottery import aggregate, missing
+from tflth.summary.markdown import _architecture_cell, to_markdown
+from tflth.summary.plots import PRIOR_MARKERS, _label, _marker, _spread_ticks, _ticks, plot, plot_sparse
+from tflth.summary.read import collect, run_kind
+from tflth.summary.sparse import _differing, _method, aggregate_sparse, hidden_kept, seed_list
 
 # (seed, level, branch) -> (weights_remaining, early_stop_step, early_stop_test_acc, final_test_acc)
 # Partial on purpose: seed 1 has no level 2; random_prune exists only for seed 0 at level 1.
@@ -143,8 +137,15 @@ def test_ticks_are_actual_percentages_thinned():
     assert [_label(x) for x in (100.0, 51.3, 0.47)] == ["100", "51.3", "0.47"]
 
 
+def test_the_clone_script_runs_the_command(tmp_path):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "summarize.py")
+    result = subprocess.run([sys.executable, script, str(tmp_path / "nothing")], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2 and result.stderr.startswith(f"summarize: {tmp_path / 'nothing'}: not a directory")
+
+
 def _cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "tflth", "summarize", *args], capture_output=True, text=True, timeout=600)
 
 
 def test_main_writes_everything(run, tmp_path, capsys):
@@ -667,24 +668,11 @@ def lottery_with_results(tmp_path):
     return str(run)
 
 
-def test_schema_and_stats_come_from_tflth_without_tensorflow(monkeypatch):
-    for name in ("schema", "stats"):
-        assert os.path.samefile(getattr(tflth_modules, name).__file__, os.path.join(ROOT, "tflth", f"{name}.py"))
-    monkeypatch.setattr(tflth_modules.importlib.util, "find_spec", lambda name: None)  # tflth not installed
-    monkeypatch.delitem(sys.modules, "tflth.stats", raising=False)  # nor imported
-    assert os.path.samefile(tflth_modules.load("stats").__file__, os.path.join(ROOT, "tflth", "stats.py"))
-    code = (f"import importlib.util, sys; s = importlib.util.spec_from_file_location('s', {SCRIPT!r}); "
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m); "
-            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('tflth', 'tensorflow', 'keras')))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
-
-
 def test_lottery_intervals_match_describe(lottery_with_results, tmp_path, capsys):
     assert summarize.main([lottery_with_results, "--out", str(tmp_path / "out")]) == 0
     stdout = capsys.readouterr().out
-    acc = tflth_modules.stats.describe([97.0, 97.5, 98.0])  # early-stop test accuracy of the 3 seeds, %
-    step = tflth_modules.stats.describe([9000, 9500, 10000])
+    acc = stats.describe([97.0, 97.5, 98.0])  # early-stop test accuracy of the 3 seeds, %
+    step = stats.describe([9000, 9500, 10000])
     cells = [f"{step['mean']:.0f} ± {step['std']:.0f} [{step['ci'][0]:.0f}, {step['ci'][1]:.0f}]",
              f"{acc['mean']:.2f} ± {acc['std']:.2f} [{acc['ci'][0]:.2f}, {acc['ci'][1]:.2f}]"]
     assert f"| 0 | 100.0 | {cells[0]} | {cells[1]} |" in stdout
@@ -765,7 +753,7 @@ def test_sparse_paired_against_baseline(sparse_with_results, tmp_path, capsys):
     assert worse["paired"]["diff"] == pytest.approx(5.0) and worse["paired"]["significant"]
     assert worse["paired"]["ci"][0] > 0 and worse["paired"]["wins"] == 0 and worse["paired"]["seeds"] == [0, 1, 2]
     assert same["paired"]["diff"] == 0.0 and not same["paired"]["significant"]
-    error = tflth_modules.stats.describe([100 * (1 - np.mean(_results(s, 10))) for s in range(3)])
+    error = stats.describe([100 * (1 - np.mean(_results(s, 10))) for s in range(3)])
     assert worse["final_test_error"]["ci"] == pytest.approx(error["ci"])
     assert f"{error['mean']:.2f} ± {error['std']:.2f} [{error['ci'][0]:.2f}, {error['ci'][1]:.2f}]" in rows[2]
 

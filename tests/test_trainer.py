@@ -2,6 +2,7 @@
 import dataclasses
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -186,7 +187,7 @@ def test_recipe_end_to_end_and_bad_input(tmp_path, digits_dir):
     out = _recipe("--iterations=20", "--eval_every=10", "--batch_size=20", "--validation_size=40", "--strength=5",
                   f"--data_dir={digits_dir}", f"--root={tmp_path}/runs", "--penalty=l0,student_t", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "architecture" in out.stdout and "summarize with: python tools/summarize.py" in out.stdout
+    assert "architecture" in out.stdout and re.search(r"summarize with: \S*tflth summarize ", out.stdout)
     assert len(os.listdir(tmp_path / "runs")) == 2
 
 
@@ -451,3 +452,16 @@ def test_a_gradient_score_of_your_own_gets_training_batches(monkeypatch):
     callback = next(c for c in runner.callbacks(hparams, data) if isinstance(c, pruning.PruneCallback))
     x, y = callback.score_args["data"](3)[0]  # --prune_batches batches drawn for step 3
     assert x.shape == (HPARAMS.dataset.batch_size, 28, 28, 1) and len(y) == HPARAMS.dataset.batch_size
+
+
+def test_a_kind_cannot_overwrite_what_the_runner_writes(tmp_path, digits_dir, monkeypatch):
+    from tflth.trainer import kinds
+    masked = next(kind for kind in kinds._KINDS if kind.name == "masked")
+    greedy = dataclasses.replace(masked, name="greedy", applies=lambda s: True,
+                                 measure=lambda model, data, s: {"pruned": 1, "mine": 2})
+    monkeypatch.setattr(kinds, "_KINDS", [greedy, *kinds._KINDS])
+    hparams = dataclasses.replace(HPARAMS, training=TrainingHparams(iterations=10, eval_every=10),
+                                  sparsity=SparsityHparams(penalty="none"))
+    with pytest.raises(ValueError, match=r"^kind 'greedy': measure\(\) returned \['pruned'\], which the runner "
+                                         r"writes itself$"):
+        runner.run(hparams, root=str(tmp_path), data_dir=digits_dir, verbose=False)

@@ -19,7 +19,7 @@ from tflth.engine.hparams import DatasetHparams, TrainingHparams
 from tflth.trainer import runner as trainer
 from tflth.trainer.hparams import ModelHparams, SparsityHparams, TrainerHparams
 from tflth.tuning import search, space
-from tflth.tuning.hypermodel import SparseHyperModel, objective, score
+from tflth.tuning.hypermodel import SparseHyperModel, _tuner_checkpoint, objective, score
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = DatasetHparams(batch_size=20, validation_size=40)
@@ -400,3 +400,11 @@ def test_recipe_searches_bayesian_layers_resumes_and_refuses_bad_input(tmp_path,
     assert stamps == [os.path.getmtime(runs.metrics_file(trainer.seed_dir(r["run_dir"], 0))) for r in trials]
     other = _recipe(*args, "--seeds=1", cwd=tmp_path)  # the trials' metrics are means over the search's seeds
     assert other.returncode == 2 and "is a search over seeds 0" in other.stderr
+
+
+def test_keras_tuners_best_epoch_checkpoint_is_taken_out_of_a_trials_callbacks(tmp_path):
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch  # keras-tuner's own, as its trials get it
+    checkpoint = SaveBestEpoch(keras_tuner.Objective("val_accuracy", "max"), str(tmp_path / "best.weights.h5"))
+    other = keras.callbacks.History()
+    assert _tuner_checkpoint([other, checkpoint]) == (checkpoint, [other])
+    assert _tuner_checkpoint([other]) == (None, [other])

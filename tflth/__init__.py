@@ -1,5 +1,9 @@
 """tflth: sparse neural networks on Keras 3 (lottery tickets, masked, L0 and Bayesian layers, pruning scores)."""
-from tflth import internals
+from tflth import startup
+
+startup.import_tensorflow()  # without its C++ start-up info lines (tflth/startup.py says why)
+
+from tflth import internals  # noqa: E402
 
 internals.check_versions()  # before the modules that rely on the checked private API
 

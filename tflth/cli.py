@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from tflth import determinism, distribute
+from tflth import commands, determinism, distribute
 from tflth.failures import RunFailure, disk_full, no_space
 
 
@@ -77,13 +77,39 @@ def bad_input(*also):
 def done(chosen, folders):
     """The chief's last lines: the run folders, and the command that summarises them."""
     if distribute.is_chief(chosen):
-        print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: python tools/summarize.py {' '.join(folders)}")
+        print(f"[tflth] done: {' '.join(folders)}\n[tflth] summarize with: {commands.invocation()} summarize "
+              f"{' '.join(folders)}")
+
+
+HELP = ("-h", "-help", "--help", "--helpshort")
+
+
+def help_text(flag_values, program):
+    """The command's own flags, in sections: those of each hparams dataclass (as
+    `tflth.hparams.define_flags` files them), the command's, and those every runner takes."""
+    groups = flag_values.flags_by_module_dict()
+    mine = [m for m in groups if m.startswith("tflth.") or m.isidentifier()]  # sections: class names
+    order = sorted(mine, key=lambda m: (m.startswith("tflth."), m == __name__))  # sections, the command's, common
+    lines = [f"usage: {program} [--flag=value ...] [--flagfile=FILE]"]
+    for module in order:
+        title = ("flags of every run" if module == __name__ else "this command" if module.startswith("tflth.")
+                 else module)
+        lines.append(f"\n{title}:")
+        for flag in sorted(groups[module], key=lambda f: f.name):
+            default = "" if flag.default in (None, "") else f" (default: {flag.default_as_str.strip(chr(39))})"
+            lines.append(f"  --{flag.name}: {' '.join(flag.help.split())}{default}")
+    lines.append("\n--helpfull also lists absl's own flags; a --flagfile holds flags one per line.")
+    return "\n".join(lines)
 
 
 def parse(flag_values):
-    """An absl `flags_parser` that turns a flag error into one line and exit status 2, and
-    refuses NaN and infinities in every float flag (checks written `x <= 0` let NaN through)."""
+    """An absl `flags_parser` that prints `help_text` for --help (exit 0), turns a flag error into
+    one line and exit status 2, and refuses NaN and infinities in every float flag (checks
+    written `x <= 0` let NaN through)."""
     def parser(argv):
+        if any(arg in HELP for arg in argv[1:]):
+            print(help_text(flag_values, argv[0]))
+            sys.exit(0)
         try:
             rest = flag_values(argv)
         except flags.Error as e:

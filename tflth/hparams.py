@@ -51,7 +51,7 @@ def define_flags(cls, flag_values, exclude=()):
         kind = f.type if isinstance(f.type, str) else f.type.__name__
         definer = {"int": flags.DEFINE_integer, "float": flags.DEFINE_float,
                    "bool": flags.DEFINE_bool, "str": flags.DEFINE_string}[kind]
-        definer(f.name, f.default, help_text, flag_values=flag_values)
+        definer(f.name, f.default, help_text, flag_values=flag_values, module_name=cls.__name__)  # --help's sections
 
 
 def from_flags(cls, flag_values):

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 KERAS_VERSIONS = ("3.15",)  # major.minor releases every function below was checked against
 TENSORFLOW_VERSIONS = ("2.21",)
+KERAS_TUNER_VERSIONS = ("1.4",)  # tuner_checkpoint_class; checked when tflth.tuning is imported
 
 
 def _minor(version):
@@ -23,9 +24,23 @@ def _minor(version):
 
 
 def check_versions():
-    """ImportError (one line) when the installed Keras or TensorFlow is outside the checked range."""
-    for name, version, checked in (("keras", keras.__version__, KERAS_VERSIONS),
-                                   ("tensorflow", tf.__version__, TENSORFLOW_VERSIONS)):
+    """ImportError (one line) when the installed Keras or TensorFlow is outside the checked range,
+    or Keras runs on another backend than TensorFlow."""
+    _check(("keras", keras.__version__, KERAS_VERSIONS), ("tensorflow", tf.__version__, TENSORFLOW_VERSIONS))
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(f"tflth runs on Keras' TensorFlow backend; this process has Keras' "
+                          f"{keras.backend.backend()} backend (set KERAS_BACKEND=tensorflow, or \"backend\" in "
+                          "~/.keras/keras.json)")
+
+
+def check_keras_tuner_version():
+    """check_versions for keras-tuner (tflth.tuning)."""
+    import keras_tuner
+    _check(("keras-tuner", keras_tuner.__version__, KERAS_TUNER_VERSIONS))
+
+
+def _check(*installed):
+    for name, version, checked in installed:
         if _minor(version) not in checked:
             raise ImportError(f"tflth supports {name} {', '.join(v + '.x' for v in checked)}; this environment "
                               f"has {name} {version} (pip install -e . installs a supported one)")
@@ -120,6 +135,14 @@ def filed_as(keras_cls):
         cls.__name__ = keras_cls.__name__
         return cls
     return rename
+
+
+def tuner_checkpoint_class():
+    """keras-tuner's callback that saves the best epoch of a trial (SaveBestEpoch)."""
+    # keras-tuner adds it to every trial's callbacks from a private module and exports it nowhere;
+    # tflth.tuning calls it once on the final model instead (tflth/tuning/hypermodel.py says why).
+    from keras_tuner.src.engine.tuner_utils import SaveBestEpoch
+    return SaveBestEpoch
 
 
 def patch_multi_worker_trainer():

@@ -89,7 +89,7 @@ def _umask():
 
 
 def write_text(path, text):
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 

@@ -13,7 +13,7 @@ from tflth.ops import hard_concrete as hc
 from tflth.pruning import compact as _compact
 from tflth.pruning import flops
 from tflth.pruning.masks import prunable_layers, set_masks
-from tflth.pruning.prunable import deployed_weights
+from tflth.pruning.prunable import Prunable, deployed_weights
 
 
 def gate_layers(model):
@@ -119,8 +119,8 @@ def _weights_only(model):
 
 def _expected_weights(layer):
     """sum over the layer's unpruned weights of P(z != 0) of the gate that switches them."""
-    if not isinstance(layer, (L0Dense, L0Conv2D)):
-        return float(np.asarray(layer.mask).sum()) if hasattr(layer, "mask") else float(np.prod(layer.kernel.shape))
+    if not isinstance(layer, (L0Dense, L0Conv2D)):  # every weight its mask keeps; a plain layer's every weight
+        return float(np.asarray(layer.mask).sum()) if isinstance(layer, Prunable) else float(np.prod(layer.kernel.shape))
     p = np.asarray(hc.prob_nonzero(layer.log_alpha, layer.beta, layer.gamma, layer.zeta))
     return float((np.broadcast_to(p, layer.mask.shape) * np.asarray(layer.mask)).sum())
 

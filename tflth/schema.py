@@ -1,6 +1,5 @@
-"""What a run folder holds, named once: the runners write it, and tools/summarize.py and the
-ablation study read it back. Standard library only: summarize loads this file without importing
-tflth, whose __init__ imports TensorFlow.
+"""What a run folder holds, named once: the runners write it, and tflth.summary and the
+ablation study read it back.
 
     <root>/lottery_<hash>/hparams.json, flags.txt       tflth.lottery (paths.py names its other files)
       replicate_<seed>/level_<L>/<branch>/metrics.json

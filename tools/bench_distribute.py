@@ -212,6 +212,33 @@ def parse(argv):
     return args
 
 
+def time_rounds(args, hparams, data, stream, result, ms, save):
+    """Appends each round's ms per step to `ms`: the plain model's fit (the floor) and the runner's,
+    each the difference between trainings of n and 2n iterations (start-up cancels out)."""
+    n = args.iterations
+    floor = plain_model(hparams)
+    result["floor"] = options(floor)
+    floor.fit(stream, steps_per_epoch=n, epochs=1, verbose=0)  # warm-up
+    for round_ in range(args.rounds):
+        lengths = (n, 2 * n) if round_ % 2 == 0 else (2 * n, n)
+        fits = dict(zip(lengths, (timed_fit(floor, stream, i) * i for i in lengths)))
+        runs = dict(zip(lengths, (1000 * runner_seconds(with_iterations(hparams, i), data) for i in lengths)))
+        ms["floor"].append((fits[2 * n] - fits[n]) / n)
+        ms["runner"].append((runs[2 * n] - runs[n]) / n)
+        ms["runner_wall"].append(runs[2 * n] / (2 * n))
+        print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in ms.items()) + " ms/step", flush=True)
+        save()
+
+
+def print_table(median, ms, result):
+    print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
+    for k, v in median.items():
+        ratio = (f"{v / median['floor']:.2f} ({', '.join(f'{a / b:.2f}' for a, b in zip(ms[k], ms['floor']))})"
+                 if "floor" in median and min(ms["floor"]) > 0 else "-")
+        label = f"floor ({result['floor']})" if k == "floor" else k
+        print(f"| {label} | {v:.2f} | {result['images_per_second'][k] or 0:.0f} | {ratio} |")
+
+
 def main(argv=None):
     args = parse(argv)
     devices = split_devices(args.logical_devices) if args.logical_devices > 1 else None
@@ -248,19 +275,7 @@ def main(argv=None):
     with strategy.scope():
         stream = engine.train_stream(data["x"], data["y"], args.batch_size, seed=0, augment=hparams.dataset.augment)
         try:
-            floor = plain_model(hparams)
-            result["floor"] = options(floor)
-            floor.fit(stream, steps_per_epoch=n, epochs=1, verbose=0)  # warm-up
-            for round_ in range(args.rounds):
-                lengths = (n, 2 * n) if round_ % 2 == 0 else (2 * n, n)
-                fits = dict(zip(lengths, (timed_fit(floor, stream, i) * i for i in lengths)))
-                runs = dict(zip(lengths, (1000 * runner_seconds(with_iterations(hparams, i), data) for i in lengths)))
-                ms["floor"].append((fits[2 * n] - fits[n]) / n)
-                ms["runner"].append((runs[2 * n] - runs[n]) / n)
-                ms["runner_wall"].append(runs[2 * n] / (2 * n))
-                print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:.2f}" for k, v in ms.items()) + " ms/step",
-                      flush=True)
-                save()
+            time_rounds(args, hparams, data, stream, result, ms, save)
         except Exception as e:  # noqa: BLE001: recorded; the digest and probes still run
             result["errors"]["timing"] = error_line(e)
             print(f"timing fails: {result['errors']['timing']}", flush=True)
@@ -274,13 +289,7 @@ def main(argv=None):
             save()
         result["probes"] = {}
         probe(hparams, stream, args.probe_steps, internals.op_determinism_on(), result["probes"], save)
-    median = save()
-    print("\n| variant | ms / step (median) | images / s | / floor (per round) |\n|---|---:|---:|---:|")
-    for k, v in median.items():
-        ratio = (f"{v / median['floor']:.2f} ({', '.join(f'{a / b:.2f}' for a, b in zip(ms[k], ms['floor']))})"
-                 if "floor" in median and min(ms["floor"]) > 0 else "-")
-        label = f"floor ({result['floor']})" if k == "floor" else k
-        print(f"| {label} | {v:.2f} | {result['images_per_second'][k] or 0:.0f} | {ratio} |")
+    print_table(save(), ms, result)
     if args.out:
         print(f"wrote {args.out}")
     return 1 if result["errors"] else 0

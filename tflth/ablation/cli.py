@@ -77,7 +77,7 @@ def _main(argv):
     if FLAGS.collect_only:
         print(f"[ablation] {len(result['cells'])} cells finished, {len(result['missing'])} not yet")
     text = report.write(result, methods, keep, out, title=f"{FLAGS.model} on {study.dataset.dataset}",
-                        baseline=FLAGS.baseline, seeds=seeds, command=" ".join(["python recipes/ablation.py",
+                        baseline=FLAGS.baseline, seeds=seeds, command=" ".join(["tflth ablation",
                                                                                  *sys.argv[1:]]))
     print(text + f"\n[tflth] ablation written to {out}")
 

@@ -4,7 +4,7 @@
   deterministic;
 - `save_sparse(model, path, format="dense" | "sparse" | "compact")`: a checked SavedModel;
 - `to_tflite(model, path)`: a checked TFLite file;
-- `python -m tflth.export --run_dir ... --format ... --out ...`: the same from a run folder.
+- `tflth export --run_dir ... --format ... --out ...`: the same from a run folder.
 """
 from tflth.export.saving import FORMATS, export_model, folder_sizes, save_sparse, to_tflite, tflite_bytes
 from tflth.export.strip import strip

@@ -1,3 +1,8 @@
-from tflth.export.cli import main
+"""python -m tflth.export: the old name of `tflth export` (tflth.commands), kept working."""
+import sys
 
-main()
+from tflth import commands
+
+if __name__ == "__main__":
+    print("note: python -m tflth.export is now tflth export (or python -m tflth export)", file=sys.stderr)
+    commands.main(["export", *sys.argv[1:]])

@@ -1,4 +1,4 @@
-"""python -m tflth.export --run_dir runs/lottery_<hash> --level 17 --format sparse --out DIR
+"""tflth export --run_dir runs/lottery_<hash> --level 17 --format sparse --out DIR
 
 Exports the trained model of a run folder (lottery, L0, Bayesian, ablation: any lottery_ or
 sparse_ folder) as a SavedModel (--format dense, sparse, compact) or a TFLite file

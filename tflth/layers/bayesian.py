@@ -27,6 +27,7 @@ import functools
 import numbers
 
 import keras
+import numpy as np
 from keras import ops
 
 from tflth import internals, priors
@@ -112,6 +113,14 @@ class _BayesianMixin:
     @property
     def prior_variables(self):
         return self._posterior.v
+
+    def inclusion_probability(self):
+        """P(z = 1) of a spike-and-slab prior's inclusion variables, in the kernel's shape (None
+        for other priors; numpy)."""
+        logits = self._posterior.v.get("inclusion_logits")
+        if logits is None:
+            return None
+        return np.broadcast_to(1.0 / (1.0 + np.exp(-np.asarray(logits))), tuple(self.kernel.shape))
 
     def kl(self):
         """KL(q || p) of the layer's unpruned weights and the prior's variables."""

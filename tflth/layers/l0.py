@@ -13,6 +13,7 @@ are masked layers too (`tflth.layers.MaskedDense`), so `prune`, `sparsity` and t
 runner treat them alike, and `tflth.l0.masks_from_gates` turns closed gates into masks.
 """
 import keras
+import numpy as np
 from keras import ops
 
 from tflth import internals
@@ -103,6 +104,11 @@ class _L0Mixin:
         if self.use_bias and self._filter_gates():
             bias = bias * ops.reshape(z, (-1,))
         return self.kernel * z, bias
+
+    def inclusion_probability(self):
+        """P(z != 0) of each weight's gate, in the kernel's shape (numpy)."""
+        p = hc.prob_nonzero(self.log_alpha, self.beta, self.gamma, self.zeta)
+        return np.broadcast_to(np.asarray(p), tuple(self.kernel.shape))
 
     def deterministic_weights(self):
         """The (kernel, bias) the layer computes with in evaluation."""

@@ -29,7 +29,7 @@ def _reinit(model, masks, rewind, replicate, level, seed):
 
 
 def _random_prune(model, masks, rewind, replicate, level, seed):
-    engine.state.restore(model, rewind, optimizer=False, masks=False)
+    _rewound(model, masks, rewind, replicate, level, seed)
     return pruning.random_masks_like(masks, seed=_branch_seed(seed, level, 2))
 
 

@@ -47,7 +47,7 @@ def forward_flops(model):
         per_weight = positions(layer)
         if per_weight is None:
             return {"sparse": None, "dense": None}
-        per_weight *= 2 * getattr(layer, "training_matmuls", 1)
+        per_weight *= 2 * layer.training_matmuls
         sparse += per_weight * int(np.count_nonzero(layer.mask.numpy()))
         dense += per_weight * math.prod(layer.kernel.shape)
     return {"sparse": sparse, "dense": dense}

@@ -11,13 +11,19 @@ A prunable layer (masked, L0, Bayesian, or one you write) is a Keras layer with:
 - `features`: which of `FEATURES` the kind supports; a call that needs one it lacks is refused
   with one line naming the layers (`require`);
 - `training_matmuls`: matmuls (or convolutions) of the kernel's shape in one training forward
-  pass (`tflth.pruning.flops`).
+  pass (`tflth.pruning.flops`);
+- `inclusion_probability()`: the probability that each weight is in the network (L0: P(gate
+  != 0); a spike-and-slab prior: P(z = 1)) as a numpy array, None for a kind that has none (the "inclusion"
+  score); `prior_variables`: the variational prior's variables by name (Bayesian layers; the
+  scores of `tflth.pruning.scores` read them), empty elsewhere.
 
 `tflth.layers.MaskedDense` and `MaskedConv2D` implement it; L0 and Bayesian layers build on them
 and declare fewer features. It lives in `tflth.pruning`, below the layers (which import it), so
 that pruning needs no layer module. A kind that declares "straight_through" honours a
 `straight_through` attribute (`tflth.pruning.straight_through` sets it).
 """
+import types
+
 import numpy as np
 
 # Everything a kind may support beyond being pruned, and what it means.
@@ -36,6 +42,10 @@ class Prunable:
     features = frozenset()
     kind = "prunable"  # how errors name this kind of layer ("masked", "L0", "Bayesian")
     training_matmuls = 1
+    prior_variables = types.MappingProxyType({})
+
+    def inclusion_probability(self):
+        return None
 
     def deterministic_weights(self):
         raise NotImplementedError(f"{type(self).__qualname__} must define deterministic_weights()")

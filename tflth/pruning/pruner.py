@@ -124,7 +124,7 @@ def prune_to(model, sparsity, score="magnitude", allocation="uniform", overrides
     from all ones, so a pruned weight whose dense value grew back returns). `context` goes to the
     score (`data=(x, y)` for "snip"). Returns the new masks. Nothing is changed if an argument is bad."""
     _, layers, _, roles = check_prune_args(model, 0.0, score, "layerwise", None, exclude)
-    if regrow and not all(getattr(layer, "straight_through", False) for layer in layers):
+    if regrow and not all("straight_through" in layer.features and layer.straight_through for layer in layers):
         raise ValueError("regrow=True needs straight-through layers (tflth.pruning.straight_through(model)): "
                          "other layers hold 0 where they are pruned")
     names = [layer.name for layer in layers]

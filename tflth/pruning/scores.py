@@ -13,7 +13,6 @@ import zlib
 
 import numpy as np
 
-from tflth.ops import hard_concrete as hc
 from tflth.pruning.prunable import deployed_weights
 
 _SCORES = {}
@@ -99,15 +98,11 @@ def log_alpha(layer, **_):
 def inclusion(layer, **_):
     """The posterior probability that a weight is in the network: P(z = 1) of a spike-and-slab
     prior, or P(z != 0) of an L0 gate (expanded to the weights it switches)."""
-    if hasattr(layer, "log_alpha") and hasattr(layer, "zeta"):  # L0 layers (tflth.layers.L0Dense)
-        p = hc.prob_nonzero(layer.log_alpha, layer.beta, layer.gamma, layer.zeta)
-    else:
-        variables = getattr(layer, "prior_variables", {})
-        if "inclusion_logits" not in variables:
-            raise ValueError(f"score 'inclusion' needs L0 layers or Bayesian layers with a SpikeAndSlab prior; "
-                             f"layer {layer.name!r} ({type(layer).__qualname__}) has neither")
-        p = 1.0 / (1.0 + np.exp(-np.asarray(variables["inclusion_logits"])))
-    return np.broadcast_to(np.asarray(p), tuple(layer.kernel.shape)).copy()
+    p = layer.inclusion_probability()
+    if p is None:
+        raise ValueError(f"score 'inclusion' needs L0 layers or Bayesian layers with a SpikeAndSlab prior; "
+                         f"layer {layer.name!r} ({type(layer).__qualname__}) has neither")
+    return np.array(p)
 
 
 @register_score("horseshoe_scale")
@@ -116,7 +111,7 @@ def horseshoe_scale(layer, **_):
     (an input neuron of a dense layer, a filter of a conv), the same for the whole group, so whole
     neurons go together (node pruning; `threshold=1` drops groups whose scale is back at the
     prior). See `tflth.priors.Horseshoe.scale_snr` for why not E[s z] itself."""
-    variables = getattr(layer, "prior_variables", {})
+    variables = layer.prior_variables
     if "group_loc" not in variables:
         raise ValueError(f"score 'horseshoe_scale' needs Bayesian layers with a Horseshoe prior; layer "
                          f"{layer.name!r} ({type(layer).__qualname__}) has none")

@@ -174,6 +174,9 @@ def _train_seed(hparams, folder, seed, data, verbose, extra_callbacks, **train_k
                    **runs.training_metrics(model, data, seed, rows, 0, spent, timing),
                    "weights_remaining": arch.weights_kept, "architecture": arch.to_dict(), "pruned": None,
                    "mask_weights_remaining": 100.0 * (1.0 - pruning.sparsity(model)["total"]), "calibration": None}
+        taken = sorted(k for k in measured if metrics.get(k) is not None or k in ("pruned", "weights_sha256"))
+        if taken:  # a kind adds its own keys, or fills those left None for it ("calibration")
+            raise ValueError(f"kind {kind.name!r}: measure() returned {taken}, which the runner writes itself")
         metrics.update(measured)
         metrics["weights_sha256"] = io.save_weights(model, runs.final_weights(folder))  # before any pruning
         if hparams.sparsity.keep_percent:

@@ -33,7 +33,7 @@ import dataclasses
 import keras_tuner
 import numpy as np
 
-from tflth import distribute, engine, pruning, runs
+from tflth import distribute, engine, internals, pruning, runs
 from tflth.failures import NonFiniteLoss, RunFailure
 from tflth.arguments import is_integer
 from tflth.lottery import paths as lottery_paths
@@ -91,9 +91,8 @@ def score(val_accuracy, weights_kept, max_weights_kept=100.0, kept_cost=0.0):
 def _tuner_checkpoint(callbacks):
     """(keras-tuner's checkpoint callback or None, the other callbacks). The checkpoint would
     save the epoch of best validation accuracy, which for a pruning schedule is a denser model
-    than the trial's result: it is called once, on the final model, instead. Its class lives in a
-    private module of keras-tuner, so it is recognised here alone, by what it holds."""
-    checkpoint = [c for c in callbacks if type(c).__name__ == "SaveBestEpoch" and hasattr(c, "filepath")]
+    than the trial's result: it is called once, on the final model, instead."""
+    checkpoint = [c for c in callbacks if isinstance(c, internals.tuner_checkpoint_class())]
     return (checkpoint[0] if checkpoint else None), [c for c in callbacks if c not in checkpoint]
 
 

@@ -53,7 +53,7 @@ class SearchHparams:
     max_epochs: int = field(0, "hyperband: the longest trial in epochs of --eval_every iterations "
                                "(0: --iterations / --eval_every).")
     factor: int = field(3, "hyperband: the reduction factor between rounds.")
-    levels: int = field(0, "Lottery searches (recipes/tune_lottery.py): the pruning levels each trial trains; "
+    levels: int = field(0, "Lottery searches (tflth tune_lottery): the pruning levels each trial trains; "
                            "its model is the last level's ticket.")
 
     def __post_init__(self):
@@ -93,7 +93,7 @@ class TuneHparams(Sections):
     def __post_init__(self):
         self.search.ranges(TrainerHparams)  # checks --search against the base run's flags
         if self.search.levels:
-            fail("levels", self.search.levels, "only lottery searches (recipes/tune_lottery.py) have levels")
+            fail("levels", self.search.levels, "only lottery searches (tflth tune_lottery) have levels")
 
     @property
     def base(self):

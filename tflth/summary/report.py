@@ -3,13 +3,14 @@ run folder or for sparse-training run folders."""
 import json
 import os
 
+from tflth import schema
+
 from .imp_comparison import compare_lottery
 from .lottery import aggregate, missing, pair_controls
 from .markdown import sparse_markdown, to_markdown
 from .plots import plot, plot_sparse
 from .read import collect, read_title
 from .sparse import aggregate_sparse, missing_sparse
-from .tflth_modules import schema
 
 _SPREAD = "sample std (ddof=1); ci: 95% t interval of the mean over seeds (tflth.stats.describe)"
 _PAIRED_TEST = ("paired_difference of tflth.stats: diff = test error (points) minus that of {baseline} on the shared "

@@ -4,9 +4,10 @@ beside the IMP level nearest in weights kept."""
 import math
 import os
 
+from tflth import schema
+
 from .lottery import aggregate
 from .read import SummaryError, collect, load_json, number, read_hparams, run_kind, section
-from .tflth_modules import schema
 
 
 MATCH = 0.15  # the lottery level nearest in weights kept is a match within 15% (relative)

@@ -1,6 +1,5 @@
-"""The parts of tools/summarize.py, by what they do:
+"""`tflth summarize` (its command line: cli), in parts by what they do:
 
-tflth_modules   tflth's schema (what run folders hold) and statistics, loaded without TensorFlow
 read            run folders and their metrics.json files as records; hparams.json; the kind of a folder
 over_seeds      statistics over seeds: spread, interval, training cost, paired differences
 lottery         a lottery run's records as rows, one per level
@@ -9,5 +8,4 @@ imp_comparison  each sparse variant beside the lottery level nearest in weights 
 markdown        the tables
 plots           the figures
 report          one summary: markdown, JSON and figures
-atomic          files written whole or not at all
 """

@@ -3,9 +3,10 @@ the settings that tell it apart from the other folders, and the seeds it lacks."
 import json
 import os
 
+from tflth import schema
+
 from .over_seeds import correct_by_seed, describe, mean_cost, paired
 from .read import SummaryError, collect_sparse, read_hparams, section
-from .tflth_modules import schema
 
 
 # hparams with a column of their own (the method's name or Strength): never in "Other settings"

@@ -2,7 +2,7 @@
 cost, and the paired difference with a baseline on the same seeds and test examples."""
 import numpy as np
 
-from .tflth_modules import stats as tflth_stats
+from tflth import stats as tflth_stats
 
 
 def describe(values, scale=1.0):

@@ -1,15 +1,12 @@
 """Run folders read back: the records of their metrics.json files (`tflth.schema` names what a
 runner writes), their hyperparameters and their kind. Whatever a file holds that the summary
 cannot use is a SummaryError naming the file."""
-import base64
 import glob
 import json
 import math
 import os
 
-import numpy as np
-
-from .tflth_modules import schema
+from tflth import io, schema
 
 
 class SummaryError(ValueError):
@@ -49,13 +46,13 @@ def _correct(packed, path):
     if packed is None:
         return None
     try:
-        n, raw = packed["n"], base64.b64decode(packed["bits"], validate=True)
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1 or len(raw) != (n + 7) // 8:
-            raise ValueError(f"{len(raw)} bytes for n={n!r}")
+        n = packed["n"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n={n!r}")
+        return io.unpack_bits(packed)
     except (KeyError, TypeError, ValueError) as e:  # binascii.Error is a ValueError
         raise SummaryError(f"{path}: corrupt metrics.json ('test_correct' is not the {{\"n\", \"bits\"}} of "
                            f"tflth.io.pack_bits: {type(e).__name__}: {e})") from None
-    return np.unpackbits(np.frombuffer(raw, np.uint8), count=n).astype(bool)
 
 
 def collect(run_dir):

@@ -1,13 +1,13 @@
 """The figures: a lottery run's accuracy, early-stop iteration and validation curves against
 weights remaining (Frankle & Carbin 2019, Figures 3-4), and the sparse variants' test error
 against weights kept. matplotlib is imported when a figure is drawn."""
-import io
 import math
 import os
 
 import numpy as np
 
-from . import atomic
+from tflth.io import atomic_path
+
 from .lottery import branches_of, early_stop_acc
 from .read import number
 
@@ -42,10 +42,11 @@ def _finish(plt, fig, ax, heading, path, **legend):
     ax.grid(True, alpha=0.4)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, **legend)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic.write(path, buf.getvalue())
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 
