@@ -88,6 +88,17 @@ def test_calibration_by_hand():
         bayes.calibration(probs[:3], labels)
 
 
+def test_calibration_matches_tensorflow_probability():
+    import tensorflow_probability as tfp
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 3.0, (500, 10))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 10, 500)
+    labels[:300] = probs[:300].argmax(axis=1)  # 60% or more right: not all bins alike
+    theirs = tfp.stats.expected_calibration_error(15, logits=logits.astype(np.float32), labels_true=labels)
+    assert bayes.calibration(probs, labels)["ece"] == pytest.approx(float(theirs), abs=1e-5)
+
+
 DETERMINISTIC = [priors.Normal(), priors.LogUniform(), priors.Horseshoe(), priors.SpikeAndSlab()]
 
 

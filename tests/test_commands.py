@@ -135,3 +135,12 @@ def test_without_info_keeps_warnings_errors_and_other_lines():
     python = "sys:1: DeprecationWarning: old\n"
     assert startup.without_info(python + TENSORFLOW_START + warning) == python + TENSORFLOW_START.splitlines(
         keepends=True)[0] + warning
+
+
+def test_a_missing_extra_is_named(monkeypatch):
+    from tflth import extras
+    monkeypatch.setitem(sys.modules, "keras_tuner", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"^tflth.tuning \(tflth tune\) needs keras_tuner, which tflth installs as "
+                                          r"an extra: pip install 'tflth\[tuning\]'$"):
+        extras.need("keras_tuner", "tflth.tuning (tflth tune)")
+    assert extras.need("json", "reading") is __import__("json")

@@ -22,6 +22,8 @@ from tflth.pruning.callbacks import StepCallback
 from tflth.pruning.masks import prunable_layers
 from tflth.pruning.prunable import deployed_weights
 
+__all__ = ["KLWarmup", "bayesian_layers", "calibration", "predict", "sampling", "to_deterministic"]
+
 # What a Bayesian layer's config has beyond its masked layer's.
 _BAYESIAN_KEYS = ("prior", "dataset_size", "scale_init", "seed", "local_reparameterization")
 
@@ -77,6 +79,8 @@ def calibration(probs, labels, bins=15):
     confidence, predicted = probs.max(axis=1), probs.argmax(axis=1)
     correct = predicted == labels
     nll = -np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], 1e-12)))
+    # tfp.stats.expected_calibration_error computes the same ECE (tests/test_bayes.py checks
+    # it); tflth does not depend on TensorFlow Probability, whose Keras layers are Keras 2's.
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     ece = sum(abs(correct[which == b].mean() - confidence[which == b].mean()) * np.mean(which == b)
               for b in range(bins) if np.any(which == b))

@@ -14,7 +14,7 @@ import sys
 
 from absl import app, flags
 
-from tflth import commands, determinism, distribute
+from tflth import commands, determinism, distribute, flagfiles
 from tflth.failures import RunFailure, disk_full, no_space
 
 
@@ -66,11 +66,12 @@ def fail(message):
 
 @contextlib.contextmanager
 def bad_input(*also):
-    """Checks and loading inside: a ValueError or RuntimeError (or one of `also`) is bad input,
-    reported by `fail` with its first line, before anything is written."""
+    """Checks and loading inside: a ValueError, RuntimeError or ImportError (an extra not
+    installed; or one of `also`) is bad input, reported by `fail` with its first line, before
+    anything is written."""
     try:
         yield
-    except (ValueError, RuntimeError, *also) as e:
+    except (ValueError, RuntimeError, ImportError, *also) as e:
         fail(str(e).splitlines()[0])
 
 
@@ -103,16 +104,17 @@ def help_text(flag_values, program):
 
 
 def parse(flag_values):
-    """An absl `flags_parser` that prints `help_text` for --help (exit 0), turns a flag error into
-    one line and exit status 2, and refuses NaN and infinities in every float flag (checks
+    """An absl `flags_parser` that prints `help_text` for --help (exit 0), reads a --flagfile
+    given by name from those tflth ships (`tflth.flagfiles`), turns a flag error into one line
+    and exit status 2, and refuses NaN and infinities in every float flag (checks
     written `x <= 0` let NaN through)."""
     def parser(argv):
         if any(arg in HELP for arg in argv[1:]):
             print(help_text(flag_values, argv[0]))
             sys.exit(0)
         try:
-            rest = flag_values(argv)
-        except flags.Error as e:
+            rest = flag_values(flagfiles.resolve(argv))
+        except (ValueError, flags.Error) as e:
             fail(str(e).splitlines()[0])
         for name in flag_values:
             value = flag_values[name].value

@@ -26,6 +26,7 @@ COMMANDS = {
     "tune_lottery": ("tflth.tuning.cli", {"lottery": True}, "keras-tuner search over the lottery runner's flags"),
     "export": ("tflth.export.cli", {}, "a run's model as a smaller SavedModel (sparse or compacted)"),
     "summarize": ("tflth.summary.cli", {}, "tables and figures of run folders (lottery or sparse training)"),
+    "flags": ("tflth.flagfiles", {}, "the flagfiles tflth ships, by name (--flagfile=NAME)"),
 }
 
 

@@ -29,6 +29,10 @@ import tensorflow as tf
 
 from tflth import internals
 
+__all__ = ["AverageReplicaStatistics", "average_replica_statistics", "barrier", "batchnorm_statistics",
+           "check_batch_size", "get_strategy", "is_chief", "num_workers", "read_tf_config", "worker_root",
+           "xla_allowed"]
+
 NAMES = ("default", "mirrored", "multi_worker", "tpu")
 
 
@@ -172,6 +176,7 @@ def _cluster(strategy):
 
 
 def num_workers(strategy=None):
+    """The number of worker machines of a multi-worker `strategy` (TF_CONFIG's cluster), else 1."""
     resolver = _cluster(strategy)
     if resolver is None:
         return 1

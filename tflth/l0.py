@@ -15,6 +15,8 @@ from tflth.pruning import flops
 from tflth.pruning.masks import prunable_layers, set_masks
 from tflth.pruning.prunable import Prunable, deployed_weights
 
+__all__ = ["Architecture", "LayerReport", "architecture", "compact", "gate_layers", "masks_from_gates"]
+
 
 def gate_layers(model):
     """The model's L0 layers, in order."""
@@ -50,6 +52,7 @@ def compact(model, name=None):
 
 @dataclasses.dataclass(frozen=True)
 class LayerReport:
+    """One layer of an `Architecture`: what is kept of its inputs, units and weights, and its FLOPs."""
     name: str
     kind: str            # "dense" or "conv"
     inputs: int          # input neurons / channels used, of `inputs_total`
@@ -64,6 +67,8 @@ class LayerReport:
 
 @dataclasses.dataclass(frozen=True)
 class Architecture:
+    """What remains of a network after pruning, layer by layer (`architecture(model)`); str() is
+    a short report."""
     layers: tuple
 
     @property

@@ -32,6 +32,7 @@ from tflth.ops import variational as vi
 # a dense kernel (Louizos et al. 2017 prune input neurons, as L0's neuron gates do), an output
 # filter of a conv kernel.
 GROUPS = ("input", "output")
+"""What one horseshoe scale multiplies: an input neuron's weights, or an output unit's."""
 
 # Registered as "tflth.priors>Name": tflth.regularizers already owns "tflth>LogUniform" and
 # "tflth>Horseshoe", and Keras keeps one class per registered name (the last imported).
@@ -258,6 +259,7 @@ class SpikeAndSlab(Prior):
 
 
 PRIORS = {"normal": Normal, "log_uniform": LogUniform, "horseshoe": Horseshoe, "spike_and_slab": SpikeAndSlab}
+"""The variational priors by name (the `--prior` flag)."""
 
 
 def get(prior):

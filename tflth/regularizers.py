@@ -27,6 +27,12 @@ from keras import ops
 
 from tflth.arguments import is_number
 
+__all__ = ["Horseshoe", "HorseshoePlus", "InverseGammaGamma", "L1", "LogScaleT", "LogT", "LogUniform", "Lp",
+           "StudentT", "beta_prime_log_mixing", "horseshoe_exact_penalty", "horseshoe_penalty",
+           "horseshoe_plus_penalty", "interpolate", "inverse_gamma_gamma_penalty", "l1_penalty",
+           "log_scale_t_penalty", "log_t_penalty", "log_uniform_penalty", "lp_penalty", "scale_mixture_penalty",
+           "student_t_penalty", "tabulate"]
+
 _LOG_2PI = math.log(2.0 * math.pi)
 # Trapezoid step in log(lam). The integrands are analytic in a strip of half-width
 # about pi/4 around the real axis, so the error falls like exp(-pi^2 / (2 h))

@@ -19,6 +19,7 @@ HPARAMS, FLAGS, METRICS = "hparams.json", "flags.txt", "metrics.json"
 REPLICATE, LEVEL, SEED = "replicate_{}", "level_{}", "seed_{}"  # folders numbered by seed or level
 
 CONTROLS = ("reinit", "random_prune", "continue")
+"""The lottery's control branches, trained beside each level's winning ticket."""
 BRANCHES = ("main", *CONTROLS)  # a lottery level's trainings: the winning ticket, then its controls
 
 

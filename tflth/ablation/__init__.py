@@ -3,5 +3,5 @@ from tflth.ablation.methods import IMP_FRACTION, METHODS, NAMES, imp_kept, imp_l
 from tflth.ablation.report import check, summary, table, write
 from tflth.ablation.runner import Study, collect, run
 
-__all__ = ["IMP_FRACTION", "METHODS", "NAMES", "Study", "check", "collect", "imp_kept", "imp_levels", "run",
-           "sparsity_hparams", "summary", "table", "write"]
+__all__ = ["Study", "check", "collect", "imp_kept", "imp_levels", "run", "sparsity_hparams", "summary", "table",
+           "write"]

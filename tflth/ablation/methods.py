@@ -46,6 +46,7 @@ from tflth.pruning import available_scores
 from tflth.trainer.hparams import SparsityHparams
 
 IMP_FRACTION = 1.0 - 0.5 ** (1.0 / 3.0)
+"""The IMP arms' pruning fraction per level: the weights kept halve every three levels."""
 # {name: PruningHparams arguments of the lottery run} (`late` rewinding: see rewind_iteration).
 IMP = {"imp": dict(scope="global", fraction_output=-1.0),
        "imp_late": dict(scope="global", fraction_output=-1.0, late=True),
@@ -95,7 +96,9 @@ METHODS = {
                                   "prior_args": "max_weight_scale=0.2", **_gradual("magnitude", keep, t, 0.2)},
     "snr": lambda keep, t: {**_bayes("normal", "flipout"), **_gradual("snr", keep, t, 0.1, end=0.7)},
 }
+"""The one-training methods: name -> (keep %, iterations) -> their sparse-training flags."""
 NAMES = tuple(IMP) + tuple(METHODS)
+"""Every method the ablation runs, IMP arms first."""
 
 
 def split(method):
@@ -133,6 +136,7 @@ def imp_levels(keep):
 
 
 def imp_kept(level):
+    """The % of weights an IMP arm keeps at `level`."""
     return 100.0 * (1.0 - IMP_FRACTION) ** level
 
 

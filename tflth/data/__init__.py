@@ -4,5 +4,4 @@ from tflth.data.idx import read_idx
 from tflth.data.loaders import (DATASETS, ENV_VAR, PACKAGED_MNIST, PERMUTATION_SEED, SPLITS,
                                  DatasetInfo, arrays, info, load)
 
-__all__ = ["DATASETS", "ENV_VAR", "PACKAGED_MNIST", "PERMUTATION_SEED", "SPLITS", "DatasetInfo",
-           "arrays", "info", "load", "read_idx"]
+__all__ = ["DatasetInfo", "arrays", "info", "load", "read_idx"]

@@ -15,17 +15,22 @@ import types
 import numpy as np
 import tensorflow as tf
 
+from tflth import extras
 from tflth.data.idx import read_idx
 
 ENV_VAR = "TFLTH_DATA_DIR"
+"""The environment variable naming a data folder when no `data_dir=` is given."""
 # The original MNIST IDX files ship inside the package (package data, CC BY-SA 3.0; see its
 # README.md), so MNIST needs no network: its default source when no data_dir is given.
 PACKAGED_MNIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist")
+"""The folder of the MNIST IDX files packaged with tflth."""
 SPLITS = ("train", "validation", "test")
+"""The splits `load` and `arrays` take (validation: the last examples of the training set)."""
 # The seed of permuted MNIST's pixel order. It feeds numpy's legacy RandomState, whose
 # streams NumPy keeps frozen across versions and platforms (NEP 19; default_rng's are not
 # promised), so the order is the same in every process and on every machine.
 PERMUTATION_SEED = 0
+"""The seed of permuted MNIST's pixel order."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,7 @@ DATASETS = types.MappingProxyType({
     # MNIST's images, label 0 for the digits 0-4 and 1 for 5-9.
     "mnist_0to4_vs_5to9": DatasetInfo((28, 28, 1), 2, 60_000, 10_000, 5_000),
 })
+"""The datasets tflth knows, by name: their `DatasetInfo`."""
 
 
 def _permute_pixels(x, y):
@@ -272,8 +278,8 @@ def _read_idx_split(name, root, base_split):
 
 
 def _tfds_arrays(name, split, root):
+    tfds = extras.need("tensorflow_datasets", f"dataset {name!r}")  # slow to import: only when needed
     try:
-        import tensorflow_datasets as tfds  # slow to import: only when needed
         builder = tfds.builder(name, data_dir=root)
         prepared = builder.is_prepared()
     except Exception as e:  # noqa: BLE001 - anything tfds raises means "no data"
@@ -336,8 +342,8 @@ def _imagenet(split, root, held_out, shuffle, seed):
         tfds_split = f"train[-{held_out}:]"
     else:
         tfds_split = f"train[:-{held_out}]" if held_out else "train"
+    tfds = extras.need("tensorflow_datasets", "imagenet2012")
     try:
-        import tensorflow_datasets as tfds
         ds = tfds.load(
             "imagenet2012", split=tfds_split, as_supervised=True, data_dir=root,
             shuffle_files=shuffle, read_config=tfds.ReadConfig(shuffle_seed=seed),

@@ -10,6 +10,7 @@ from tflth.hparams import check_numbers, fail, field, one_of
 
 @dataclasses.dataclass(frozen=True)
 class DatasetHparams:
+    """Which data a run trains on and how it is batched (flags of every runner)."""
     dataset: str = field("mnist", "Dataset name (tflth.data).")
     batch_size: int = field(60, "Training batch size.")
     validation_size: int = field(5000, "Training examples held out for validation (the last ones).")
@@ -26,6 +27,7 @@ class DatasetHparams:
 
 @dataclasses.dataclass(frozen=True)
 class TrainingHparams:
+    """How a model is trained: optimizer, learning-rate schedule, length, evaluation, precision."""
     optimizer: str = field("adam", "adam | sgd (with --momentum).")
     lr: float = field(1.2e-3, "Learning rate.")
     momentum: float = field(0.0, "SGD momentum.")

@@ -34,6 +34,7 @@ FLOPS_EVERY = 100  # steps between readings of the masks for the FLOP count, at 
 
 
 def progress_file(folder):
+    """The file of a training's evaluation rows so far, in its run folder."""
     return os.path.join(folder, "progress.npz")
 
 
@@ -86,6 +87,7 @@ def timed(timing, part):
 
 
 def tensorboard_dir(folder):
+    """The folder of a training's TensorBoard logs, in its run folder."""
     return os.path.join(folder, "tb")
 
 

@@ -9,4 +9,4 @@
 from tflth.export.saving import FORMATS, export_model, folder_sizes, save_sparse, to_tflite, tflite_bytes
 from tflth.export.strip import strip
 
-__all__ = ["FORMATS", "export_model", "folder_sizes", "save_sparse", "strip", "tflite_bytes", "to_tflite"]
+__all__ = ["export_model", "folder_sizes", "save_sparse", "strip", "tflite_bytes", "to_tflite"]

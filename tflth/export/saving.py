@@ -31,6 +31,7 @@ from tflth.pruning.compact import is_weighted
 from tflth.pruning.prunable import deployed_weights, is_prunable
 
 FORMATS = ("dense", "sparse", "compact")
+"""The SavedModel formats `save` writes: dense kernels, sparse (CSR) kernels, or fewer units."""
 REPORT = "tflth_export.json"
 
 

@@ -12,6 +12,9 @@ import keras
 
 @dataclasses.dataclass(frozen=True)
 class LayerFamily:
+    """A family of layers every architecture of `tflth.models` can be built from: its `name`
+    (the `family=` argument), its `dense` and `conv2d` constructors (taking Keras' Dense and
+    Conv2D arguments), and whether its layers take `dataset_size=`."""
     name: str
     dense: Callable[..., keras.layers.Layer]
     conv2d: Callable[..., keras.layers.Layer]

@@ -5,5 +5,5 @@ from tflth.lottery.hparams import (DatasetHparams, LotteryHparams, ModelHparams,
                                    TrainingHparams)
 from tflth.lottery.runner import Replicate, run
 
-__all__ = ["CONTROLS", "DatasetHparams", "LotteryHparams", "ModelHparams", "PruningHparams", "Replicate",
-           "TrainingHparams", "paths", "run"]
+__all__ = ["DatasetHparams", "LotteryHparams", "ModelHparams", "PruningHparams", "Replicate", "TrainingHparams",
+           "paths", "run"]

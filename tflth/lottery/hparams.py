@@ -15,6 +15,7 @@ OPTIMIZER_STATES = ("fresh", "rewind")
 
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
+    """The architecture and the layer family it is built from."""
     model: str = field("lenet_300_100", "Architecture (tflth.models).")
     family: str = field("masked", "Layer family the architecture is built from.")
 
@@ -27,6 +28,7 @@ class ModelHparams:
 
 @dataclasses.dataclass(frozen=True)
 class PruningHparams:
+    """How each lottery level prunes and where its ticket rewinds to."""
     score: str = field("magnitude", "Pruning score (tflth.pruning.available_scores()).")
     scope: str = field("layerwise", "layerwise | global.")
     fraction: float = field(0.2, "Fraction of the remaining weights pruned per level (dense layers; "

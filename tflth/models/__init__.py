@@ -19,6 +19,7 @@ MODELS = {
     "resnet20": resnet20,
     "resnet56": resnet56,
 }
+"""The architectures by name (`get_model(name, ...)`, the `--model` flag)."""
 
 
 def get_model(name, **kw):

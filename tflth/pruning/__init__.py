@@ -16,13 +16,9 @@ from tflth.pruning.schedules import Every, OneShot, PolynomialDecay
 from tflth.pruning.scores import available_scores, get_score, register_score, score_layers
 from tflth.pruning.structured import prune_nm, prune_units
 
-__all__ = [
-    "ALLOCATIONS", "Every", "FEATURES", "OneShot", "PolynomialDecay", "PruneCallback", "Prunable", "ROLES",
-    "Rewind", "RigL", "SCOPES", "SET", "Snapshot", "SparsityLogger", "StepCallback", "allocate", "apply_mask",
-    "available_scores", "check_prune_args",
-    "current_sparsity", "deployed_weights", "forward_flops", "fresh_weights", "get_masks", "get_score", "global_masks", "is_prunable",
-    "keep_masks_after_ema", "layer_roles", "layerwise_masks", "prunable_layers", "prune", "prune_nm",
-    "prune_to", "prune_units", "random_masks_like", "register_score", "reset_optimizer", "restore_optimizer",
-    "restore_weights", "score_layers", "set_masks", "snapshot_optimizer", "snapshot_weights", "sparsity",
-    "straight_through",
-]
+__all__ = ["Every", "OneShot", "PolynomialDecay", "PruneCallback", "Prunable", "Rewind", "RigL", "SET", "Snapshot",
+           "SparsityLogger", "StepCallback", "allocate", "apply_mask", "available_scores", "current_sparsity",
+           "deployed_weights", "forward_flops", "fresh_weights", "get_masks", "get_score", "is_prunable",
+           "keep_masks_after_ema", "layer_roles", "prunable_layers", "prune", "prune_nm", "prune_to", "prune_units",
+           "random_masks_like", "register_score", "reset_optimizer", "restore_optimizer", "restore_weights",
+           "set_masks", "snapshot_optimizer", "snapshot_weights", "sparsity", "straight_through"]

@@ -17,6 +17,7 @@ import numpy as np
 from tflth.arguments import is_number
 
 ALLOCATIONS = ("uniform", "global", "erk")
+"""How `prune_to` shares a target sparsity among layers (see the module docstring)."""
 
 
 def _fraction(value, what):

@@ -34,6 +34,7 @@ FEATURES = {
     "kernel_is_weights": "computes with kernel * mask alone, so changing the kernel changes the function "
                          "(SET and RigL drop and grow kernel entries)",
 }
+"""What a prunable layer kind may support beyond being pruned (`Prunable.features`), and what it means."""
 
 
 class Prunable:

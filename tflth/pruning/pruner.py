@@ -8,7 +8,9 @@ from tflth.pruning.masks import apply_mask, get_masks, prunable_layers, set_mask
 from tflth.pruning.scores import get_score, score_layers
 
 SCOPES = ("layerwise", "global")
+"""How `prune` ranks weights: within each layer, or over all layers at once."""
 ROLES = ("conv", "dense", "output")
+"""What a layer is for `exclude=` and `overrides=`: a conv layer, a dense layer, the output layer."""
 
 
 def layer_roles(model):

@@ -37,6 +37,7 @@ def get_score(score):
 
 
 def available_scores():
+    """The names of the registered scores (`register_score`), sorted."""
     return sorted(_SCORES)
 
 

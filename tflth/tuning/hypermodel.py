@@ -43,7 +43,9 @@ from tflth.trainer import runner as trainer
 from tflth.tuning import space as space_module
 
 METRICS = {"score": "max", "val_accuracy": "max", "val_loss": "min", "weights_kept": "min"}
+"""The objectives a search can take, each with its direction."""
 REPORTED = tuple(METRICS) + ("test_accuracy",)
+"""What each trial reports (the test accuracy too, which no objective reads)."""
 
 
 def objective(name):
@@ -84,6 +86,8 @@ def check_objective(obj):
 
 
 def score(val_accuracy, weights_kept, max_weights_kept=100.0, kept_cost=0.0):
+    """The "score" objective: validation accuracy less `kept_cost` per 100% of weights kept,
+    and less 1 (plus the excess) above `max_weights_kept`."""
     over = weights_kept - max_weights_kept
     return val_accuracy - kept_cost * weights_kept / 100.0 - (1.0 + over / 100.0 if over > 0 else 0.0)
 

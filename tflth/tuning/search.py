@@ -37,6 +37,7 @@ CHECK_EXAMPLES = 256
 
 @dataclasses.dataclass(frozen=True)
 class SearchHparams:
+    """The search itself: the ranges (--search), the tuner, its objective and budget."""
     search: str = field("", "Comma-separated ranges name=kind:arguments over the flags of the base run, e.g. "
                             "'prune_to=log:1:20,prune_start=int:0:20000:2500,lr=log:3e-4:3e-3' or, with --prior, "
                             "'prior_args.global_scale=log:1e-6:1e-3' (kinds: float, log, int, choice; see "
