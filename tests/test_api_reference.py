@@ -21,3 +21,9 @@ def test_a_public_name_without_a_docstring_is_reported(monkeypatch):
     from tflth import pruning
     monkeypatch.setattr(pruning.prune, "__doc__", None)
     assert api_reference.undocumented() == ["tflth.pruning.prune: no docstring"]
+
+
+def test_a_class_inheriting_its_docstring_is_reported(monkeypatch):
+    from tflth import pruning
+    monkeypatch.setattr(pruning.OneShot, "__doc__", None)  # pdoc would show its base's
+    assert api_reference.undocumented() == ["tflth.pruning.OneShot: no docstring"]

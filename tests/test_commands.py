@@ -145,3 +145,13 @@ def test_a_missing_extra_is_named(monkeypatch):
                                           r"an extra: pip install 'tflth\[tuning\]'$"):
         extras.need("keras_tuner", "tflth.tuning (tflth tune)")
     assert extras.need("json", "reading") is __import__("json")
+
+
+def test_a_command_missing_its_extra_exits_2_naming_it(tmp_path):
+    code = ("import sys; sys.modules['tensorflow_datasets'] = None; from tflth import commands; "
+            f"commands.main(['lottery', '--dataset=cifar10', '--root={tmp_path}'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_quiet_env(),
+                            timeout=600)
+    assert result.returncode == 2 and not os.listdir(tmp_path)
+    assert result.stderr == "error: dataset 'cifar10' needs tensorflow_datasets, which tflth installs as an extra: " \
+                            "pip install 'tflth[datasets]'\n"

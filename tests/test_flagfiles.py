@@ -30,20 +30,30 @@ def test_a_flagfile_by_name_by_file_name_or_by_path(tmp_path, monkeypatch):
         ["prog", f"--flagfile={path}", "--seeds=1"]
     assert flagfiles.resolve(["--flagfile=mnist_lth_quick.cfg"]) == [f"--flagfile={path}"]
     assert flagfiles.resolve(["--flagfile", "mnist_lth_quick"]) == ["--flagfile", path]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist_lth").mkdir()  # a folder of that name (a summary's --out) hides nothing
+    assert flagfiles.resolve(["--flagfile=mnist_lth"]) == [f"--flagfile={flagfiles.path('mnist_lth')}"]
     own = tmp_path / "mnist_lth_quick"  # a file of the user's own wins over the shipped name
     own.write_text("--seeds=3\n")
-    monkeypatch.chdir(tmp_path)
     assert flagfiles.resolve(["--flagfile=mnist_lth_quick"]) == ["--flagfile=mnist_lth_quick"]
 
 
 @pytest.mark.parametrize("value, says", [
     ("mnist_lth_qick", "--flagfile=mnist_lth_qick: no such file, and not a flagfile tflth ships; those are: "
                        "cifar10_conv2,"),
-    (os.path.join("recipes", "flags", "nope.cfg"), "no such file")])
+    (os.path.join("recipes", "flags", "nope.cfg"), "no such file (tflth flags)"),
+    (os.path.join("elsewhere", "flags", "mnist_lth.cfg"), "no such file; tflth ships mnist_lth: --flagfile=mnist_lth")])
 def test_an_unknown_flagfile_is_one_line(value, says):
     with pytest.raises(ValueError) as e:
         flagfiles.resolve([f"--flagfile={value}"])
     assert says in str(e.value) and "\n" not in str(e.value)
+
+
+def test_tflth_flags_help(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["tflth flags", "--help"])
+    assert flagfiles.main() == 0 and capsys.readouterr().out.startswith("usage: tflth flags")
+    monkeypatch.setattr("sys.argv", ["tflth flags", "mnist"])
+    assert flagfiles.main() == 2
 
 
 def test_tflth_flags_lists_them(capsys, monkeypatch):

@@ -125,7 +125,8 @@ def test_a_keras_outside_the_checked_versions_stops_the_import_with_one_line(mon
     internals.check_versions()  # the installed ones are checked
     monkeypatch.setattr(keras, "__version__", "3.99.0")
     with pytest.raises(ImportError, match=r"^tflth supports keras 3\.15\.x; this environment has keras 3\.99\.0 "
-                                          r"\(pip install -e \. installs a supported one\)$"):
+                                          r"\(pip install tflth installs a supported one; in a clone, "
+                                          r"pip install -e \.\)$"):
         internals.check_versions()
 
 
@@ -138,7 +139,8 @@ def test_another_backend_or_an_unchecked_keras_tuner_stops_with_one_line(monkeyp
         internals.check_versions()
     internals.check_keras_tuner_version()
     monkeypatch.setattr(keras_tuner, "__version__", "1.5.0")
-    with pytest.raises(ImportError, match=r"^tflth supports keras-tuner 1\.4\.x; this environment has keras-tuner "):
+    with pytest.raises(ImportError, match=r"^tflth supports keras-tuner 1\.4\.x; this environment has keras-tuner "
+                                          r"1\.5\.0 \(pip install 'tflth\[tuning\]' installs a supported one"):
         internals.check_keras_tuner_version()
 
 

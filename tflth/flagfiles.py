@@ -1,6 +1,7 @@
 """The flagfiles tflth ships (tflth/flags/*.cfg; `recipes/flags` in a clone), usable by name:
 `tflth lottery --flagfile=mnist_lth_quick` reads tflth/flags/mnist_lth_quick.cfg wherever tflth
 is installed. `tflth flags` lists them. A --flagfile that names an existing file is that file.
+Names are read on the command line; inside a flagfile, --flagfile takes a path (absl reads it).
 """
 import os
 import sys
@@ -26,13 +27,15 @@ def heading(name):
 
 
 def _resolved(value):
-    if os.path.exists(value):
+    if os.path.isfile(value):
         return value
     name = value[:-len(".cfg")] if value.endswith(".cfg") else value
     if os.sep not in value and name in names():
         return path(name)
     if os.sep in value:
-        raise ValueError(f"--flagfile={value}: no such file")
+        shipped = os.path.basename(name)
+        hint = f"; tflth ships {shipped}: --flagfile={shipped}" if shipped in names() else " (tflth flags)"
+        raise ValueError(f"--flagfile={value}: no such file{hint}")
     raise ValueError(f"--flagfile={value}: no such file, and not a flagfile tflth ships; those are: "
                      f"{', '.join(names())} (tflth flags)")
 
@@ -54,6 +57,9 @@ def resolve(argv):
 
 def main():
     """`tflth flags`: the shipped flagfiles, one per line with what it runs."""
+    if sys.argv[1:] in (["-h"], ["--help"]):
+        print("usage: tflth flags   (lists the flagfiles tflth ships; use one with --flagfile=NAME)")
+        return 0
     if sys.argv[1:]:
         print(f"error: tflth flags takes no arguments (got {' '.join(sys.argv[1:])})", file=sys.stderr)
         return 2

@@ -26,7 +26,8 @@ def _minor(version):
 def check_versions():
     """ImportError (one line) when the installed Keras or TensorFlow is outside the checked range,
     or Keras runs on another backend than TensorFlow."""
-    _check(("keras", keras.__version__, KERAS_VERSIONS), ("tensorflow", tf.__version__, TENSORFLOW_VERSIONS))
+    _check("pip install tflth", ("keras", keras.__version__, KERAS_VERSIONS),
+           ("tensorflow", tf.__version__, TENSORFLOW_VERSIONS))
     if keras.backend.backend() != "tensorflow":
         raise ImportError(f"tflth runs on Keras' TensorFlow backend; this process has Keras' "
                           f"{keras.backend.backend()} backend (set KERAS_BACKEND=tensorflow, or \"backend\" in "
@@ -36,14 +37,15 @@ def check_versions():
 def check_keras_tuner_version():
     """check_versions for keras-tuner (tflth.tuning)."""
     import keras_tuner
-    _check(("keras-tuner", keras_tuner.__version__, KERAS_TUNER_VERSIONS))
+    _check("pip install 'tflth[tuning]'", ("keras-tuner", keras_tuner.__version__, KERAS_TUNER_VERSIONS))
 
 
-def _check(*installed):
+def _check(install, *installed):
     for name, version, checked in installed:
         if _minor(version) not in checked:
             raise ImportError(f"tflth supports {name} {', '.join(v + '.x' for v in checked)}; this environment "
-                              f"has {name} {version} (pip install -e . installs a supported one)")
+                              f"has {name} {version} ({install} installs a supported one; in a clone, "
+                              "pip install -e .)")
 
 
 def all_layers(model):

@@ -2,21 +2,23 @@
 
     python tools/api_reference.py [--out DIR]      (default: api/, which git ignores)
 
-A module's public names are those its __all__ lists. A listed name without a docstring, a
-module without __all__ or a warning of pdoc's (a reference it cannot resolve) stops the build
-with one line each and exit status 1; tests/test_api_reference.py runs it.
+A module's public names are those its __all__ lists. A listed name without a docstring of its
+own (a class does not inherit its base's here), a module without __all__, a module of tflth
+with __all__ that MODULES leaves out, or a warning of pdoc's stops the build with one line each
+and exit status 1; tests/test_api_reference.py runs it.
 """
 import argparse
 import importlib
 import pathlib
+import pkgutil
 import re
 import sys
 import types
 import warnings
 
-MODULES = ("tflth", "tflth.layers", "tflth.pruning", "tflth.models", "tflth.engine", "tflth.lottery", "tflth.data",
-           "tflth.bayes", "tflth.l0", "tflth.priors", "tflth.regularizers", "tflth.distribute", "tflth.export",
-           "tflth.tuning", "tflth.ablation")
+MODULES = ("tflth", "tflth.layers", "tflth.pruning", "tflth.models", "tflth.engine", "tflth.lottery", "tflth.trainer",
+           "tflth.data", "tflth.bayes", "tflth.l0", "tflth.priors", "tflth.regularizers", "tflth.distribute",
+           "tflth.export", "tflth.tuning", "tflth.ablation")
 
 
 def undocumented():
@@ -35,10 +37,16 @@ def undocumented():
             member = doc.get(public)
             if isinstance(getattr(module, public, None), types.ModuleType):
                 continue  # a submodule: documented as a module where MODULES lists it
+            obj = getattr(module, public, None)
+            own = obj.__dict__.get("__doc__") if isinstance(obj, type) else True  # pdoc shows a base's
             if member is None:
                 problems.append(f"{name}.{public}: listed in __all__ but not found")
-            elif not member.docstring.strip():
+            elif not member.docstring.strip() or not own:
                 problems.append(f"{name}.{public}: no docstring")
+    import tflth
+    for info in pkgutil.iter_modules(tflth.__path__, "tflth."):
+        if info.name not in MODULES and hasattr(importlib.import_module(info.name), "__all__"):
+            problems.append(f"{info.name}: has __all__ (public names) but is not in MODULES")
     return problems
 
 

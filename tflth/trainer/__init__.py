@@ -3,4 +3,4 @@ masks (and optionally pruning to a matched % of weights), through the one engine
 from tflth.trainer.hparams import PENALTIES, SECTIONS, SparsityHparams, TrainerHparams
 from tflth.trainer.runner import run
 
-__all__ = ["PENALTIES", "SECTIONS", "SparsityHparams", "TrainerHparams", "run"]
+__all__ = ["SparsityHparams", "TrainerHparams", "run"]

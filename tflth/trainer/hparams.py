@@ -43,6 +43,8 @@ class ModelHparams:
 
 @dataclasses.dataclass(frozen=True)
 class SparsityHparams:
+    """What makes a run sparse: the penalty or L0 gates, the prior, pruning while training,
+    dynamic sparse training (one flag each; checked by concern in __post_init__)."""
     penalty: str = field("l0", "l0 (hard-concrete gates, Louizos et al. 2018), none, or a MAP penalty of "
                                "tflth.regularizers: " + ", ".join(PENALTIES[2:]) + ".")
     strength: float = field(0.1, "Penalty strength per training example: loss = cross-entropy + "
