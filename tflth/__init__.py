@@ -9,6 +9,8 @@ internals.check_versions()  # before the modules that rely on the checked privat
 
 from tflth import (bayes, data, distribute, engine, l0, layers, lottery, models, priors, pruning,  # noqa: E402
                    regularizers)
+from tflth.conversion import sparsify  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["bayes", "data", "distribute", "engine", "l0", "layers", "lottery", "models", "priors", "pruning", "regularizers"]
+__all__ = ["bayes", "data", "distribute", "engine", "l0", "layers", "lottery", "models", "priors", "pruning", "regularizers",
+           "sparsify"]
