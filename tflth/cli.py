@@ -97,7 +97,8 @@ def help_text(flag_values, program):
                  else module)
         lines.append(f"\n{title}:")
         for flag in sorted(groups[module], key=lambda f: f.name):
-            default = "" if flag.default in (None, "") else f" (default: {flag.default_as_str.strip(chr(39))})"
+            quote = "'"  # absl quotes string defaults
+            default = "" if flag.default in (None, "") else f" (default: {flag.default_as_str.strip(quote)})"
             lines.append(f"  --{flag.name}: {' '.join(flag.help.split())}{default}")
     lines.append("\n--helpfull also lists absl's own flags; a --flagfile holds flags one per line.")
     return "\n".join(lines)

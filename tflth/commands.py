@@ -45,7 +45,8 @@ def invocation():
     if found and os.path.exists(script) and os.path.samefile(found, script):
         return "tflth"
     if os.path.exists(script):
-        return os.path.relpath(script) if not os.path.relpath(script).startswith("..") else script
+        relative = os.path.relpath(script)
+        return script if relative.startswith("..") else relative
     return f"{sys.executable} -m tflth"
 
 

@@ -29,15 +29,15 @@ def heading(name):
 def _resolved(value):
     if os.path.isfile(value):
         return value
-    name = value[:-len(".cfg")] if value.endswith(".cfg") else value
-    if os.sep not in value and name in names():
+    name, shipped = (value[:-len(".cfg")] if value.endswith(".cfg") else value), names()
+    if os.sep not in value and name in shipped:
         return path(name)
     if os.sep in value:
-        shipped = os.path.basename(name)
-        hint = f"; tflth ships {shipped}: --flagfile={shipped}" if shipped in names() else " (tflth flags)"
+        base = os.path.basename(name)
+        hint = f"; tflth ships {base}: --flagfile={base}" if base in shipped else " (tflth flags)"
         raise ValueError(f"--flagfile={value}: no such file{hint}")
     raise ValueError(f"--flagfile={value}: no such file, and not a flagfile tflth ships; those are: "
-                     f"{', '.join(names())} (tflth flags)")
+                     f"{', '.join(shipped)} (tflth flags)")
 
 
 def resolve(argv):

@@ -126,8 +126,7 @@ def _expected_weights(layer):
     """sum over the layer's unpruned weights of P(z != 0) of the gate that switches them."""
     if not isinstance(layer, (L0Dense, L0Conv2D)):  # every weight its mask keeps; a plain layer's every weight
         return float(np.asarray(layer.mask).sum()) if isinstance(layer, Prunable) else float(np.prod(layer.kernel.shape))
-    p = np.asarray(hc.prob_nonzero(layer.log_alpha, layer.beta, layer.gamma, layer.zeta))
-    return float((np.broadcast_to(p, layer.mask.shape) * np.asarray(layer.mask)).sum())
+    return float((layer.inclusion_probability() * np.asarray(layer.mask)).sum())
 
 
 def architecture(model):
