@@ -15,6 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_RUN = re.compile(r"<!-- not run: (.*) -->$")
 RUN_ELSEWHERE = {  # (file, index of the block among the file's python blocks): the test that runs it
     ("README.md", 0): "tests/test_readme.py::test_readme_fit_example",
+    ("README.md", 1): "tests/test_readme.py::test_readme_your_own_model_example",
     ("docs/bayes.md", 0): "tests/test_readme.py::test_bayes_doc_example",
     ("docs/export.md", 0): "tests/test_export.py::test_docs_example_runs_as_written",
 }

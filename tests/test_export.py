@@ -232,10 +232,10 @@ def test_non_finite_weights_are_refused_by_name(tmp_path):
 
 
 def test_unsupported_layers_and_subclassed_models_are_named():
-    class Masked1D(pruning.Prunable, keras.layers.Conv1D):  # a prunable layer neither Dense nor Conv2D
+    class Masked1D(pruning.Prunable, keras.layers.Conv1D):  # a prunable kind of your own: exports as Conv1D
         def build(self, input_shape):
             super().build(input_shape)
-            self.mask = self.add_weight(shape=self.kernel.shape, initializer="ones", trainable=False)
+            self.mask = self.add_weight(shape=self.kernel.shape, initializer="zeros", trainable=False)
 
         def deterministic_weights(self):
             return self.kernel * self.mask, self.bias
@@ -244,9 +244,26 @@ def test_unsupported_layers_and_subclassed_models_are_named():
             self.kernel.assign(self.kernel * self.mask)
 
     inputs = keras.Input((8, 2))
-    model = keras.Model(inputs, Masked1D(3, 2, name="odd")(inputs))
-    with pytest.raises(ValueError, match="layer 'odd' \\(.*Masked1D\\) cannot be exported"):
-        export.strip(model)
+    model = keras.Model(inputs, Masked1D(3, 2, name="odd", bias_initializer="ones")(inputs))
+    plain = export.strip(model)
+    assert type(plain.get_layer("odd")) is keras.layers.Conv1D
+    np.testing.assert_array_equal(plain(np.ones((1, 8, 2))), np.ones((1, 7, 3)))  # the mask of zeros folded in
+
+    class Weightless(pruning.Prunable, keras.layers.Layer):  # a prunable layer that extends no Keras kind
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(2, 2))
+            self.mask = self.add_weight(shape=(2, 2), initializer="ones", trainable=False)
+
+        def call(self, x):
+            return x @ self.kernel
+
+        def deterministic_weights(self):
+            return self.kernel, None
+
+    inputs = keras.Input((2,))
+    with pytest.raises(ValueError, match=r"layer 'odd' \(.*Weightless\) cannot be exported: it extends no Keras "
+                                         r"layer with weights$"):
+        export.strip(keras.Model(inputs, Weightless(name="odd")(inputs)))
 
     class Subclassed(keras.Model):
         def __init__(self):

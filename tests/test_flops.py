@@ -30,18 +30,22 @@ def test_families_say_how_many_matmuls_a_training_pass_takes(family, matmuls):
     assert pruning.forward_flops(model)["dense"] == matmuls * 2 * LENET_WEIGHTS
 
 
-def test_a_subclassed_layer_without_an_output_shape_is_not_counted():
-    layer = get_family("masked").dense(4)
-    layer.build((None, 3))
+def test_a_layer_never_called_symbolically_is_counted_from_the_shape_it_was_built_for():
+    def holder(built_for):
+        layer = get_family("masked").dense(4)
+        layer.build(built_for)
 
-    class Holder(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.inner = layer
+        class Holder(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.inner = layer
 
-        def call(self, x):
-            return self.inner(x)
-    assert pruning.forward_flops(Holder()) == {"sparse": None, "dense": None}
+            def call(self, x):
+                return self.inner(x)
+        return Holder()
+    assert pruning.forward_flops(holder((None, 3))) == {"sparse": 2 * 12, "dense": 2 * 12}
+    # Sequences of any length: no count
+    assert pruning.forward_flops(holder((None, None, 3))) == {"sparse": None, "dense": None}
 
 
 def test_training_counts_the_masks_each_step_trained_with(tmp_path):

@@ -20,6 +20,14 @@ def test_readme_fit_example(mnist_dir, tmp_path, monkeypatch):
     assert scope["init"].weights is not None and os.listdir(tmp_path / "logs")
 
 
+def test_readme_your_own_model_example(capsys):
+    """The second block: an attention model and MobileNetV2, made sparse and pruned to 80% in fit."""
+    text = open(os.path.join(REPO, "README.md")).read()
+    block = re.findall(r"```python\n(.*?)```", text, re.S)[1]
+    exec(compile(block, "README.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["0.8", "0.8"]
+
+
 def test_bayes_doc_example(mnist_dir, tmp_path, monkeypatch):
     """docs/bayes.md's example: prune to 5% by SNR while training, predict, deploy."""
     text = open(os.path.join(REPO, "docs", "bayes.md")).read()

@@ -55,11 +55,61 @@ def all_layers(model):
     return list(model._flatten_layers(include_self=False, recursive=True))
 
 
+def sublayers(layer):
+    """The layers `layer` holds directly (its attributes, lists of them), in the order of its weights."""
+    # Layer._flatten_layers is Keras' own walk (see all_layers); no public API lists direct children.
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def replace_sublayer(parent, old, new):
+    """Puts `new` wherever the built layer `parent` holds `old` (an attribute, or an entry of a list,
+    dict or tuple in one, nested or not), in `old`'s place among its sublayers, so that weights
+    keep their order."""
+    # Keras has no public way to swap a sublayer of a built layer: its tracker refuses new state
+    # once built, and its sublayer list (which orders weights and saved files) is private.
+    parent._tracker.replace_tracked_value("layers", old, new)
+
+    def swapped(value):
+        if value is old:
+            return new
+        if isinstance(value, list):
+            items = [swapped(item) for item in value]
+            if any(a is not b for a, b in zip(items, value)):
+                value[:] = items
+        elif isinstance(value, dict):
+            for key, item in list(value.items()):
+                if swapped(item) is not item:
+                    value[key] = swapped(item)
+        elif isinstance(value, tuple):  # TensorFlow's tracking wraps a layer's tuples in a proxy of one
+            items = tuple(swapped(item) for item in value)
+            return items if any(a is not b for a, b in zip(items, value)) else value
+        return value
+
+    for name, value in list(vars(parent).items()):
+        if name != "_tracker" and isinstance(value, (keras.layers.Layer, list, dict, tuple)):
+            changed = swapped(value)
+            if changed is not value:
+                setattr(parent, name, changed)  # already tracked: Keras' __setattr__ adds nothing
+
+
+def is_graph_model(model):
+    """Whether `model` is a Functional or Sequential model, one Keras can copy layer by layer."""
+    # keras.Model(inputs, outputs) returns a Functional, which Keras does not export by that name.
+    from keras.src.models.functional import Functional
+    return isinstance(model, (Functional, keras.Sequential))
+
+
 def kernel_variable(layer):
-    """The variable behind a built Dense/Conv layer's kernel."""
-    # `layer.kernel` is a property that, with LoRA or quantization, returns a computed tensor; the
-    # masked families set the variable's constraint and assign to it, so they need `_kernel`.
-    return layer._kernel
+    """The variable behind a built prunable layer's kernel (an Embedding's: its embeddings)."""
+    # Dense, Conv and EinsumDense's `kernel` (Embedding's `embeddings`) is a property that, with
+    # LoRA or quantization, returns a computed tensor; the masked families set the variable's
+    # constraint and assign to it, so they need `_kernel` (`_embeddings`). DepthwiseConv2D and the
+    # transposed convolutions keep theirs in a plain `kernel` attribute.
+    if "_kernel" in vars(layer):
+        return layer._kernel
+    if "_embeddings" in vars(layer):
+        return layer._embeddings
+    return layer.kernel
 
 
 def optimizer_variables(optimizer):

@@ -175,7 +175,8 @@ def _check_bits(metrics, folder, seed):
 
 def dense_flops(study):
     forward = flops.forward_flops(lottery.build_model(imp_hparams(study), 0))["dense"]
-    return flops.step_flops(forward, study.dataset.batch_size) * study.training.iterations
+    step = flops.step_flops(forward, study.dataset.batch_size)  # None where a layer's shapes are unknown
+    return None if step is None else step * study.training.iterations
 
 
 def _cell_key(cell):

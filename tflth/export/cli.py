@@ -52,6 +52,8 @@ def report_lines(report):
         sizes += (f"; CSR arrays stored {_kb(report['csr_bytes'])}, "
                   f"{report['csr_bytes'] / report['csr_limit_stored_index_bytes']:.2f}x their limit")
     lines = [f"  weights kept   {kept:,} of {total:,} ({100.0 * kept / total:.2f}%)", f"  size           {sizes}"]
+    if report.get("stored_dense"):
+        lines.append(f"  stored dense   {', '.join(report['stored_dense'])} (no sparse kernel for their kind)")
     if "parameters" in report:
         lines.append(f"  parameters     {report['parameters']:,} stored"
                      + (f"; units {report['units']} of {report['units_before']}" if "units" in report else ""))

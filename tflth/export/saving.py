@@ -28,6 +28,7 @@ from tflth.cloning import replace_layers
 from tflth.export.strip import strip
 from tflth.pruning import compact as compaction
 from tflth.pruning.compact import is_weighted
+from tflth.pruning.masks import prunable_layers
 from tflth.pruning.prunable import deployed_weights, is_prunable
 
 FORMATS = ("dense", "sparse", "compact")
@@ -169,7 +170,8 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
     """Writes `model` (any tflth family, or plain Keras) to the folder `path` as a SavedModel with
     a serving signature (`tf.saved_model.load(path).serve(x)`), in `format`:
       "dense":   plain kernels with their zeros (compresses well);
-      "sparse":  kernels in CSR form, computed with sparse ops (tflth/export/sparse.py);
+      "sparse":  Dense and Conv2D kernels in CSR form, computed with sparse ops (tflth/export/sparse.py);
+                 other kinds (Conv1D, EinsumDense, ...) stay dense, listed in the report's "stored_dense";
       "compact": entirely pruned neurons and filters removed (tflth.pruning.compact).
     Returns a report (also written to `path/tflth_export.json`): sizes, weights kept, the CSR limit
     and the largest difference from the model's outputs on `sample` (default: 16 random inputs)."""
@@ -188,6 +190,9 @@ def save_sparse(model, path, format="sparse", overwrite=False, sample=None, atol
         if format == "sparse":  # the CSR arrays alone, beside the biases and other variables
             report["csr_bytes"] = sum(v.numpy().nbytes for layer in internals.all_layers(exported)
                                       if hasattr(layer, "csr") for v in layer.csr()[:3])
+            # Kinds without a sparse kernel (all but Dense and Conv2D in the model's graph) stay dense.
+            stored_sparse = {layer.name for layer in internals.all_layers(exported) if hasattr(layer, "csr")}
+            report["stored_dense"] = [layer.name for layer in prunable_layers(model) if layer.name not in stored_sparse]
         io.write_json(os.path.join(tmp, REPORT), report)
     return report
 

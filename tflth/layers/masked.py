@@ -33,7 +33,6 @@ from keras import ops
 from tflth import internals
 from tflth.arguments import is_number
 from tflth.layers._forward import forward
-from tflth.layers.family import LayerFamily, register_family
 from tflth.pruning.prunable import FEATURES, Prunable, check_options
 from tflth.ops import targeted_dropout as td
 
@@ -91,24 +90,68 @@ def _check_targeted(rate, fraction, unit):
         raise ValueError(f"targeted_unit={unit!r} is unknown; allowed: {', '.join(td.UNITS)}")
 
 
-class _MaskedMixin(Prunable):
-    """Adds a `mask` weight beside the kernel of a Keras Dense/Conv layer, and optional
-    targeted dropout in training.
+class _MaskedKernel(Prunable):
+    """Adds a `mask` weight beside the kernel of a Keras layer; Keras' own `call` computes with the
+    kernel, which holds 0.0 wherever the mask does. `layer.weights` is the Keras layer's own
+    (kernel, bias), then the mask: a layer lists its own variables first.
 
-    `layer.weights` is kernel, bias, mask: a layer lists its own variables first.
+    A kind with more options (targeted dropout, straight-through) says so in `features`.
     """
 
     _default_prefix = None  # set by each class
-    features = frozenset(FEATURES)  # the kernel times the mask is all it computes with
+    features = frozenset({"kernel_is_weights"})
     kind = "masked"
+    straight_through = False
 
-    def __init__(self, *args, name=None, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
+    def __init__(self, *args, name=None, straight_through=False, targeted_dropout=0.0, **kwargs):
+        check_options(type(self), straight_through, targeted_dropout)  # a kind without them refuses them
+        super().__init__(*args, name=name or _default_name(self._default_prefix), **kwargs)
+
+    def deterministic_weights(self):
+        """(kernel, bias) the layer computes with: the kernel times its mask."""
+        return self.kernel * ops.cast(self.mask, self.kernel.dtype), self.bias
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # Keras loads a layer's own variables before its children's: the kernel is
+        # re-masked once the holder has loaded the mask.
+        kernel = internals.kernel_variable(self)
+        self._mask_holder = _MaskHolder(kernel.shape, kernel.dtype, on_load=self.apply_mask, name="mask")
+        kernel.constraint = _KeepMasked(self, kernel.constraint)
+
+    @property
+    def mask(self):
+        if not self.built:  # like `kernel`; `getattr(layer, "mask", None)` gives None
+            raise AttributeError("You must build the layer before accessing `mask`.")
+        return self._mask_holder.variable
+
+    def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `tflth.internals.filed_as`)
+        return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
+
+    def apply_mask(self):
+        """Zeroes the pruned entries of the kernel variable (a straight-through kernel keeps them)."""
+        if not self.straight_through:  # a straight-through kernel keeps its dense values
+            kernel = internals.kernel_variable(self)
+            kernel.assign(kernel * self.mask)
+
+    def set_weights(self, weights):
+        super().set_weights(weights)
+        self.apply_mask()
+
+
+class _MaskedMixin(_MaskedKernel):
+    """A masked Dense or Conv layer (whose forward pass `tflth.layers._forward` writes), with
+    optional targeted dropout in training and a straight-through mode."""
+
+    features = frozenset(FEATURES)  # the kernel times the mask is all it computes with
+
+    def __init__(self, *args, targeted_dropout=0.0, targeted_fraction=0.5, targeted_unit="weight",
                  straight_through=False, **kwargs):
         check_options(type(self), straight_through, targeted_dropout)
         _check_targeted(targeted_dropout, targeted_fraction, targeted_unit)
         if not isinstance(straight_through, bool):
             raise ValueError(f"straight_through={straight_through!r}: must be True or False")
-        super().__init__(*args, name=name or _default_name(self._default_prefix), **kwargs)
+        super().__init__(*args, **kwargs)
         self.targeted_dropout = float(targeted_dropout)
         self.targeted_fraction = float(targeted_fraction)
         self.targeted_unit = targeted_unit
@@ -132,37 +175,6 @@ class _MaskedMixin(Prunable):
         return {**super().get_config(), "targeted_dropout": self.targeted_dropout,
                 "targeted_fraction": self.targeted_fraction, "targeted_unit": self.targeted_unit,
                 "straight_through": self.straight_through}
-
-    def deterministic_weights(self):
-        """(kernel, bias) the layer computes with: the kernel times its mask."""
-        return self.kernel * ops.cast(self.mask, self.kernel.dtype), self.bias
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        # Keras loads a layer's own variables before its children's: the kernel is
-        # re-masked once the holder has loaded the mask.
-        kernel = internals.kernel_variable(self)
-        self._mask_holder = _MaskHolder(kernel.shape, kernel.dtype, on_load=self.apply_mask, name="mask")
-        kernel.constraint = _KeepMasked(self, self.kernel_constraint)
-
-    @property
-    def mask(self):
-        if not self.built:  # like `kernel`; `getattr(layer, "mask", None)` gives None
-            raise AttributeError("You must build the layer before accessing `mask`.")
-        return self._mask_holder.variable
-
-    def __repr__(self):  # Keras' says "Dense": `__name__` is borrowed (see `tflth.internals.filed_as`)
-        return f"<{type(self).__qualname__} name={self.name}, built={self.built}>"
-
-    def apply_mask(self):
-        """Zeroes the pruned entries of the kernel variable (a straight-through kernel keeps them)."""
-        if not self.straight_through:  # a straight-through kernel keeps its dense values
-            kernel = internals.kernel_variable(self)
-            kernel.assign(kernel * self.mask)
-
-    def set_weights(self, weights):
-        super().set_weights(weights)
-        self.apply_mask()
 
 
 @internals.filed_as(keras.layers.Dense)
@@ -191,5 +203,3 @@ class MaskedConv2D(_MaskedMixin, keras.layers.Conv2D):
 
     _default_prefix = "masked_conv2d"
 
-
-register_family(LayerFamily("masked", MaskedDense, MaskedConv2D))

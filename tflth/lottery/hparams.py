@@ -16,13 +16,14 @@ OPTIMIZER_STATES = ("fresh", "rewind")
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
     """The architecture and the layer family it is built from."""
-    model: str = field("lenet_300_100", "Architecture (tflth.models).")
+    model: str = field("lenet_300_100", "Architecture: a tflth.models name, keras.applications.NAME, or "
+                                         "package.module:function (your own; see docs/keras.md).")
     family: str = field("masked", "Layer family the architecture is built from.")
 
     def __post_init__(self):
         from tflth.layers import family as families
-        from tflth.models import MODELS
-        one_of("model", self.model, sorted(MODELS))
+        from tflth.models import check_model
+        check_model(self.model)
         families.get_family(self.family)
 
 

@@ -183,6 +183,8 @@ def check_run_args(hparams, levels, controls, workers=1, root=None, control_leve
     try:
         pruning.check_prune_args(build_model(hparams, 0), **_prune_args(hparams))
     except ValueError as e:
+        if str(e).startswith("--"):  # names its flag already (--model)
+            raise
         flag = "exclude" if "exclude" in str(e) else "family"
         raise ValueError(f"--{flag}={getattr(hparams.pruning if flag == 'exclude' else hparams.model, flag)!r}: "
                          f"{e}") from None

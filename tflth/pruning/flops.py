@@ -26,17 +26,9 @@ PASSES_PER_STEP = 3  # forward, backward to the activations, backward to the wei
 
 
 def positions(layer):
-    """Output positions per example that each kernel weight is used at: 1 for Dense on a
-    vector, H x W for a Conv2D; None where the layer's output shape is unknown (a layer of a
-    subclassed model that was never called symbolically, or images of no fixed size)."""
-    try:
-        shape = tuple(layer.output.shape[1:])
-    except (AttributeError, ValueError):
-        return None
-    if any(d is None for d in shape):  # e.g. Input((None, None, 3)): positions vary per batch
-        return None
-    channels = int(layer.kernel.shape[-1])
-    return math.prod(int(d) for d in shape) // channels
+    """Output positions per example that each kernel weight is used at (`Prunable.positions`):
+    1 for Dense on a vector, H x W for a Conv2D; None where the layer's output shape is unknown."""
+    return layer.positions()
 
 
 def forward_flops(model):

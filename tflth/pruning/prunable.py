@@ -22,6 +22,7 @@ and declare fewer features. It lives in `tflth.pruning`, below the layers (which
 that pruning needs no layer module. A kind that declares "straight_through" honours a
 `straight_through` attribute (`tflth.pruning.straight_through` sets it).
 """
+import math
 import types
 
 import numpy as np
@@ -48,11 +49,34 @@ class Prunable:
     def inclusion_probability(self):
         return None
 
+    def positions(self):
+        """How many times per example each kernel weight multiplies an input (`tflth.pruning.flops`):
+        the output positions, 1 for a Dense layer on a vector, H x W for a Conv2D; None where the
+        output shape is unknown (a layer of a subclassed model never called symbolically, or
+        images of no fixed size). Kinds whose kernel maps inputs to outputs otherwise override it."""
+        size = _known_size(self, "output")
+        return None if size is None else size // int(self.kernel.shape[-1])
+
     def deterministic_weights(self):
         raise NotImplementedError(f"{type(self).__qualname__} must define deterministic_weights()")
 
     def apply_mask(self):
         raise NotImplementedError(f"{type(self).__qualname__} must define apply_mask()")
+
+
+def _known_size(layer, end):
+    """The number of entries per example of the layer's "input" or "output" (its first), None where
+    a dimension is unknown. A layer never called on a symbolic input (one a layer of your own
+    holds) answers from the input shape it was built for."""
+    try:
+        shape = getattr(layer, end).shape
+    except (AttributeError, ValueError):
+        built = (layer.get_build_config() or {}).get("input_shape")
+        if built is None:
+            return None
+        shape = built if end == "input" else layer.compute_output_shape(built)
+    shape = tuple(shape[1:])
+    return None if any(d is None for d in shape) else math.prod(int(d) for d in shape)
 
 
 def deployed_weights(layer):

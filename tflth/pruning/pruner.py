@@ -1,4 +1,5 @@
 """Scores -> masks. Masks only ever shrink."""
+import keras
 import numpy as np
 
 from tflth.arguments import is_number
@@ -9,6 +10,7 @@ from tflth.pruning.scores import get_score, score_layers
 
 SCOPES = ("layerwise", "global")
 """How `prune` ranks weights: within each layer, or over all layers at once."""
+_DENSE = (keras.layers.Dense, keras.layers.EinsumDense, keras.layers.Embedding)  # the rest convolve
 ROLES = ("conv", "dense", "output")
 """What a layer is for `exclude=` and `overrides=`: a conv layer, a dense layer, the output layer."""
 
@@ -25,7 +27,7 @@ def layer_roles(model):
         if i == len(layers) - 1:
             roles[layer.name] = "output"
         else:
-            roles[layer.name] = "conv" if len(layer.kernel.shape) > 2 else "dense"
+            roles[layer.name] = "dense" if isinstance(layer, _DENSE) else "conv"
     return roles
 
 

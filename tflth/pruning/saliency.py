@@ -16,13 +16,15 @@ from tflth.pruning.scores import register_score
 
 
 def _batches(data, batches, score):
-    """(x, y) arrays are one batch; an iterable of (x, y) batches (a tf.data.Dataset) gives its
-    first `batches`."""
+    """(x, y) arrays are one batch (x: a list of arrays for several inputs); an iterable of (x, y)
+    batches (a tf.data.Dataset) gives its first `batches`."""
     if data is None:
         raise ValueError(f"score {score!r} needs data: pass data=(x, y) (one batch) or a dataset of (x, y) batches")
     if not (is_integer(batches) and batches >= 1):
         raise ValueError(f"batches={batches!r} must be an integer >= 1")
-    if isinstance(data, (tuple, list)) and data and hasattr(data[0], "shape"):  # arrays: one batch
+    # One batch: (x, y) arrays, x a list of arrays for a model of several inputs.
+    if isinstance(data, (tuple, list)) and data and (hasattr(data[0], "shape") or
+                                                     (len(data) == 2 and hasattr(data[1], "shape"))):
         if len(data) != 2:
             raise ValueError(f"score {score!r}: data holds {len(data)} arrays; expected (x, y)")
         if batches != 1:

@@ -14,6 +14,7 @@
   (in, out), M consecutive inputs of each output; for a conv kernel (h, w, in, out), M
   consecutive input channels at each position of each filter.
 """
+import keras
 import numpy as np
 
 from tflth.pruning.masks import get_masks, set_masks
@@ -46,6 +47,18 @@ def group_side(score):
     return "input" if constant(score.ndim - 1) and not constant(score.ndim - 2) else "output"
 
 
+# The kinds whose kernel ends in (inputs, outputs), the layout units and N:M groups are read from;
+# a depthwise kernel ends in (channels, multiplier), a transposed one in (outputs, inputs).
+_LAYOUT = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def _check_layout(layers, who):
+    odd = [layer.name for layer in layers if not isinstance(layer, _LAYOUT)]
+    if odd:
+        raise ValueError(f"{who}: layers {odd} are not Dense or Conv1D/2D/3D, whose kernels end in (inputs, "
+                         f"outputs); exclude them (exclude={odd})")
+
+
 def prune_units(model, fraction, score="magnitude", side="output", norm=2, exclude=None, **context):
     """Removes `fraction` of the remaining units of every prunable layer (rounded up), the units
     of lowest `unit_scores`, by zeroing their whole row or column of the mask.
@@ -62,6 +75,7 @@ def prune_units(model, fraction, score="magnitude", side="output", norm=2, exclu
     protect_classes = exclude is None
     exclude = ("output",) if protect_classes and side == "output" else tuple(exclude or ())
     _, layers, _, roles = check_prune_args(model, fraction, score, "layerwise", None, exclude)
+    _check_layout(layers, "prune_units")
     scores = score_layers(score, layers, model, **context)
     sides = {layer.name: group_side(scores[layer.name]) if side == "group" else side for layer in layers}
     if protect_classes:
@@ -104,6 +118,7 @@ def prune_nm(model, n=2, m=4, score="magnitude", exclude=(), **context):
     docstring); weights already pruned count among the dropped ones. Returns the new masks."""
     check_nm(n, m)
     _, layers, _, _ = check_prune_args(model, 0.0, score, "layerwise", None, exclude)
+    _check_layout(layers, "N:M sparsity")
     for layer in layers:
         size = layer.kernel.shape[-2]
         if size % m:

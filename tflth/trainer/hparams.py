@@ -34,11 +34,12 @@ PER_LAYER_KEYS = ("strength", "droprate_init", "gate_l2")
 
 @dataclasses.dataclass(frozen=True)
 class ModelHparams:
-    model: str = field("lenet_300_100", "Architecture (tflth.models).")
+    model: str = field("lenet_300_100", "Architecture: a tflth.models name, keras.applications.NAME, or "
+                                         "package.module:function (your own; see docs/keras.md).")
 
     def __post_init__(self):
-        from tflth.models import MODELS
-        one_of("model", self.model, sorted(MODELS))
+        from tflth.models import check_model
+        check_model(self.model)
 
 
 @dataclasses.dataclass(frozen=True)
