@@ -6,7 +6,7 @@ import keras
 from tflth import internals
 
 
-def _copy_variables(source, target, values):
+def copy_variables(source, target, values):
     """Sets each variable of `target`, a layer built from `source`'s config, from the next variable
     of `source` of the same name and shape: the same variables in the same order, less those a
     family added to layers `source` holds (masks, gates, scales). `values` ({id(variable): array})
@@ -36,7 +36,7 @@ def replace_layers(model, replace, gone=None, values=None):
         made = replace(layer)
         if made is None:
             made = (layer.__class__.from_config(layer.get_config()),
-                    lambda new: _copy_variables(layer, new, values or {}))
+                    lambda new: copy_variables(layer, new, values or {}))
         assigned.append(made)
         return made[0]
 

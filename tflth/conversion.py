@@ -92,17 +92,18 @@ def _replace_held(root, wanted, make):
     projections, a block of your own, a subclassed model's layers): the layers of a Functional or
     Sequential model sit in its graph, which the copy has already rebuilt. A layer whose name
     another layer has too is named `<holder>_<name>` (each MultiHeadAttention has a "query")."""
-    pairs = [(parent, child) for parent in [root] + internals.all_layers(root)
+    layers = internals.all_layers(root)
+    pairs = [(parent, child) for parent in [root] + layers
              if not internals.is_graph_model(parent) for child in internals.sublayers(parent) if wanted(child)]
     reached = {id(child) for _, child in pairs}
-    left = [layer.name for layer in internals.all_layers(root) if wanted(layer) and id(layer) not in reached]
+    left = [layer.name for layer in layers if wanted(layer) and id(layer) not in reached]
     if left:
         raise ValueError(f"layers {left} sit in a Functional or Sequential model that a layer of your own holds, "
                          "which Keras cannot rebuild where it is; hold the layers themselves, or exclude them")
     unbuilt = [child.name for _, child in pairs if not child.built]
     if unbuilt:
         raise ValueError(f"layers {unbuilt} are not built; call the model on data first")
-    counts = collections.Counter(layer.name for layer in internals.all_layers(root))
+    counts = collections.Counter(layer.name for layer in layers)
     made = {}  # id(layer) -> its replacement: a layer two holders share stays one layer
     for parent, child in pairs:
         if id(child) not in made:

@@ -13,7 +13,7 @@ import inspect
 import keras
 
 from tflth import internals
-from tflth.cloning import replace_layers
+from tflth.cloning import copy_variables, replace_layers
 from tflth.pruning.masks import prunable_layers
 from tflth.pruning.prunable import deployed_weights, is_prunable
 
@@ -36,36 +36,30 @@ def _plain_class(layer):
     return cls, keys
 
 
-def _deployed(layer):
-    """The plain layer's weights, in Keras' order: (depthwise,) kernel, (bias)."""
-    kernel, bias = deployed_weights(layer)
-    first = [deployed_weights(layer.depthwise_layer)[0]] if isinstance(layer, keras.layers.SeparableConv2D) else []
-    return first + [kernel] + ([] if bias is None else [bias])
-
-
-def _strip_layer(layer):
-    if not is_prunable(layer):
-        return None
-    cls, keys = _plain_class(layer)
-    if cls in _CONVS and layer.data_format == "channels_first" and layer.use_bias:
-        # Keras 3.15's Conv layers add such a bias on the wrong axis when width == filters
-        # (tflth/layers/_forward.py works around it; a plain Keras layer cannot).
-        raise ValueError(f"layer {layer.name!r}: a channels_first {cls.__name__} with a bias cannot be exported as "
-                         f"Keras' own {cls.__name__}; build the model channels_last")
-    config = {k: v for k, v in layer.get_config().items() if k in keys and k not in _DROPPED}
-    return cls.from_config(config), _deployed(layer)
-
-
 def strip(model):
     """A plain Keras model (no tflth classes) whose outputs equal `model`'s in evaluation mode:
     masks folded into the kernels, L0 gates at their test-time value, Bayesian layers replaced by
     their pruned posterior means."""
-    # Prunable layers held by a layer of your own (MultiHeadAttention's projections) come back plain
-    # from its config; their deployed weights are copied in.
+    # Every prunable layer's deployed kernel (and bias), by the variable it replaces: copied into the
+    # plain layer that replaces it, and into the plain copies of prunable layers a layer of your own
+    # holds (MultiHeadAttention's projections come back plain from its config).
     deployed = {}
     for layer in prunable_layers(model):
         kernel, bias = deployed_weights(layer)
         deployed[id(internals.kernel_variable(layer))] = kernel
         if bias is not None:
             deployed[id(layer.bias)] = bias
-    return replace_layers(model, _strip_layer, gone=is_prunable, values=deployed)
+
+    def strip_layer(layer):
+        if not is_prunable(layer):
+            return None
+        cls, keys = _plain_class(layer)
+        if cls in _CONVS and layer.data_format == "channels_first" and layer.use_bias:
+            # Keras 3.15's Conv layers add such a bias on the wrong axis when width == filters
+            # (tflth/layers/_forward.py works around it; a plain Keras layer cannot).
+            raise ValueError(f"layer {layer.name!r}: a channels_first {cls.__name__} with a bias cannot be exported "
+                             f"as Keras' own {cls.__name__}; build the model channels_last")
+        config = {k: v for k, v in layer.get_config().items() if k in keys and k not in _DROPPED}
+        return cls.from_config(config), lambda new: copy_variables(layer, new, deployed)
+
+    return replace_layers(model, strip_layer, gone=is_prunable, values=deployed)
